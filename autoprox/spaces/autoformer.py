@@ -1,0 +1,111 @@
+"""AutoFormer-Ti subnets, as the ViT-Bench-101 models were built (REFERENCE.md s.1)."""
+from __future__ import annotations
+
+import random
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .base import ArchError, SearchSpace, check_choice, check_keys, register_space
+from .layers import Block, block_macs, block_params, init_vit_weights, tag
+
+DIMS = (192, 216, 240)
+DEPTHS = (12, 13, 14)
+RATIOS = (3.5, 4.0)
+HEADS = (3, 4)
+PATCH = 16
+FIELDS = ("hidden_dim", "depth", "mlp_ratio", "num_heads")
+
+
+class AutoFormerViT(nn.Module):
+    def __init__(self, arch: dict, num_classes: int, img_size: int, drop_path: float) -> None:
+        super().__init__()
+        d, depth = arch["hidden_dim"], arch["depth"]
+        n = (img_size // PATCH) ** 2
+        self.patch_embed = tag(nn.Conv2d(3, d, kernel_size=PATCH, stride=PATCH), "patch")
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, d))
+        rates = [drop_path * i / max(depth - 1, 1) for i in range(depth)]
+        self.blocks = nn.ModuleList(
+            Block(d, arch["num_heads"][i], int(d * arch["mlp_ratio"][i]), rates[i], eps=1e-6)
+            for i in range(depth))
+        self.norm = nn.LayerNorm(d, eps=1e-6)
+        self.head = tag(nn.Linear(d, num_classes), "head")
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        init_vit_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.norm(x)
+        return self.head(x[:, 1:].mean(dim=1))
+
+
+@register_space("autoformer")
+class AutoFormerSpace(SearchSpace):
+    """hidden_dim, depth, and per-layer mlp_ratio and num_heads lists."""
+
+    def validate(self, arch: Mapping[str, Any]) -> dict:
+        check_keys(arch, FIELDS, "autoformer")
+        check_choice("hidden_dim", arch["hidden_dim"], DIMS)
+        check_choice("depth", arch["depth"], DEPTHS)
+        depth = arch["depth"]
+        for f, choices in (("mlp_ratio", RATIOS), ("num_heads", HEADS)):
+            v = arch[f]
+            if not isinstance(v, (list, tuple)) or len(v) != depth:
+                raise ArchError(f"{f} must be a list of {depth} values (one per layer), got {v!r}")
+            for i, x in enumerate(v):
+                check_choice(f"{f}[{i}]", x, choices)
+        return {"hidden_dim": int(arch["hidden_dim"]), "depth": int(depth),
+                "mlp_ratio": [float(r) for r in arch["mlp_ratio"]],
+                "num_heads": [int(h) for h in arch["num_heads"]]}
+
+    def sample(self, rng: random.Random) -> dict:
+        depth = rng.choice(DEPTHS)
+        return {"hidden_dim": rng.choice(DIMS), "depth": depth,
+                "mlp_ratio": [rng.choice(RATIOS) for _ in range(depth)],
+                "num_heads": [rng.choice(HEADS) for _ in range(depth)]}
+
+    def mutate(self, arch: Mapping[str, Any], rng: random.Random, prob: float = 0.3) -> dict:
+        a = self.validate(arch)
+        if rng.random() < prob:
+            a["hidden_dim"] = rng.choice(DIMS)
+        if rng.random() < prob:
+            a["depth"] = rng.choice(DEPTHS)
+        for f, choices in (("mlp_ratio", RATIOS), ("num_heads", HEADS)):
+            genes = a[f][: a["depth"]] + [rng.choice(choices) for _ in range(a["depth"] - len(a[f]))]
+            a[f] = [rng.choice(choices) if rng.random() < prob else g for g in genes]
+        return a
+
+    def crossover(self, a: Mapping[str, Any], b: Mapping[str, Any], rng: random.Random) -> dict:
+        a, b = self.validate(a), self.validate(b)
+        depth = rng.choice((a["depth"], b["depth"]))
+        child = {"hidden_dim": rng.choice((a["hidden_dim"], b["hidden_dim"])), "depth": depth}
+        for f in ("mlp_ratio", "num_heads"):
+            child[f] = [rng.choice([p[f][i] for p in (a, b) if i < p["depth"]]) for i in range(depth)]
+        return child
+
+    def num_params(self, arch: Mapping[str, Any], num_classes: int = 100, img_size: int = 224) -> int:
+        a = self.validate(arch)
+        d = a["hidden_dim"]
+        tokens = (img_size // PATCH) ** 2 + 1
+        total = 3 * PATCH * PATCH * d + d + d + tokens * d  # patch conv, cls, pos
+        total += sum(block_params(d, int(d * r)) for r in a["mlp_ratio"])
+        return total + 2 * d + d * num_classes + num_classes  # final norm, head
+
+    def flops(self, arch: Mapping[str, Any], num_classes: int = 100, img_size: int = 224) -> int:
+        a = self.validate(arch)
+        d = a["hidden_dim"]
+        n = (img_size // PATCH) ** 2
+        total = n * d * 3 * PATCH * PATCH
+        total += sum(block_macs(d, int(d * r), n + 1) for r in a["mlp_ratio"])
+        return total + d * num_classes
+
+    def _build(self, arch: dict, num_classes: int, img_size: int, drop_path: float) -> nn.Module:
+        if img_size < PATCH:
+            raise ArchError(f"img_size {img_size} is smaller than the {PATCH}px patch")
+        return AutoFormerViT(arch, num_classes, img_size, drop_path)
