@@ -1,0 +1,148 @@
+"""On-disk statistics cache: one checksummed file per (arch, batch, seed, config, code).
+
+File layout: ``MAGIC | u64 header length | JSON header | payload | u32 crc32`` where
+the crc covers everything before it. A file that is truncated, corrupt, or of
+another format is reported as a miss (and recomputed by the caller), never used.
+float16 storage divides each tensor by its max |value| first (kept in the header),
+so tiny gradients do not underflow; tensors become float32 when first read.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import zlib
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator, Mapping, MutableSequence
+
+import numpy as np
+import torch
+
+from .io import atomic_write_bytes
+from .stats import ArchStats, StatsConfig
+
+MAGIC = b"APXSTAT1"
+
+
+def default_cache_dir() -> Path:
+    """``$AUTOPROX_CACHE``, else ``$XDG_CACHE_HOME/autoprox``, else ``~/.cache/autoprox``."""
+    if os.environ.get("AUTOPROX_CACHE"):
+        return Path(os.environ["AUTOPROX_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "autoprox"
+
+
+def cache_key(space: str, arch_key: str, batch_fingerprint: str, num_classes: int, seed: int,
+              cfg: StatsConfig, device_type: str, code: str) -> str:
+    """Hash of everything that changes the stored values."""
+    parts = {"space": space, "arch": arch_key, "batch": batch_fingerprint, "classes": num_classes,
+             "seed": seed, "cfg": asdict(cfg), "device": device_type, "code": code}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class LazyList(MutableSequence):
+    """Per-layer tensors decoded from the file buffer to float32 on first access."""
+
+    def __init__(self, raw: list[tuple[np.ndarray, float, tuple]]) -> None:
+        self._raw = raw
+        self._done: dict[int, torch.Tensor] = {}
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        i = range(len(self))[i]
+        if i not in self._done:
+            arr, scale, shape = self._raw[i]
+            t = torch.from_numpy(arr.astype(np.float32, copy=True)).reshape(shape)
+            self._done[i] = t.mul_(scale) if scale != 1.0 else t
+        return self._done[i]
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return (self[i] for i in range(len(self)))
+
+    def __setitem__(self, i, v):  # read-only
+        raise TypeError("cached statistics are read-only")
+
+    __delitem__ = __setitem__
+
+    def insert(self, i, v):
+        raise TypeError("cached statistics are read-only")
+
+
+def encode(stats: ArchStats, dtype: str, meta: Mapping[str, Any]) -> bytes:
+    """Serialise ``stats`` (tensors in ``dtype``) with a crc32 trailer."""
+    np_dtype = np.float16 if dtype == "float16" else np.float32
+    entries, chunks, offset = [], [], 0
+    for family, tensors in stats.tensors.items():
+        for t in tensors:
+            a = t.detach().float().cpu().numpy()
+            scale = 1.0
+            if np_dtype == np.float16 and a.size:
+                m = float(np.max(np.abs(a)))
+                scale = m if np.isfinite(m) and m > 0 else 1.0
+            b = (a / scale).astype(np_dtype).tobytes()
+            entries.append({"family": family, "shape": list(a.shape), "offset": offset,
+                            "nbytes": len(b), "scale": scale})
+            chunks.append(b)
+            offset += len(b)
+    header = json.dumps({"format": 1, "dtype": dtype, "entries": entries, "kinds": stats.kinds,
+                         "scalars": stats.scalars, "meta": dict(meta), "payload": offset}).encode()
+    body = MAGIC + struct.pack("<Q", len(header)) + header + b"".join(chunks)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def decode(buf: bytes | bytearray) -> ArchStats | None:
+    """Inverse of ``encode``; None for anything truncated, corrupt or foreign."""
+    if len(buf) < len(MAGIC) + 12 or buf[: len(MAGIC)] != MAGIC:
+        return None
+    (crc,) = struct.unpack("<I", buf[-4:])
+    if zlib.crc32(memoryview(buf)[:-4]) != crc:
+        return None
+    (hlen,) = struct.unpack("<Q", buf[len(MAGIC): len(MAGIC) + 8])
+    start = len(MAGIC) + 8
+    try:
+        header = json.loads(bytes(buf[start: start + hlen]))
+    except ValueError:
+        return None
+    base = start + hlen
+    if base + header["payload"] + 4 != len(buf):
+        return None
+    np_dtype = np.float16 if header["dtype"] == "float16" else np.float32
+    raw: dict[str, list] = {}
+    for e in header["entries"]:
+        arr = np.frombuffer(buf, dtype=np_dtype, count=e["nbytes"] // np.dtype(np_dtype).itemsize,
+                            offset=base + e["offset"])
+        raw.setdefault(e["family"], []).append((arr, e["scale"], tuple(e["shape"])))
+    return ArchStats(tensors={f: LazyList(r) for f, r in raw.items()},  # type: ignore[misc]
+                     kinds=header["kinds"], scalars=header["scalars"])
+
+
+class StatsCache:
+    """Files under ``root/<space>/<key[:2]>/<key>.apx``."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def path(self, space: str, key: str) -> Path:
+        return self.root / space / key[:2] / f"{key}.apx"
+
+    def load(self, space: str, key: str) -> ArchStats | None:
+        p = self.path(space, key)
+        try:
+            buf = bytearray(p.stat().st_size)
+            with open(p, "rb") as f:
+                if f.readinto(buf) != len(buf):
+                    return None
+        except OSError:
+            return None
+        return decode(buf)
+
+    def save(self, space: str, key: str, stats: ArchStats, dtype: str, meta: Mapping[str, Any]) -> Path:
+        p = self.path(space, key)
+        atomic_write_bytes(p, encode(stats, dtype, meta))
+        return p

@@ -1,0 +1,104 @@
+"""The one command line: ``autoprox <verb>``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from .config import ConfigError, from_dict, to_dict, load_config
+
+SCORING_FLAGS = {  # flag -> (path in ScoringConfig, type, help)
+    "batch_source": (("batch", "source"), str, "synthetic (default, offline), cifar100 or folder"),
+    "batch_path": (("batch", "path"), str, "CIFAR-100 'train' file/folder, or image folder"),
+    "batch_size": (("batch", "size"), int, "images in the proxy batch"),
+    "resolution": (("batch", "resolution"), int, "image side in pixels"),
+    "num_classes": (("batch", "num_classes"), int, "classes of the model head and labels"),
+    "seed": (("seed",), int, "seed of model init and stochastic layers"),
+    "device": (("device",), str, "cpu or cuda[:N]"),
+    "cache_dir": (("cache_dir",), str, "statistics cache folder"),
+    "stats_dtype": (("stats", "dtype"), str, "float16 (default) or float32 cache storage"),
+}
+
+
+def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("statistics (override the config file)")
+    for flag, (_, tp, help_) in SCORING_FLAGS.items():
+        g.add_argument("--" + flag.replace("_", "-"), dest=flag, type=tp, default=None, help=help_)
+    g.add_argument("--no-cache", dest="use_cache", action="store_false", default=None,
+                   help="compute statistics without reading or writing the cache")
+
+
+def _overlay(base: dict, args: argparse.Namespace, top: dict[str, Any]) -> dict:
+    """Apply explicitly given flags onto a plain config dict."""
+    sc = base.setdefault("scoring", {})
+    for flag, (path, _, _) in SCORING_FLAGS.items():
+        v = getattr(args, flag, None)
+        if v is not None:
+            d = sc
+            for k in path[:-1]:
+                d = d.setdefault(k, {})
+            d[path[-1]] = v
+    if getattr(args, "use_cache", None) is False:
+        sc["use_cache"] = False
+    base.update({k: v for k, v in top.items() if v is not None})
+    return base
+
+
+def _progress(label: str) -> Callable[[Iterable, int], Iterable]:
+    def wrap(it: Iterable, total: int) -> Iterable:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+        cols = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                TimeRemainingColumn())
+        with Progress(*cols, transient=True, disable=not sys.stderr.isatty()) as prog:
+            task = prog.add_task(label, total=total)
+            for x in it:
+                yield x
+                prog.advance(task)
+    return wrap
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import BenchConfig, run_bench, to_markdown, write_bench
+    from .zoo import resolve_proxy
+    base = to_dict(load_config(BenchConfig, args.config)) if args.config else {}
+    top = {"space": args.space, "bench": args.bench, "jcm": args.jcm, "limit": args.limit,
+           "proxies": args.proxy, "targets": args.targets.split(",") if args.targets else None}
+    cfg = from_dict(BenchConfig, _overlay(base, args, top), "bench config")
+    rows = run_bench(cfg, resolve_proxy, progress=_progress(f"bench {cfg.space}"))
+    out = Path(args.out or f"runs/bench-{cfg.space}")
+    write_bench(rows, cfg, out)
+    print(to_markdown(rows))
+    print(f"\nwrote {out / 'bench.csv'} and {out / 'config.yaml'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="autoprox", description=__doc__)
+    sub = ap.add_subparsers(dest="verb", required=True)
+    b = sub.add_parser("bench", help="correlate proxies with ViT-Bench-101 accuracies")
+    b.add_argument("--space", choices=None, help="search space (autoformer, pit)")
+    b.add_argument("--bench", help="benchmark JSON file (default: the shipped one)")
+    b.add_argument("--proxy", nargs="+", help="zoo names or proxy files")
+    b.add_argument("--targets", help="comma-separated targets, e.g. c100_kd,flower_kd")
+    b.add_argument("--jcm", choices=("mean_tau", "mean_abs_tau"))
+    b.add_argument("--limit", type=int, help="only the first N archs")
+    b.add_argument("--config", help="YAML bench config (flags override it)")
+    b.add_argument("--out", help="output folder (default runs/bench-<space>)")
+    _add_scoring_flags(b)
+    b.set_defaults(fn=cmd_bench)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ConfigError, ValueError, KeyError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"autoprox {args.verb}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
