@@ -164,7 +164,7 @@ def extract(space: SearchSpace, arch: Mapping, images: torch.Tensor, labels: tor
                         drop_path=cfg.drop_path).to(device)
     rec = _Recorder(cfg)
     handles = rec.attach(model)
-    x = images.to(device).requires_grad_(True)
+    x = images.to(device).detach().requires_grad_(True)  # own .grad, batch untouched
     model.train()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)

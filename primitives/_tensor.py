@@ -1,0 +1,41 @@
+"""Small tensor helpers shared by the op modules."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def float_dtype(*xs: Tensor) -> torch.dtype:
+    """The promoted dtype of ``xs`` if floating, else torch's default float dtype."""
+    dtype = xs[0].dtype
+    for x in xs[1:]:
+        dtype = torch.promote_types(dtype, x.dtype)
+    return dtype if dtype.is_floating_point else torch.get_default_dtype()
+
+
+def nan(like: Tensor) -> Tensor:
+    """A 0-d NaN with the float dtype and device of ``like``."""
+    return torch.full((), math.nan, dtype=float_dtype(like), device=like.device)
+
+
+def as_matrix(x: Tensor) -> Tensor:
+    """2-D view of ``x``: first dim x product of the rest; a 0-d tensor becomes 1x1."""
+    if x.dim() == 0:
+        return x.reshape(1, 1)
+    return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
+def finite_matrix(x: Tensor) -> Tensor | None:
+    """``as_matrix(x)`` if it is non-empty and finite, else None."""
+    m = as_matrix(x)
+    if m.numel() == 0 or not bool(torch.isfinite(m).all()):
+        return None
+    return m
+
+
+def square_matrix(x: Tensor) -> Tensor | None:
+    """``finite_matrix(x)`` if it is square, else None."""
+    m = finite_matrix(x)
+    return m if m is not None and m.shape[0] == m.shape[1] else None

@@ -1,0 +1,77 @@
+"""Reductions: tensor -> 0-d tensor. Empty input gives NaN, except ``sum`` (0) and ``numel`` (0)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from primitives._tensor import finite_matrix, float_dtype, nan, square_matrix
+from primitives.base import register_op
+
+
+def _reduce(name: str, text: str, latex: str) -> Callable:
+    return register_op(name, group="reduce", arity=1, out_kind="scalar", text=text, latex=latex)
+
+
+@_reduce("mean", "mean({0})", r"\operatorname{{mean}}\left({0}\right)")
+def reduce_mean(x: Tensor) -> Tensor:
+    """Mean of all elements; empty -> NaN."""
+    return x.mean() if x.numel() else nan(x)
+
+
+@_reduce("sum", "sum({0})", r"\sum\left({0}\right)")
+def reduce_sum(x: Tensor) -> Tensor:
+    """Sum of all elements; empty -> 0."""
+    return x.sum()
+
+
+@_reduce("std", "std({0})", r"\operatorname{{std}}\left({0}\right)")
+def reduce_std(x: Tensor) -> Tensor:
+    """Unbiased standard deviation of all elements; one element -> 0, empty -> NaN."""
+    if x.numel() == 0:
+        return nan(x)
+    return x.std() if x.numel() > 1 else torch.zeros((), dtype=float_dtype(x), device=x.device)
+
+
+@_reduce("max", "max({0})", r"\max\left({0}\right)")
+def reduce_max(x: Tensor) -> Tensor:
+    """Largest element (NaN if any element is NaN); empty -> NaN."""
+    return x.amax() if x.numel() else nan(x)
+
+
+@_reduce("min", "min({0})", r"\min\left({0}\right)")
+def reduce_min(x: Tensor) -> Tensor:
+    """Smallest element (NaN if any element is NaN); empty -> NaN."""
+    return x.amin() if x.numel() else nan(x)
+
+
+@_reduce("l2_norm", "l2_norm({0})", r"\left\|{0}\right\|_{{2}}")
+def l2_norm(x: Tensor) -> Tensor:
+    """Euclidean norm of all elements (= Frobenius norm); empty -> NaN."""
+    return torch.linalg.vector_norm(x) if x.numel() else nan(x)
+
+
+@_reduce("nuclear_norm", "nuclear_norm({0})", r"\left\|{0}\right\|_{{*}}")
+def nuclear_norm(x: Tensor) -> Tensor:
+    """Sum of singular values of the 2-D view (first dim x rest); empty or non-finite -> NaN."""
+    m = finite_matrix(x)
+    if m is None:
+        return nan(x)
+    try:
+        return torch.linalg.matrix_norm(m, ord="nuc")
+    except torch.linalg.LinAlgError:
+        return nan(x)
+
+
+@_reduce("logdet", "logdet({0})", r"\log\left|\det\left({0}\right)\right|")
+def logdet(x: Tensor) -> Tensor:
+    """log|det| of the 2-D view via slogdet (singular -> -inf); non-square, empty or non-finite -> NaN."""
+    m = square_matrix(x)
+    return nan(x) if m is None else torch.linalg.slogdet(m).logabsdet
+
+
+@_reduce("numel", "numel({0})", r"\operatorname{{numel}}\left({0}\right)")
+def numel(x: Tensor) -> Tensor:
+    """Number of elements as a float 0-d tensor; empty -> 0, 0-d -> 1."""
+    return torch.tensor(float(x.numel()), dtype=float_dtype(x), device=x.device)

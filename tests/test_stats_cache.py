@@ -1,0 +1,149 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from autoprox.batch import BatchConfig, BatchError, make_batch
+from autoprox.cache import StatsCache, decode, encode
+from autoprox.scoring import StatsProvider
+from autoprox.spaces import get_space, list_spaces
+from autoprox.stats import FAMILIES, StatsConfig, extract, token_index
+
+from conftest import SMALL
+
+
+def test_synthetic_batch_is_deterministic(tiny_batch_cfg):
+    a, b = make_batch(tiny_batch_cfg), make_batch(tiny_batch_cfg)
+    assert torch.equal(a.images, b.images) and a.fingerprint == b.fingerprint
+    assert a.images.shape == (4, 3, 32, 32) and a.labels.max() < 10
+    other = make_batch(BatchConfig(size=4, resolution=32, num_classes=10, seed=1))
+    assert other.fingerprint != a.fingerprint
+
+
+def test_cifar100_source(tmp_path):
+    rng = np.random.default_rng(0)
+    data = {b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8), b"fine_labels": list(range(20))}
+    (tmp_path / "train").write_bytes(pickle.dumps(data))
+    b = make_batch(BatchConfig(source="cifar100", path=str(tmp_path), size=8, resolution=48, num_classes=100))
+    assert b.images.shape == (8, 3, 48, 48)
+    assert set(b.labels.tolist()) <= set(range(20))
+    with pytest.raises(BatchError, match="fewer than batch size"):
+        make_batch(BatchConfig(source="cifar100", path=str(tmp_path), size=30))
+
+
+def test_folder_source(tmp_path):
+    from PIL import Image
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((40, 60, 3), 50 * i, dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    b = make_batch(BatchConfig(source="folder", path=str(tmp_path), size=6, resolution=32))
+    assert b.images.shape == (6, 3, 32, 32) and sorted(b.labels.tolist()) == [0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("cfg,msg", [
+    (dict(source="folder"), "needs a path"), (dict(size=1), "batch size"), (dict(resolution=8), "resolution"),
+])
+def test_bad_batch_config(cfg, msg):
+    with pytest.raises(BatchError, match=msg):
+        BatchConfig(**cfg)
+
+
+def test_missing_batch_files(tmp_path):
+    with pytest.raises(BatchError, match="not found"):
+        make_batch(BatchConfig(source="folder", path=str(tmp_path / "none")))
+    with pytest.raises(BatchError, match="not found"):
+        make_batch(BatchConfig(source="cifar100", path=str(tmp_path / "none")))
+
+
+def test_token_index_rule():
+    assert token_index(197, 8).tolist() == [0, 28, 56, 84, 112, 140, 168, 196]
+    assert token_index(5, 8).tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.fixture(scope="module", params=list_spaces())
+def stats(request, tiny_batch):
+    space = get_space(request.param)
+    cfg = StatsConfig(act_samples=2, act_tokens=4)
+    s = extract(space, SMALL[request.param], tiny_batch.images, tiny_batch.labels, 10, 0, cfg)
+    return request.param, s
+
+
+def test_every_family_is_collected(stats):
+    name, s = stats
+    assert set(s.tensors) == set(FAMILIES)
+    n_lin = sum(k not in ("patch", "pool_conv") for k in s.kinds["weight"])
+    assert len(s.get("linear_input")) == len(s.get("linear_input_grad")) == n_lin
+    assert all(t.numel() > 0 for f in FAMILIES for t in s.get(f))
+    assert s.kinds["weight"][0] == "patch" and s.kinds["weight"][-1] == "head"
+    assert all(t.shape[0] <= 2 for t in s.get("norm_output"))  # act_samples
+
+
+def test_weight_grads_equal_a_plain_backward(stats, tiny_batch):
+    name, s = stats
+    space = get_space(name)
+    model = space.build(SMALL[name], num_classes=10, img_size=32, seed=0)
+    model.train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        F.cross_entropy(model(tiny_batch.images), tiny_batch.labels).backward()
+    from autoprox.spaces.layers import kind_of
+    grads = [m.weight.grad for m in model.modules() if kind_of(m)]
+    ref = {tuple(g.shape): g for g in grads}
+    for g in s.get("weight_grad"):
+        assert any(torch.allclose(g, r) for r in grads if r.shape == g.shape)
+    assert len(ref) > 0
+
+
+def test_matrix_statistics_known_structure(stats, tiny_batch):
+    name, s = stats
+    k = s.get("naswot_kernel")[0]
+    corr = s.get("input_grad_corr")[0]
+    assert k.shape == corr.shape == (4, 4)
+    assert torch.allclose(torch.diagonal(corr), torch.ones(4), atol=1e-5)
+    units = sum(t.shape[-1] for t in s.get("gelu_input"))  # per token, so diag >= units
+    assert torch.all(torch.diagonal(k) >= units) and torch.allclose(k, k.T)
+
+
+def test_extraction_is_deterministic(tiny_batch):
+    space = get_space("pit")
+    cfg = StatsConfig(act_samples=2, act_tokens=4)
+    a = extract(space, SMALL["pit"], tiny_batch.images, tiny_batch.labels, 10, 3, cfg)
+    b = extract(space, SMALL["pit"], tiny_batch.images, tiny_batch.labels, 10, 3, cfg)
+    assert all(torch.equal(x, y) for f in FAMILIES for x, y in zip(a.get(f), b.get(f)))
+
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 0.0), ("float16", 1e-3)])
+def test_cache_roundtrip(stats, dtype, tol):
+    _, s = stats
+    d = decode(bytearray(encode(s, dtype, {"x": 1})))
+    assert d.kinds == s.kinds and d.scalars == s.scalars
+    for f in FAMILIES:
+        for x, y in zip(s.get(f), d.get(f)):
+            assert x.shape == y.shape
+            assert float((x - y).abs().max()) <= tol * float(x.abs().max()) + 1e-30
+
+
+def test_corrupt_or_truncated_file_is_recomputed(tiny_scoring):
+    p = StatsProvider("pit", tiny_scoring)
+    first = p.get(SMALL["pit"], {"weight"})
+    path = p.cache.path("pit", p.key(SMALL["pit"]))
+    assert path.is_file()
+    good = path.read_bytes()
+    for bad in (good[:-100], good[:500] + bytes([good[500] ^ 1]) + good[501:], b"garbage"):
+        path.write_bytes(bad)
+        assert p.cache.load("pit", p.key(SMALL["pit"])) is None
+        again = p.get(SMALL["pit"], {"weight"})
+        assert torch.allclose(again.get("weight")[1], first.get("weight")[1], rtol=1e-3)
+        assert path.read_bytes() == good  # rewritten, identical
+
+
+def test_cache_key_tracks_everything_that_changes_values(tiny_scoring):
+    from dataclasses import replace
+    base = StatsProvider("pit", tiny_scoring).key(SMALL["pit"])
+    for change in (dict(seed=1), dict(batch=replace(tiny_scoring.batch, seed=5)),
+                   dict(stats=replace(tiny_scoring.stats, dtype="float32"))):
+        assert StatsProvider("pit", replace(tiny_scoring, **change)).key(SMALL["pit"]) != base
+    assert StatsCache(tiny_scoring.cache_dir).load("pit", base) is None
