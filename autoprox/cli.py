@@ -73,6 +73,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    import time
+
+    from .bench import BenchConfig, load_archs
+    from .scoring import StatsProvider
+    from .stats import FAMILIES
+    cfg = from_dict(BenchConfig, _overlay({}, args, {"space": args.space, "bench": args.bench,
+                                                       "limit": args.limit}), "stats config")
+    _, archs, _ = load_archs(cfg)
+    provider = StatsProvider(cfg.space, cfg.scoring)
+    t0 = time.perf_counter()
+    for arch in _progress(f"statistics {cfg.space}")(archs, len(archs)):
+        provider.get(arch, FAMILIES)
+    dt = time.perf_counter() - t0
+    print(f"{len(archs)} archs of {cfg.space} cached under {provider.cache.root} in {dt:.1f} s "
+          f"({dt / max(len(archs), 1):.2f} s/arch)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="autoprox", description=__doc__)
     sub = ap.add_subparsers(dest="verb", required=True)
@@ -87,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="output folder (default runs/bench-<space>)")
     _add_scoring_flags(b)
     b.set_defaults(fn=cmd_bench)
+    st = sub.add_parser("stats", help="compute and cache the statistics of a benchmark's archs")
+    st.add_argument("--space", required=True, help="search space (autoformer, pit)")
+    st.add_argument("--bench", help="benchmark JSON file (default: the shipped one)")
+    st.add_argument("--limit", type=int, help="only the first N archs")
+    _add_scoring_flags(st)
+    st.set_defaults(fn=cmd_stats)
     return ap
 
 

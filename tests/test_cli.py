@@ -1,0 +1,58 @@
+import csv
+
+import pytest
+import yaml
+
+from autoprox.cli import main
+
+
+def test_bench_params_autoformer(tmp_path, capsys):
+    assert main(["bench", "--space", "autoformer", "--proxy", "params", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| params | c100_kd | 100 | 0.548 |" in out
+    rows = list(csv.DictReader(open(tmp_path / "bench.csv")))
+    assert [r["dataset"] for r in rows] == ["c100_kd", "flower_kd", "chaoyang_kd", "JCM"]
+    assert float(rows[-1]["kendall"]) == pytest.approx(0.5209, abs=1e-4)
+    cfg = yaml.safe_load(open(tmp_path / "config.yaml"))
+    assert cfg["space"] == "autoformer" and cfg["scoring"]["batch"]["source"] == "synthetic"
+
+
+def test_bench_pit_with_user_file_and_targets(tmp_path, capsys):
+    import json
+    recs = [{"arch": {"base_dim": 16 + 8 * (i % 4), "mlp_ratio": 4, "depth": [2, 6, 4], "num_heads": [2, 4, 8]},
+             "mine_acc": float(i % 4)} for i in range(8)]
+    (tmp_path / "b.json").write_text(json.dumps(recs))
+    assert main(["bench", "--space", "pit", "--bench", str(tmp_path / "b.json"), "--proxy", "params",
+                 "--out", str(tmp_path / "o")]) == 0
+    assert "| params | mine | 8 | 1.000 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["bench", "--space", "pit", "--proxy", "nope"], "unknown proxy 'nope'"),
+    (["bench", "--space", "vit", "--proxy", "params"], "no shipped benchmark"),
+    (["bench", "--space", "pit", "--proxy", "params", "--targets", "xx"], "unknown target 'xx'"),
+])
+def test_bench_errors(tmp_path, capsys, argv, msg):
+    assert main(argv + ["--out", str(tmp_path)]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_bench_config_unknown_key(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("space: pit\nproxies: [params]\nbogus: 1\n")
+    assert main(["bench", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path)]) == 2
+    assert "unknown key(s) ['bogus']" in capsys.readouterr().err
+
+
+def test_bench_arch_outside_space(tmp_path, capsys):
+    (tmp_path / "b.json").write_text('[{"arch": {"base_dim": 17, "mlp_ratio": 4, "depth": [2,6,4], '
+                                     '"num_heads": [2,4,8]}, "a_acc": 1.0}]')
+    assert main(["bench", "--space", "pit", "--bench", str(tmp_path / "b.json"), "--proxy", "params",
+                 "--out", str(tmp_path)]) == 2
+    assert "record 0: base_dim=17 is outside the space" in capsys.readouterr().err
+
+
+def test_stats_verb_caches(tmp_path, capsys):
+    assert main(["stats", "--space", "pit", "--limit", "2", "--batch-size", "2", "--resolution", "32",
+                 "--cache-dir", str(tmp_path)]) == 0
+    assert "2 archs of pit cached" in capsys.readouterr().out
+    assert len(list(tmp_path.rglob("*.apx"))) == 2
