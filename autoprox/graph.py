@@ -25,6 +25,7 @@ import networkx as nx
 import torch
 
 import primitives
+from .evalcore import apply_op, leaf_value
 from .stats import AUTOPROX_INPUTS, FAMILIES, MATRIX_FAMILIES, ArchStats
 
 SCALAR_LEAVES = ("num_params", "flops", "loss")
@@ -49,14 +50,6 @@ class Expr:
 
     def __str__(self) -> str:
         return self.head if not self.args else f"{self.head}({','.join(map(str, self.args))})"
-
-
-@dataclass
-class Layered:
-    """Per-layer values with the kind of each layer."""
-
-    values: list[torch.Tensor]
-    kinds: list[str]
 
 
 def canonical_leaf(name: str) -> str:
@@ -205,40 +198,18 @@ def leaves(e: Expr) -> frozenset[str]:
 
 
 # ---------------------------------------------------------------- evaluation
-def _leaf_value(name: str, stats: ArchStats) -> torch.Tensor | Layered:
-    if name in SCALAR_LEAVES:
-        if name not in stats.scalars:
-            raise KeyError(f"scalar {name!r} not in statistics")
-        return torch.tensor(float(stats.scalars[name]))
-    tensors = stats.get(name)
-    if name in MATRIX_FAMILIES:
-        return tensors[0]
-    return Layered(list(tensors), list(stats.kinds[name]))
-
-
-def _apply(op: primitives.Op, vals: list) -> torch.Tensor | Layered:
-    if op.group == "aggregate":
-        v: Layered = vals[0]
-        per = torch.stack([t if t.dim() == 0 else t.float().mean() for t in v.values]) \
-            if v.values else torch.zeros(0)
-        return op.fn(per.float(), v.kinds)
-    layered = [v for v in vals if isinstance(v, Layered)]
-    if not layered:
-        return op.fn(*vals)
-    n = min(len(v.values) for v in layered)
-    cols = [v.values[:n] if isinstance(v, Layered) else [v] * n for v in vals]
-    return Layered([op.fn(*args) for args in zip(*cols)], layered[0].kinds[:n])
-
-
 def evaluate(e: Expr, stats: ArchStats, memo: MutableMapping[str, Any] | None = None):
     """Value of ``e`` on one arch's statistics; ``memo`` shares sub-expressions."""
     memo = {} if memo is None else memo
     key = str(e)
     if key not in memo:
         if e.is_leaf:
-            memo[key] = _leaf_value(e.head, stats)
+            if e.head in SCALAR_LEAVES and e.head not in stats.scalars:
+                raise KeyError(f"scalar {e.head!r} not in statistics")
+            memo[key] = leaf_value(e.head, stats.tensors, stats.kinds, stats.scalars, MATRIX_FAMILIES)
         else:
-            memo[key] = _apply(_op(e.head), [evaluate(a, stats, memo) for a in e.args])
+            op = _op(e.head)
+            memo[key] = apply_op(op.fn, op.group == "aggregate", [evaluate(a, stats, memo) for a in e.args])
     return memo[key]
 
 

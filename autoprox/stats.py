@@ -37,11 +37,9 @@ from pathlib import Path
 from typing import Literal, Mapping
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
+from .collect import collect
 from .spaces import SearchSpace
-from .spaces.layers import AttentionMap, kind_of
 
 WEIGHT_FAMILIES = ("weight", "weight_grad", "virtual_grad")
 ACT_FAMILIES = ("linear_input", "gelu_input", "norm_output", "attention")
@@ -84,120 +82,25 @@ class ArchStats:
 def code_version() -> str:
     """Hash of the sources whose changes alter statistic values (part of cache keys)."""
     root = Path(__file__).resolve().parent
-    files = [root / "stats.py", root / "batch.py", *sorted((root / "spaces").glob("*.py"))]
+    files = [root / "stats.py", root / "collect.py", root / "batch.py", *sorted((root / "spaces").glob("*.py"))]
     h = hashlib.sha256(torch.__version__.split("+")[0].encode())
     for f in files:
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
-def token_index(n: int, k: int) -> torch.Tensor:
-    """``k`` evenly spaced indices in [0, n) (all of them when n <= k)."""
-    if n <= k:
-        return torch.arange(n)
-    return torch.linspace(0, n - 1, k).round().long().unique()
-
-
-def _subsample(x: torch.Tensor, cfg: StatsConfig) -> torch.Tensor:
-    x = x.detach()[: cfg.act_samples]
-    if x.dim() == 3:  # (B, N, C) tokens
-        x = x[:, token_index(x.shape[1], cfg.act_tokens).to(x.device)]
-    elif x.dim() == 4:  # (B, H, N, N) attention
-        i = token_index(x.shape[-1], cfg.act_tokens).to(x.device)
-        x = x[:, :, i][:, :, :, i]
-    return x.float().cpu().clone()
-
-
-class _Recorder:
-    """Forward hooks that store subsampled activations and register gradient hooks."""
-
-    def __init__(self, cfg: StatsConfig) -> None:
-        self.cfg = cfg
-        self.out = ArchStats()
-        self.naswot: torch.Tensor | None = None
-        self.weight_layers: list[tuple[str, nn.Module]] = []
-
-    def _store(self, family: str, kind: str, x: torch.Tensor) -> None:
-        t, k = self.out.tensors.setdefault(family, []), self.out.kinds.setdefault(family, [])
-        t.append(_subsample(x, self.cfg))
-        k.append(kind)
-        g = self.out.tensors.setdefault(family + "_grad", [])
-        self.out.kinds.setdefault(family + "_grad", []).append(kind)
-        g.append(torch.zeros(0))
-        slot = len(g) - 1
-        if x.requires_grad:
-            x.register_hook(lambda grad: g.__setitem__(slot, _subsample(grad, self.cfg)))
-
-    def attach(self, model: nn.Module) -> list:
-        handles = []
-        for name, m in model.named_modules():
-            if kind_of(m) is not None:
-                handles.append(m.register_forward_hook(self._weight_hook(name)))
-            if isinstance(m, nn.GELU):
-                handles.append(m.register_forward_hook(self._gelu_hook))
-            elif isinstance(m, nn.LayerNorm):
-                handles.append(m.register_forward_hook(lambda m, i, o: self._store("norm_output", "norm", o)))
-            elif isinstance(m, AttentionMap):
-                handles.append(m.register_forward_hook(lambda m, i, o: self._store("attention", "attn_map", o)))
-        return handles
-
-    def _weight_hook(self, name: str):
-        def hook(m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            self.weight_layers.append((name, m))
-            if isinstance(m, nn.Linear):
-                self._store("linear_input", kind_of(m), inputs[0])
-        return hook
-
-    def _gelu_hook(self, m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        x = inputs[0]
-        self._store("gelu_input", "gelu", x)
-        code = (x.detach() > 0).flatten(1).float() * 2 - 1  # +-1 codes per image
-        k = (code @ code.T + code.shape[1]) / 2  # number of agreeing units
-        self.naswot = k if self.naswot is None else self.naswot + k
-
-
 def extract(space: SearchSpace, arch: Mapping, images: torch.Tensor, labels: torch.Tensor,
             num_classes: int, seed: int, cfg: StatsConfig, device: str | torch.device = "cpu") -> ArchStats:
     """All statistics of ``arch`` on the batch: one forward+backward, then the virtual pass."""
     device = torch.device(device)
-    model = space.build(arch, num_classes=num_classes, img_size=images.shape[-1], seed=seed,
+    res = images.shape[-1]
+    model = space.build(arch, num_classes=num_classes, img_size=res, seed=seed,
                         drop_path=cfg.drop_path).to(device)
-    rec = _Recorder(cfg)
-    handles = rec.attach(model)
-    x = images.to(device).detach().requires_grad_(True)  # own .grad, batch untouched
-    model.train()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        loss = F.cross_entropy(model(x), labels.to(device))
-        loss.backward()
-    for h in handles:
-        h.remove()
-    out = rec.out
-    layers = rec.weight_layers
-    kinds = [kind_of(m) for _, m in layers]
-    out.tensors["weight"] = [m.weight.detach().float().cpu().clone() for _, m in layers]
-    out.tensors["weight_grad"] = [m.weight.grad.detach().float().cpu().clone() for _, m in layers]
-    out.tensors["naswot_kernel"] = [rec.naswot.cpu()] if rec.naswot is not None else [torch.zeros(0)]
-    out.tensors["input_grad_corr"] = [torch.corrcoef(x.grad.flatten(1)).float().cpu()]
-    out.tensors["virtual_grad"] = _virtual_grad(model, [m for _, m in layers], images.shape[-1], device)
-    for f in ("weight", "weight_grad", "virtual_grad"):
-        out.kinds[f] = list(kinds)
-    out.kinds["naswot_kernel"] = out.kinds["input_grad_corr"] = ["batch"]
-    out.scalars = {"num_params": float(space.num_params(arch, num_classes, images.shape[-1])),
-                   "flops": float(space.flops(arch, num_classes, images.shape[-1])),
-                   "loss": float(loss.detach())}
-    return out
-
-
-def _virtual_grad(model: nn.Module, layers: list[nn.Module], res: int, device: torch.device) -> list[torch.Tensor]:
-    """SynFlow-style: |w| for every parameter, all-ones input, d sum(logits) / dW."""
-    model.eval()
-    model.zero_grad(set_to_none=True)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.abs_()
-    model(torch.ones(1, 3, res, res, device=device)).sum().backward()
-    return [m.weight.grad.detach().float().cpu().clone() for m in layers]
+    tensors, kinds, loss = collect(model, images.to(device), labels.to(device), seed,
+                                   cfg.act_samples, cfg.act_tokens)
+    scalars = {"num_params": float(space.num_params(arch, num_classes, res)),
+               "flops": float(space.flops(arch, num_classes, res)), "loss": loss}
+    return ArchStats(tensors, kinds, scalars)
 
 
 def meta_stats(space: SearchSpace, arch: Mapping, num_classes: int, resolution: int) -> ArchStats:

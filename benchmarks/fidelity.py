@@ -3,10 +3,11 @@
 For a fixed, seeded subset of AutoFormer benchmark archs, computes a few
 data-dependent statistics at several batch configs and reports, per config,
 Kendall tau against the same statistic at the paper's 128 x 224 px batch, and
-against CIFAR-100 KD accuracy. Results are appended to a JSON file so the slow
-reference can be reused.
+against CIFAR-100 KD accuracy. Every arch's result is saved to a JSON file as it
+is computed, so a killed run resumes. ``--threads`` pins torch's threads (run it
+with 1 beside other work: two multi-threaded torch processes on 2 cores spin-wait).
 
-    python benchmarks/fidelity.py --archs 30 --out benchmarks/fidelity.json
+    python benchmarks/fidelity.py --archs 20 --threads 1 --out benchmarks/fidelity.json
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from scipy.stats import kendalltau
 
 from autoprox.batch import BatchConfig, make_batch
 from autoprox.benchmark import load_benchmark
+from autoprox.io import atomic_write_text
 from autoprox.spaces import get_space
 from autoprox.stats import StatsConfig, extract
 
@@ -42,25 +44,31 @@ def statistics(s) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--archs", type=int, default=30)
+    ap.add_argument("--archs", type=int, default=20)
     ap.add_argument("--out", default="benchmarks/fidelity.json")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     bench, space = load_benchmark("autoformer"), get_space("autoformer")
     idx = np.sort(np.random.default_rng(0).choice(len(bench), args.archs, replace=False))
     out = Path(args.out)
     res = json.loads(out.read_text()) if out.exists() else {}
     for bs, r in CONFIGS:
         name = f"{bs}x{r}"
-        if name in res and len(res[name]["stats"]) == len(idx):
+        entry = res.setdefault(name, {"seconds": [], "stats": []})
+        if len(entry["stats"]) == len(idx):
             continue
         b = make_batch(BatchConfig(size=bs, resolution=r))
-        t0, rows = time.perf_counter(), []
-        for i in idx:
+        for i in idx[len(entry["stats"]):]:
+            t0 = time.perf_counter()
             s = extract(space, bench.archs[i], b.images, b.labels, 100, 0, StatsConfig())
-            rows.append(statistics(s))
-        res[name] = {"seconds_per_arch": (time.perf_counter() - t0) / len(idx), "stats": rows}
-        out.write_text(json.dumps(res, indent=1))
-        print(name, f"{res[name]['seconds_per_arch']:.2f} s/arch", flush=True)
+            entry["seconds"].append(time.perf_counter() - t0)
+            entry["stats"].append(statistics(s))
+            atomic_write_text(out, json.dumps(res, indent=1))
+        entry["seconds_per_arch"] = float(np.mean(entry["seconds"]))
+        atomic_write_text(out, json.dumps(res, indent=1))
+        print(name, f"{entry['seconds_per_arch']:.2f} s/arch", flush=True)
     acc = bench.values("c100_kd", idx)
     ref = res["128x224"]["stats"]
     print("| batch | s/arch | " + " | ".join(f"{k} tau vs 128x224 / vs acc" for k in ref[0]) + " |")

@@ -9,7 +9,8 @@ from autoprox.batch import BatchConfig, BatchError, make_batch
 from autoprox.cache import StatsCache, decode, encode
 from autoprox.scoring import StatsProvider
 from autoprox.spaces import get_space, list_spaces
-from autoprox.stats import FAMILIES, StatsConfig, extract, token_index
+from autoprox.collect import token_index
+from autoprox.stats import FAMILIES, StatsConfig, extract
 
 from conftest import SMALL
 
@@ -89,8 +90,8 @@ def test_weight_grads_equal_a_plain_backward(stats, tiny_batch):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         F.cross_entropy(model(tiny_batch.images), tiny_batch.labels).backward()
-    from autoprox.spaces.layers import kind_of
-    grads = [m.weight.grad for m in model.modules() if kind_of(m)]
+    from autoprox.collect import weight_layers
+    grads = [m.weight.grad for m, _ in weight_layers(model)]
     ref = {tuple(g.shape): g for g in grads}
     for g in s.get("weight_grad"):
         assert any(torch.allclose(g, r) for r in grads if r.shape == g.shape)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-KIND_ATTR = "autoprox_kind"
+from ..collect import KIND_ATTR
 # Kinds of weight layers, in the vocabulary that aggregations use.
 KINDS = ("patch", "attn_qkv", "attn_proj", "mlp_fc1", "mlp_fc2", "pool_conv", "pool_fc", "head")
 
@@ -20,10 +20,6 @@ def tag(module: nn.Module, kind: str) -> nn.Module:
         raise ValueError(f"unknown layer kind {kind!r}")
     setattr(module, KIND_ATTR, kind)
     return module
-
-
-def kind_of(module: nn.Module) -> str | None:
-    return getattr(module, KIND_ATTR, None)
 
 
 class AttentionMap(nn.Identity):

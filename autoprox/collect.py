@@ -1,0 +1,139 @@
+"""Hook-based collection of per-layer statistics from any torch ViT.
+
+Depends on torch alone: ``autoprox export --format python`` embeds this file
+verbatim, so exported proxies see exactly the statistics the engine sees.
+Weight layers are the modules tagged with ``KIND_ATTR`` (autoprox's own spaces);
+in an untagged model every Linear/Conv2d is one, its kind guessed from its name.
+Attention maps are the outputs of modules whose class is named ``AttentionMap``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+KIND_ATTR = "autoprox_kind"
+_NAME_KINDS = (("qkv", "attn_qkv"), ("attn.proj", "attn_proj"), ("fc1", "mlp_fc1"), ("fc2", "mlp_fc2"),
+               ("patch", "patch"), ("head", "head"))
+
+
+def weight_layers(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """(module, kind) of every weight layer, in registration order."""
+    tagged = [(m, getattr(m, KIND_ATTR)) for m in model.modules() if hasattr(m, KIND_ATTR)]
+    if tagged:
+        return tagged
+    out = []
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            out.append((m, next((k for key, k in _NAME_KINDS if key in name), "other")))
+    return out
+
+
+def token_index(n: int, k: int) -> torch.Tensor:
+    """``k`` evenly spaced indices in [0, n) (all of them when n <= k)."""
+    if n <= k:
+        return torch.arange(n)
+    return torch.linspace(0, n - 1, k).round().long().unique()
+
+
+def subsample(x: torch.Tensor, samples: int, tokens: int) -> torch.Tensor:
+    """First ``samples`` images; ``tokens`` evenly spaced positions (queries and keys of maps)."""
+    x = x.detach()[:samples]
+    if x.dim() == 3:  # (B, N, C) tokens
+        x = x[:, token_index(x.shape[1], tokens).to(x.device)]
+    elif x.dim() == 4:  # (B, H, N, N) attention
+        i = token_index(x.shape[-1], tokens).to(x.device)
+        x = x[:, :, i][:, :, :, i]
+    return x.float().cpu().clone()
+
+
+class Recorder:
+    """Forward hooks storing subsampled activations; tensor hooks for their gradients."""
+
+    def __init__(self, samples: int, tokens: int) -> None:
+        self.samples, self.tokens = samples, tokens
+        self.tensors: dict[str, list[torch.Tensor]] = {}
+        self.kinds: dict[str, list[str]] = {}
+        self.naswot: torch.Tensor | None = None
+        self.order: list[nn.Module] = []
+
+    def _store(self, family: str, kind: str, x: torch.Tensor) -> None:
+        for f in (family, family + "_grad"):
+            self.tensors.setdefault(f, [])
+            self.kinds.setdefault(f, []).append(kind)
+        self.tensors[family].append(subsample(x, self.samples, self.tokens))
+        g = self.tensors[family + "_grad"]
+        g.append(torch.zeros(0))
+        slot = len(g) - 1
+        if x.requires_grad:
+            x.register_hook(lambda grad: g.__setitem__(slot, subsample(grad, self.samples, self.tokens)))
+
+    def attach(self, model: nn.Module) -> list:
+        handles = [m.register_forward_hook(self._weight_hook(kind)) for m, kind in weight_layers(model)]
+        for m in model.modules():
+            if isinstance(m, nn.GELU):
+                handles.append(m.register_forward_hook(self._gelu_hook))
+            elif isinstance(m, nn.LayerNorm):
+                handles.append(m.register_forward_hook(lambda m, i, o: self._store("norm_output", "norm", o)))
+            elif type(m).__name__ == "AttentionMap":
+                handles.append(m.register_forward_hook(lambda m, i, o: self._store("attention", "attn_map", o)))
+        return handles
+
+    def _weight_hook(self, kind: str):
+        def hook(m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            self.order.append(m)
+            if isinstance(m, nn.Linear):
+                self._store("linear_input", kind, inputs[0])
+        return hook
+
+    def _gelu_hook(self, m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        x = inputs[0]
+        self._store("gelu_input", "gelu", x)
+        code = (x.detach() > 0).flatten(1).float() * 2 - 1  # +-1 codes per image
+        k = (code @ code.T + code.shape[1]) / 2  # number of agreeing units
+        self.naswot = k if self.naswot is None else self.naswot + k
+
+
+def _weights(layers: list[nn.Module], grad: bool) -> list[torch.Tensor]:
+    return [(m.weight.grad if grad else m.weight).detach().float().cpu().clone() for m in layers]
+
+
+def collect(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int,
+            samples: int, tokens: int) -> tuple[dict, dict, float]:
+    """(tensors, kinds, loss): one train-mode forward+backward, then the virtual pass.
+
+    ``model`` must sit on the device of ``images``; it is left with |w| weights.
+    """
+    device = images.device
+    rec = Recorder(samples, tokens)
+    handles = rec.attach(model)
+    kind = dict((id(m), k) for m, k in weight_layers(model))
+    x = images.detach().requires_grad_(True)  # own .grad; the shared batch stays untouched
+    model.train()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        loss = F.cross_entropy(model(x), labels)
+        loss.backward()
+    for h in handles:
+        h.remove()
+    layers = rec.order
+    tensors, kinds = rec.tensors, rec.kinds
+    tensors["weight"], tensors["weight_grad"] = _weights(layers, False), _weights(layers, True)
+    tensors["naswot_kernel"] = [rec.naswot.cpu() if rec.naswot is not None else torch.zeros(0)]
+    tensors["input_grad_corr"] = [torch.corrcoef(x.grad.flatten(1)).float().cpu()]
+    tensors["virtual_grad"] = virtual_grad(model, layers, images.shape[-1], device)
+    for f in ("weight", "weight_grad", "virtual_grad"):
+        kinds[f] = [kind[id(m)] for m in layers]
+    kinds["naswot_kernel"] = kinds["input_grad_corr"] = ["batch"]
+    return tensors, kinds, float(loss.detach())
+
+
+def virtual_grad(model: nn.Module, layers: list[nn.Module], res: int, device: torch.device) -> list[torch.Tensor]:
+    """SynFlow-style: |w| for every parameter, all-ones input, eval mode, d sum(logits) / dW."""
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.abs_()
+    model(torch.ones(1, 3, res, res, device=device)).sum().backward()
+    return _weights(layers, True)
