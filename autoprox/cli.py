@@ -92,6 +92,32 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from .export import formula
+    from .graph import GraphProxy, leaves
+    from .zoo import get_proxy, list_proxies
+    print("| proxy | statistics | formula |\n|---|---|---|")
+    for name in list_proxies():
+        p = get_proxy(name)
+        if isinstance(p, GraphProxy):
+            print(f"| {name} | {', '.join(sorted(leaves(p.expr)))} | `{formula(p.expr)}` |")
+        else:
+            print(f"| {name} | {', '.join(sorted(p.families))} | {getattr(p, 'description', '')} |")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import write_export
+    from .graph import GraphProxy
+    from .zoo import resolve_proxy
+    p = resolve_proxy(args.proxy)
+    if not isinstance(p, GraphProxy):
+        raise ValueError(f"proxy {p.name!r} is not a graph proxy and cannot be exported")
+    text = write_export(p, args.format, args.out)
+    print(f"wrote {args.out}" if args.out else text, end="\n" if args.out else "")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="autoprox", description=__doc__)
     sub = ap.add_subparsers(dest="verb", required=True)
@@ -112,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--limit", type=int, help="only the first N archs")
     _add_scoring_flags(st)
     st.set_defaults(fn=cmd_stats)
+    z = sub.add_parser("zoo", help="list every named proxy with its formula and statistics")
+    z.set_defaults(fn=cmd_zoo)
+    ex = sub.add_parser("export", help="write a proxy as text, LaTeX, YAML or standalone Python")
+    ex.add_argument("proxy", help="zoo name or proxy file")
+    ex.add_argument("--format", choices=("text", "latex", "yaml", "python"), default="text")
+    ex.add_argument("--out", help="output file (default: print)")
+    ex.set_defaults(fn=cmd_export)
     return ap
 
 

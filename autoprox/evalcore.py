@@ -6,18 +6,16 @@ scalar, a per-layer tensor first reduced to its mean.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 
-@dataclass
 class Layered:
     """Per-layer values with the kind of each layer."""
 
-    values: list
-    kinds: list
+    def __init__(self, values: list, kinds: list) -> None:
+        self.values, self.kinds = values, kinds
 
 
 def apply_op(fn: Callable, aggregate: bool, vals: list):

@@ -1,0 +1,86 @@
+import importlib.util
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from autoprox.cli import main
+from autoprox.export import export, load_proxy
+from autoprox.graph import GraphError, GraphProxy
+from autoprox.scoring import ScoringConfig, StatsProvider, score_archs
+from autoprox.spaces import get_space, list_spaces
+from autoprox.stats import StatsConfig
+from autoprox.zoo import get_proxy, list_proxies
+
+from conftest import SMALL
+
+GRAPH_PROXIES = [n for n in list_proxies() if isinstance(get_proxy(n), GraphProxy)]
+
+
+@pytest.fixture(scope="module")
+def fp32_scoring(tmp_path_factory, tiny_batch_cfg):
+    return ScoringConfig(batch=tiny_batch_cfg, stats=StatsConfig(act_samples=2, act_tokens=4, dtype="float32"),
+                         cache_dir=str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.mark.parametrize("space", list_spaces())
+def test_every_zoo_proxy_scores_a_tiny_vit(space, fp32_scoring):
+    proxies = [get_proxy(n) for n in list_proxies()]
+    s = get_space(space)
+    archs = [SMALL[space], s.mutate(SMALL[space], __import__("random").Random(1), 0.9)]
+    scores = score_archs(StatsProvider(space, fp32_scoring), proxies, archs)
+    assert scores.shape == (len(proxies), 2)
+    assert np.all(np.isfinite(scores)), dict(zip(list_proxies(), scores.tolist()))
+
+
+@pytest.mark.parametrize("name", GRAPH_PROXIES)
+def test_yaml_roundtrip_same_hash(name, tmp_path):
+    p = get_proxy(name)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(export(p, "yaml"))
+    q = load_proxy(path)
+    assert q.hash == p.hash and q.expr == p.expr
+    assert export(p, "text").strip() and export(p, "latex").strip()
+
+
+def test_edited_yaml_is_refused(tmp_path):
+    text = export(get_proxy("snip"), "yaml").replace("op: abs", "op: square")
+    (tmp_path / "x.yaml").write_text(text)
+    with pytest.raises(GraphError, match="it was edited"):
+        load_proxy(tmp_path / "x.yaml")
+    (tmp_path / "y.yaml").write_text("expression: agg_sum(abs(weight))\nbogus: 1\n")
+    with pytest.raises(GraphError, match="unknown key"):
+        load_proxy(tmp_path / "y.yaml")
+
+
+@pytest.mark.parametrize("space", list_spaces())
+@pytest.mark.parametrize("name", ["autoprox_paper", "dss", "snip", "naswot"])
+def test_python_export_gives_the_engines_score(space, name, tmp_path, tiny_batch, fp32_scoring):
+    path = tmp_path / f"{name}.py"
+    path.write_text(export(get_proxy(name), "python"))
+    spec = importlib.util.spec_from_file_location(f"exported_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model = get_space(space).build(SMALL[space], num_classes=10, img_size=32, seed=0)
+    got = mod.score(model, tiny_batch.images, tiny_batch.labels, seed=0, samples=2, tokens=4)
+    want = score_archs(StatsProvider(space, fp32_scoring), [get_proxy(name)], [SMALL[space]])[0, 0]
+    assert math.isfinite(got) and got == pytest.approx(want, rel=1e-5)
+
+
+def test_exported_file_needs_only_torch(tmp_path):
+    src = export(get_proxy("dss"), "python")
+    imports = {ln.split()[1].split(".")[0] for ln in src.splitlines()
+               if ln.startswith(("import ", "from ")) and not ln.startswith("from __future__")}
+    assert imports <= {"torch", "math", "typing", "dataclasses"}, imports
+
+
+def test_cli_zoo_and_export(tmp_path, capsys):
+    assert main(["zoo"]) == 0
+    out = capsys.readouterr().out
+    for name in list_proxies():
+        assert f"| {name} |" in out
+    assert main(["export", "autoprox_paper", "--format", "yaml", "--out", str(tmp_path / "p.yaml")]) == 0
+    assert main(["export", str(tmp_path / "p.yaml"), "--format", "text"]) == 0
+    assert "minmax(linear_input)" in capsys.readouterr().out
+    assert main(["export", "nope"]) == 2
