@@ -84,7 +84,21 @@ class Recorder:
             self.order.append(m)
             if isinstance(m, nn.Linear):
                 self._store("linear_input", kind, inputs[0])
+                self._fisher(kind, inputs[0])
         return hook
+
+    def _fisher(self, kind: str, x: torch.Tensor) -> None:
+        """0.5 * mean over images of sum over channels of (sum over tokens of x * dL/dx)^2."""
+        out = self.tensors.setdefault("fisher", [])
+        self.kinds.setdefault("fisher", []).append(kind)
+        out.append(torch.tensor(float("nan")))
+        slot = len(out) - 1
+
+        def hook(g: torch.Tensor) -> None:
+            s = (x.detach() * g).sum(dim=1) if x.dim() == 3 else x.detach() * g
+            out[slot] = (0.5 * s.float().pow(2).flatten(1).sum(1).mean()).cpu()
+        if x.requires_grad:
+            x.register_hook(hook)
 
     def _gelu_hook(self, m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         x = inputs[0]

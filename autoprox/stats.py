@@ -18,6 +18,7 @@ cross-entropy, and records, in forward order:
 | attention_grad       | -         | same                            | subsample           |
 | naswot_kernel        | -         | one (B x B) matrix              | full batch          |
 | input_grad_corr      | -         | one (B x B) matrix              | full batch          |
+| fisher               | -         | every Linear (its input)        | one scalar per layer|
 
 Subsample rule (fixed, so every arch is treated alike): the first ``act_samples``
 images of the batch, ``act_tokens`` token positions at evenly spaced indices
@@ -26,7 +27,9 @@ those samples, all heads, and the same positions for queries and keys.
 ``naswot_kernel`` = sum over GELU layers of the agreement counts of the binary
 codes (pre-activation > 0) of every image, all tokens; ``input_grad_corr`` = the
 correlation matrix of the per-image input gradients of the loss (a one-pass stand-in
-for the Jacobian of jacob_cov). ``virtual_grad``: weights replaced by |w| (every
+for the Jacobian of jacob_cov); ``fisher`` = 0.5 * mean over images of the sum over
+channels of (sum over tokens of x * dL/dx)^2 for each Linear input x, full batch.
+``virtual_grad``: weights replaced by |w| (every
 parameter), one all-ones image, eval mode, gradient of sum(logits).
 """
 from __future__ import annotations
@@ -44,7 +47,8 @@ from .spaces import SearchSpace
 WEIGHT_FAMILIES = ("weight", "weight_grad", "virtual_grad")
 ACT_FAMILIES = ("linear_input", "gelu_input", "norm_output", "attention")
 MATRIX_FAMILIES = ("naswot_kernel", "input_grad_corr")
-FAMILIES = WEIGHT_FAMILIES + tuple(f for a in ACT_FAMILIES for f in (a, a + "_grad")) + MATRIX_FAMILIES
+FAMILIES = (WEIGHT_FAMILIES + tuple(f for a in ACT_FAMILIES for f in (a, a + "_grad")) + MATRIX_FAMILIES
+            + ("fisher",))
 SCALARS = ("num_params", "flops", "loss")
 AUTOPROX_INPUTS = {"t1": "gelu_input", "t1g": "gelu_input_grad", "t2": "linear_input",
                    "t2g": "linear_input_grad", "t3": "weight", "t3g": "weight_grad",

@@ -36,7 +36,10 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=224)
     ap.add_argument("--archs", type=int, default=3)
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     bench, space = load_benchmark("autoformer"), get_space("autoformer")
     b = make_batch(BatchConfig(size=args.batch_size, resolution=args.resolution))
     cfg = StatsConfig()

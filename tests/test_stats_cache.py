@@ -148,3 +148,19 @@ def test_cache_key_tracks_everything_that_changes_values(tiny_scoring):
                    dict(stats=replace(tiny_scoring.stats, dtype="float32"))):
         assert StatsProvider("pit", replace(tiny_scoring, **change)).key(SMALL["pit"]) != base
     assert StatsCache(tiny_scoring.cache_dir).load("pit", base) is None
+
+
+def test_fisher_of_the_head_matches_its_formula(tiny_batch):
+    space = get_space("autoformer")
+    s = extract(space, SMALL["autoformer"], tiny_batch.images, tiny_batch.labels, 10, 0, StatsConfig())
+    model = space.build(SMALL["autoformer"], num_classes=10, img_size=32, seed=0)
+    seen = {}
+    model.head.register_forward_hook(lambda m, i, o: (i[0].retain_grad(), seen.setdefault("x", i[0])))
+    model.train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        F.cross_entropy(model(tiny_batch.images), tiny_batch.labels).backward()
+    x = seen["x"]
+    want = 0.5 * (x * x.grad).pow(2).sum(1).mean()
+    assert s.kinds["fisher"][-1] == "head"
+    assert float(s.get("fisher")[-1]) == pytest.approx(float(want), rel=1e-5)
