@@ -155,7 +155,11 @@ def test_fisher_of_the_head_matches_its_formula(tiny_batch):
     s = extract(space, SMALL["autoformer"], tiny_batch.images, tiny_batch.labels, 10, 0, StatsConfig())
     model = space.build(SMALL["autoformer"], num_classes=10, img_size=32, seed=0)
     seen = {}
-    model.head.register_forward_hook(lambda m, i, o: (i[0].retain_grad(), seen.setdefault("x", i[0])))
+
+    def keep(m, i, o):
+        i[0].retain_grad()
+        seen["x"] = i[0]
+    model.head.register_forward_hook(keep)
     model.train()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
