@@ -31,7 +31,7 @@ class BatchError(ValueError):
 class BatchConfig:
     source: Literal["synthetic", "cifar100", "folder"] = "synthetic"
     path: str | None = None
-    size: int = 64
+    size: int = 32
     resolution: int = 224
     num_classes: int = 100
     seed: int = 0

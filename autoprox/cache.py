@@ -142,7 +142,8 @@ class StatsCache:
             return None
         return decode(buf)
 
-    def save(self, space: str, key: str, stats: ArchStats, dtype: str, meta: Mapping[str, Any]) -> Path:
-        p = self.path(space, key)
-        atomic_write_bytes(p, encode(stats, dtype, meta))
-        return p
+    def save(self, space: str, key: str, stats: ArchStats, dtype: str, meta: Mapping[str, Any]) -> ArchStats:
+        """Write ``stats``; return them as stored, so a fresh and a cached result score alike."""
+        data = encode(stats, dtype, meta)
+        atomic_write_bytes(self.path(space, key), data)
+        return decode(bytearray(data))  # type: ignore[return-value]

@@ -80,8 +80,8 @@ class StatsProvider:
         b, c = self.batch, self.cfg
         stats = extract(self.space, arch, b.images, b.labels, c.batch.num_classes, c.seed, c.stats, c.device)
         if c.use_cache:
-            self.cache.save(self.space_name, key, stats, c.stats.dtype,
-                            {"space": self.space_name, "arch": arch, "seed": c.seed})
+            return self.cache.save(self.space_name, key, stats, c.stats.dtype,
+                                   {"space": self.space_name, "arch": arch, "seed": c.seed})
         return stats
 
 

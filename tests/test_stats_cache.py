@@ -168,3 +168,9 @@ def test_fisher_of_the_head_matches_its_formula(tiny_batch):
     want = 0.5 * (x * x.grad).pow(2).sum(1).mean()
     assert s.kinds["fisher"][-1] == "head"
     assert float(s.get("fisher")[-1]) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_cold_and_warm_cache_give_identical_statistics(tiny_scoring):
+    cold = StatsProvider("pit", tiny_scoring).get(SMALL["pit"], {"weight_grad"})
+    warm = StatsProvider("pit", tiny_scoring).get(SMALL["pit"], {"weight_grad"})
+    assert all(torch.equal(a, b) for a, b in zip(cold.get("weight_grad"), warm.get("weight_grad")))

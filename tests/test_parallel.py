@@ -1,0 +1,118 @@
+"""Serial and Ray backends: same scores, arch order kept, dead workers replaced."""
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import numpy as np
+import pytest
+
+from autoprox.graph import GraphProxy
+from autoprox.parallel import RayBackend, ScoringWorker, SerialBackend, make_backend, score_proxies
+from autoprox.scoring import ScoringConfig
+from autoprox.spaces import get_space
+from autoprox.stats import StatsConfig
+
+from conftest import SMALL
+
+NAMED = ["snip", "params", "autoprox_paper"]
+EXPRS = ["agg_sum(abs(weight))", "agg_mean(to_mean_scalar(sigmoid(linear_input_grad)))"]
+
+
+def tiny_archs(n: int = 4) -> list[dict]:
+    space = get_space("pit")
+    return [space.mutate(SMALL["pit"], random.Random(i), 0.9) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def module_scoring(tmp_path_factory, tiny_batch_cfg) -> ScoringConfig:
+    """``tiny_scoring`` at module scope, so one Ray session serves the module."""
+    return ScoringConfig(batch=tiny_batch_cfg, stats=StatsConfig(act_samples=2, act_tokens=4),
+                         cache_dir=str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="module")
+def serial(module_scoring):
+    b = SerialBackend("pit", module_scoring)
+    b.load(tiny_archs())
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def ray_backend(module_scoring, tmp_path_factory):
+    """Its own cache dir: the workers compute the statistics themselves."""
+    cfg = dataclasses.replace(module_scoring, cache_dir=str(tmp_path_factory.mktemp("ray_cache")))
+    b = RayBackend("pit", cfg, workers=2, threads_per_worker=1)
+    b.load(tiny_archs())
+    yield b
+    b.close()
+
+
+def test_serial_shapes_and_repeatability(serial):
+    m = serial.score(EXPRS)
+    assert m.shape == (len(EXPRS), 4) and np.isfinite(m).all()
+    np.testing.assert_array_equal(m, serial.score(EXPRS))
+    assert serial.score([]).shape == (0, 4)
+
+
+class Const:
+    """A non-graph proxy."""
+
+    name, families = "const", frozenset()
+
+    def score(self, stats) -> float:
+        return 7.0
+
+
+def test_mixed_proxies_keep_their_slots(serial):
+    g = GraphProxy.from_text("p", "num_params")
+    stats = serial.worker.held[0]
+    assert score_proxies([Const(), g, Const()], stats) == [7.0, stats.scalars["num_params"], 7.0]
+
+
+def test_worker_rows_follow_load_order(module_scoring):
+    archs = tiny_archs()
+    w = ScoringWorker("pit", module_scoring)
+    assert w.load(archs[::-1], families=[]) == 4  # data-free: parameter counts only
+    params = [get_space("pit").num_params(a, 10, 32) for a in archs[::-1]]
+    assert [r[0] for r in w.score_named(["params"])] == params
+    w.drop()
+    assert w.score(EXPRS) == []
+
+
+def test_serial_and_ray_agree(serial, ray_backend):
+    for method, specs in (("score_named", NAMED), ("score", EXPRS)):
+        a, b = getattr(serial, method)(specs), getattr(ray_backend, method)(specs)
+        assert a.shape == b.shape == (len(specs), 4)
+        np.testing.assert_allclose(a, b, rtol=0, atol=0, equal_nan=True)
+    params = [get_space("pit").num_params(a, 10, 32) for a in tiny_archs()]
+    np.testing.assert_array_equal(ray_backend.score_named(["params"])[0], params)  # order kept
+
+
+def test_dead_worker_is_replaced(serial, ray_backend):
+    import ray
+
+    dead = ray_backend.actors[1]
+    ray.kill(dead)
+    np.testing.assert_allclose(ray_backend.score(EXPRS), serial.score(EXPRS), rtol=0, atol=0, equal_nan=True)
+    np.testing.assert_allclose(ray_backend.score_named(NAMED), serial.score_named(NAMED),
+                               rtol=0, atol=0, equal_nan=True)
+    assert ray_backend.actors[1] is not dead
+
+
+def test_retries_exhausted_raise_then_recover(serial, ray_backend, monkeypatch):
+    import ray
+    from ray.exceptions import RayActorError
+
+    monkeypatch.setattr(ray_backend, "max_retries", 0)
+    ray.kill(ray_backend.actors[0])
+    with pytest.raises(RayActorError):
+        ray_backend.score(EXPRS)
+    monkeypatch.undo()
+    np.testing.assert_allclose(ray_backend.score(EXPRS), serial.score(EXPRS), rtol=0, atol=0, equal_nan=True)
+
+
+def test_unknown_backend(module_scoring):
+    with pytest.raises(ValueError, match="serial, ray"):
+        make_backend("nope", "pit", module_scoring)
