@@ -13,7 +13,8 @@ from .benchmark import Benchmark, load_benchmark
 from .config import save_config
 from .fitness import JcmVariant, correlations, jcm
 from .io import atomic_write_text
-from .scoring import Mapper, ScoringConfig, StatsProvider, score_archs, serial_map
+from .parallel import make_backend
+from .scoring import ScoringConfig
 from .spaces import get_space
 
 COLUMNS = ("proxy", "dataset", "n", "kendall", "spearman", "pearson")
@@ -63,12 +64,18 @@ def bench_rows(names: Sequence[str], scores: np.ndarray, bench: Benchmark, targe
     return rows
 
 
-def run_bench(cfg: BenchConfig, resolve: Callable, mapper: Mapper = serial_map,
-              progress: Callable = iter) -> list[dict]:
+def run_bench(cfg: BenchConfig, resolve: Callable, backend: str = "serial", workers: int = 2,
+              address: str | None = None) -> list[dict]:
+    """Score every proxy on the benchmark's archs through a scoring backend."""
     bench, archs, targets = load_archs(cfg)
-    proxies = [resolve(p) for p in cfg.proxies]
-    provider = StatsProvider(cfg.space, cfg.scoring)
-    scores = score_archs(provider, proxies, archs, mapper, lambda it: progress(it, len(archs)))
+    proxies = [resolve(p) for p in cfg.proxies]  # fail early on an unknown name
+    families = sorted(set().union(*(p.families for p in proxies)))
+    be = make_backend(backend, cfg.space, cfg.scoring, workers=workers, address=address)
+    try:
+        be.load(archs, families)
+        scores = be.score_named(list(cfg.proxies))
+    finally:
+        be.close()
     return bench_rows([p.name for p in proxies], scores, bench, targets, cfg.jcm)
 
 

@@ -43,21 +43,21 @@ def cache_key(space: str, arch_key: str, batch_fingerprint: str, num_classes: in
 
 
 class LazyList(MutableSequence):
-    """Per-layer tensors decoded from the file buffer to float32 on first access."""
+    """Per-layer tensors decoded from the file buffer to float32 at each access.
+
+    Nothing is kept besides the buffer, so held statistics stay at their stored
+    size; callers that reuse a tensor (the graph evaluator's memo) keep it.
+    """
 
     def __init__(self, raw: list[tuple[np.ndarray, float, tuple]]) -> None:
         self._raw = raw
-        self._done: dict[int, torch.Tensor] = {}
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
             return [self[j] for j in range(len(self))[i]]
-        i = range(len(self))[i]
-        if i not in self._done:
-            arr, scale, shape = self._raw[i]
-            t = torch.from_numpy(arr.astype(np.float32, copy=True)).reshape(shape)
-            self._done[i] = t.mul_(scale) if scale != 1.0 else t
-        return self._done[i]
+        arr, scale, shape = self._raw[range(len(self))[i]]
+        t = torch.from_numpy(arr.astype(np.float32, copy=True)).reshape(shape)
+        return t.mul_(scale) if scale != 1.0 else t
 
     def __len__(self) -> int:
         return len(self._raw)

@@ -29,6 +29,14 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
                    help="compute statistics without reading or writing the cache")
 
 
+def _add_backend_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("parallelism")
+    g.add_argument("--backend", choices=("serial", "ray"), default="serial",
+                   help="serial (in-process) or ray (actors own shards of archs)")
+    g.add_argument("--workers", type=int, default=2, help="Ray actors (one CPU each)")
+    g.add_argument("--address", help="join an existing Ray cluster instead of starting a local one")
+
+
 def _overlay(base: dict, args: argparse.Namespace, top: dict[str, Any]) -> dict:
     """Apply explicitly given flags onto a plain config dict."""
     sc = base.setdefault("scoring", {})
@@ -65,7 +73,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     top = {"space": args.space, "bench": args.bench, "jcm": args.jcm, "limit": args.limit,
            "proxies": args.proxy, "targets": args.targets.split(",") if args.targets else None}
     cfg = from_dict(BenchConfig, _overlay(base, args, top), "bench config")
-    rows = run_bench(cfg, resolve_proxy, progress=_progress(f"bench {cfg.space}"))
+    rows = run_bench(cfg, resolve_proxy, args.backend, args.workers, args.address)
     out = Path(args.out or f"runs/bench-{cfg.space}")
     write_bench(rows, cfg, out)
     print(to_markdown(rows))
@@ -130,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--limit", type=int, help="only the first N archs")
     b.add_argument("--config", help="YAML bench config (flags override it)")
     b.add_argument("--out", help="output folder (default runs/bench-<space>)")
+    _add_backend_flags(b)
     _add_scoring_flags(b)
     b.set_defaults(fn=cmd_bench)
     st = sub.add_parser("stats", help="compute and cache the statistics of a benchmark's archs")

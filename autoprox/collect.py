@@ -94,8 +94,10 @@ class Recorder:
         out.append(torch.tensor(float("nan")))
         slot = len(out) - 1
 
+        xd = x.detach()  # the closure must not hold x itself: x -> hook -> x would be a cycle
+
         def hook(g: torch.Tensor) -> None:
-            s = (x.detach() * g).sum(dim=1) if x.dim() == 3 else x.detach() * g
+            s = (xd * g).sum(dim=1) if xd.dim() == 3 else xd * g
             out[slot] = (0.5 * s.float().pow(2).flatten(1).sum(1).mean()).cpu()
         if x.requires_grad:
             x.register_hook(hook)
