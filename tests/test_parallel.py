@@ -85,7 +85,7 @@ def test_serial_and_ray_agree(serial, ray_backend):
     for method, specs in (("score_named", NAMED), ("score", EXPRS)):
         a, b = getattr(serial, method)(specs), getattr(ray_backend, method)(specs)
         assert a.shape == b.shape == (len(specs), 4)
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=0, equal_nan=True  # thread count changes float sum order)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=0, equal_nan=True)  # thread count changes float sum order
     params = [get_space("pit").num_params(a, 10, 32) for a in tiny_archs()]
     np.testing.assert_array_equal(ray_backend.score_named(["params"])[0], params)  # order kept
 
@@ -95,9 +95,9 @@ def test_dead_worker_is_replaced(serial, ray_backend):
 
     dead = ray_backend.actors[1]
     ray.kill(dead)
-    np.testing.assert_allclose(ray_backend.score(EXPRS), serial.score(EXPRS), rtol=1e-6, atol=0, equal_nan=True  # thread count changes float sum order)
+    np.testing.assert_allclose(ray_backend.score(EXPRS), serial.score(EXPRS), rtol=1e-6, atol=0, equal_nan=True)  # thread count changes float sum order
     np.testing.assert_allclose(ray_backend.score_named(NAMED), serial.score_named(NAMED),
-                               rtol=1e-6, atol=0, equal_nan=True  # thread count changes float sum order)
+                               rtol=1e-6, atol=0, equal_nan=True)  # thread count changes float sum order
     assert ray_backend.actors[1] is not dead
 
 
@@ -110,7 +110,7 @@ def test_retries_exhausted_raise_then_recover(serial, ray_backend, monkeypatch):
     with pytest.raises(RayActorError):
         ray_backend.score(EXPRS)
     monkeypatch.undo()
-    np.testing.assert_allclose(ray_backend.score(EXPRS), serial.score(EXPRS), rtol=1e-6, atol=0, equal_nan=True  # thread count changes float sum order)
+    np.testing.assert_allclose(ray_backend.score(EXPRS), serial.score(EXPRS), rtol=1e-6, atol=0, equal_nan=True)  # thread count changes float sum order
 
 
 def test_unknown_backend(module_scoring):
