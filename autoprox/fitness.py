@@ -12,6 +12,8 @@ import numpy as np
 from scipy import stats as sps
 
 INVALID = -1.0
+# Errors a proxy may raise on an arch's statistics: they score NaN (then INVALID), never crash a run.
+SCORE_ERRORS = (ArithmeticError, RuntimeError, ValueError, IndexError)
 JcmVariant = Literal["mean_tau", "mean_abs_tau"]
 
 

@@ -26,6 +26,7 @@ import torch
 
 import primitives
 from .evalcore import apply_op, leaf_value
+from .fitness import SCORE_ERRORS
 from .stats import AUTOPROX_INPUTS, FAMILIES, MATRIX_FAMILIES, ArchStats
 
 SCALAR_LEAVES = ("num_params", "flops", "loss")
@@ -245,7 +246,7 @@ def score_population(proxies: list[GraphProxy], stats: ArchStats) -> list[float]
     for p in proxies:
         try:
             out.append(p.score(stats, memo))
-        except (ArithmeticError, RuntimeError, ValueError, IndexError):
+        except SCORE_ERRORS:
             out.append(float("nan"))
     return out
 

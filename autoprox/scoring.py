@@ -1,22 +1,21 @@
 """Scores of proxies on architectures, from cached statistics.
 
-``StatsProvider`` owns the batch and the cache for one space; ``score_archs``
-maps over architectures (the one seam the Ray backend replaces) and returns a
-(proxies x archs) matrix. A proxy that fails on an arch scores NaN; whether
-NaN makes the proxy invalid is decided in ``fitness``.
+``StatsProvider`` owns the batch and the cache for one space; backends in
+``parallel`` map it over architectures. A proxy that fails on an arch scores NaN;
+whether NaN makes the proxy invalid is decided in ``fitness``.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Iterable, Mapping, Protocol
 
-import numpy as np
 import torch
 
 from .batch import Batch, BatchConfig, make_batch
 from .cache import StatsCache, cache_key
 from .spaces import get_space
+from .fitness import SCORE_ERRORS
 from .stats import ArchStats, StatsConfig, code_version, extract, meta_stats
 
 
@@ -88,28 +87,6 @@ class StatsProvider:
 def safe_score(proxy: Proxy, stats: ArchStats) -> float:
     """The proxy's float score; NaN when it raises an arithmetic/shape error."""
     try:
-        v = float(proxy.score(stats))
-    except (ArithmeticError, RuntimeError, ValueError, IndexError):
+        return float(proxy.score(stats))
+    except SCORE_ERRORS:
         return math.nan
-    return v
-
-
-def score_one_arch(provider: StatsProvider, proxies: Sequence[Proxy], arch: Mapping) -> list[float]:
-    families = set().union(*(p.families for p in proxies)) if proxies else set()
-    stats = provider.get(arch, families)
-    return [safe_score(p, stats) for p in proxies]
-
-
-Mapper = Callable[[Callable[[Mapping], list[float]], Sequence[Mapping]], Iterable[list[float]]]
-
-
-def serial_map(fn: Callable[[Mapping], list[float]], archs: Sequence[Mapping]) -> Iterable[list[float]]:
-    return map(fn, archs)
-
-
-def score_archs(provider: StatsProvider, proxies: Sequence[Proxy], archs: Sequence[Mapping],
-                mapper: Mapper = serial_map,
-                progress: Callable[[Iterable], Iterable] = iter) -> np.ndarray:
-    """(len(proxies), len(archs)) score matrix; ``progress`` wraps the result stream."""
-    rows = list(progress(mapper(lambda a: score_one_arch(provider, proxies, a), archs)))
-    return np.array(rows, dtype=np.float64).T.reshape(len(proxies), len(archs))

@@ -8,7 +8,8 @@ import torch
 from autoprox.cli import main
 from autoprox.export import export, load_proxy
 from autoprox.graph import GraphError, GraphProxy
-from autoprox.scoring import ScoringConfig, StatsProvider, score_archs
+from autoprox.parallel import SerialBackend
+from autoprox.scoring import ScoringConfig
 from autoprox.spaces import get_space, list_spaces
 from autoprox.stats import StatsConfig
 from autoprox.zoo import get_proxy, list_proxies
@@ -26,11 +27,12 @@ def fp32_scoring(tmp_path_factory, tiny_batch_cfg):
 
 @pytest.mark.parametrize("space", list_spaces())
 def test_every_zoo_proxy_scores_a_tiny_vit(space, fp32_scoring):
-    proxies = [get_proxy(n) for n in list_proxies()]
     s = get_space(space)
     archs = [SMALL[space], s.mutate(SMALL[space], __import__("random").Random(1), 0.9)]
-    scores = score_archs(StatsProvider(space, fp32_scoring), proxies, archs)
-    assert scores.shape == (len(proxies), 2)
+    backend = SerialBackend(space, fp32_scoring)
+    backend.load(archs)
+    scores = backend.score_named(list_proxies())
+    assert scores.shape == (len(list_proxies()), 2)
     assert np.all(np.isfinite(scores)), dict(zip(list_proxies(), scores.tolist()))
 
 
@@ -64,7 +66,9 @@ def test_python_export_gives_the_engines_score(space, name, tmp_path, tiny_batch
     spec.loader.exec_module(mod)
     model = get_space(space).build(SMALL[space], num_classes=10, img_size=32, seed=0)
     got = mod.score(model, tiny_batch.images, tiny_batch.labels, seed=0, samples=2, tokens=4)
-    want = score_archs(StatsProvider(space, fp32_scoring), [get_proxy(name)], [SMALL[space]])[0, 0]
+    backend = SerialBackend(space, fp32_scoring)
+    backend.load([SMALL[space]])
+    want = backend.score_named([name])[0, 0]
     assert math.isfinite(got) and got == pytest.approx(want, rel=1e-5)
 
 
