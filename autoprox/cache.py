@@ -13,7 +13,6 @@ import json
 import os
 import struct
 import zlib
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator, Mapping, MutableSequence
 
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from .io import atomic_write_bytes
-from .stats import ArchStats, StatsConfig
+from .stats import ArchStats, StatsConfig, key_fields
 
 MAGIC = b"APXSTAT1"
 
@@ -35,10 +34,11 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(space: str, arch_key: str, batch_fingerprint: str, num_classes: int, seed: int,
-              cfg: StatsConfig, device_type: str, code: str) -> str:
-    """Hash of everything that changes the stored values."""
+              cfg: StatsConfig, device_type: str, code: str, pass_name: str = "base") -> str:
+    """Hash of everything that changes the values one statistics pass stores."""
     parts = {"space": space, "arch": arch_key, "batch": batch_fingerprint, "classes": num_classes,
-             "seed": seed, "cfg": asdict(cfg), "device": device_type, "code": code}
+             "seed": seed, "cfg": key_fields(cfg, pass_name), "device": device_type, "code": code,
+             "pass": pass_name}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 

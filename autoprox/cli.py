@@ -86,14 +86,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     from .bench import BenchConfig, load_archs
     from .scoring import StatsProvider
-    from .stats import FAMILIES
+    from .stats import BASE_FAMILIES, PASSES
     cfg = from_dict(BenchConfig, _overlay({}, args, {"space": args.space, "bench": args.bench,
                                                        "limit": args.limit}), "stats config")
     _, archs, _ = load_archs(cfg)
     provider = StatsProvider(cfg.space, cfg.scoring)
     t0 = time.perf_counter()
     for arch in _progress(f"statistics {cfg.space}")(archs, len(archs)):
-        provider.get(arch, FAMILIES)
+        provider.get(arch, BASE_FAMILIES + tuple(f for p in args.passes or () for f in PASSES[p]))
     dt = time.perf_counter() - t0
     print(f"{len(archs)} archs of {cfg.space} cached under {provider.cache.root} in {dt:.1f} s "
           f"({dt / max(len(archs), 1):.2f} s/arch)")
@@ -126,6 +126,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from .search import SearchConfig, parse_window, search
+    from .search_report import regret_markdown, rich_progress, top_markdown
+    base = to_dict(load_config(SearchConfig, args.config)) if args.config else {}
+    top = {"proxy": args.proxy, "space": args.space, "budget": args.budget, "strategy": args.strategy,
+           "top_k": args.top_k, "seed": args.search_seed, "chunk": args.chunk, "population": args.population,
+           "bench": args.bench, "targets": args.targets.split(",") if args.targets else None,
+           "params": parse_window(args.params, "--params") if args.params else None,
+           "flops": parse_window(args.flops, "--flops") if args.flops else None,
+           "bench_only": True if args.bench_only else None, "minimize": True if args.minimize else None}
+    cfg = from_dict(SearchConfig, _overlay(base, args, top), "search config")
+    out = Path(args.out)
+    with rich_progress(f"search {cfg.space} with {cfg.proxy}") as progress:
+        res = search(cfg, out, resume=args.resume, backend=args.backend, workers=args.workers,
+                     address=args.address, progress=progress)
+    print(top_markdown(res.top))
+    if res.regret is not None:
+        print("\n" + regret_markdown(res.regret))
+    note = " (window exhausted: fewer legal archs than the budget)" if res.exhausted else ""
+    print(f"\n{len(res.history)} candidates scored in {res.timings.get('total', 0.0):.1f} s{note}; "
+          f"wrote {out / 'result.yaml'}, history.csv, config.yaml")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="autoprox", description=__doc__)
     sub = ap.add_subparsers(dest="verb", required=True)
@@ -145,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--space", required=True, help="search space (autoformer, pit)")
     st.add_argument("--bench", help="benchmark JSON file (default: the shipped one)")
     st.add_argument("--limit", type=int, help="only the first N archs")
+    st.add_argument("--pass", dest="passes", action="append", choices=("hessian", "grad_groups"),
+                    help="also run and cache an optional statistics pass (repeatable)")
     _add_scoring_flags(st)
     st.set_defaults(fn=cmd_stats)
     z = sub.add_parser("zoo", help="list every named proxy with its formula and statistics")
@@ -154,6 +180,29 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", choices=("text", "latex", "yaml", "python"), default="text")
     ex.add_argument("--out", help="output file (default: print)")
     ex.set_defaults(fn=cmd_export)
+    se = sub.add_parser("search", help="training-free ViT search with a proxy under params/FLOPs limits")
+    se.add_argument("--proxy", help="zoo name or proxy YAML file")
+    se.add_argument("--space", help="search space (autoformer, pit)")
+    se.add_argument("--params", help="parameter window in millions, MIN-MAX (e.g. 4-9; '4-' = at least 4)")
+    se.add_argument("--flops", help="FLOPs (multiply-accumulates) window in millions, MIN-MAX")
+    se.add_argument("--budget", type=int, help="candidates to score (default 1000)")
+    se.add_argument("--strategy", choices=("random", "evolution"), help="default random (best of N)")
+    se.add_argument("--top-k", dest="top_k", type=int, help="archs kept in result.yaml (default 5)")
+    se.add_argument("--search-seed", dest="search_seed", type=int,
+                    help="seed of sampling/evolution (--seed is the statistics seed)")
+    se.add_argument("--chunk", type=int, help="candidates scored between checkpoints (default 32)")
+    se.add_argument("--population", type=int, help="evolution: random candidates before evolving")
+    se.add_argument("--minimize", action="store_true", help="lower proxy score is better")
+    se.add_argument("--bench-only", dest="bench_only", action="store_true",
+                    help="candidates are the labelled ViT-Bench-101 archs; report true accuracy and regret")
+    se.add_argument("--bench", help="benchmark JSON file for --bench-only (default: the shipped one)")
+    se.add_argument("--targets", help="--bench-only: comma-separated targets, e.g. c100_kd,flower_kd")
+    se.add_argument("--config", help="YAML search config (flags override it)")
+    se.add_argument("--out", required=True, help="run folder (config.yaml, state.json, history.csv, result.yaml)")
+    se.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
+    _add_backend_flags(se)
+    _add_scoring_flags(se)
+    se.set_defaults(fn=cmd_search)
     return ap
 
 

@@ -153,3 +153,81 @@ def virtual_grad(model: nn.Module, layers: list[nn.Module], res: int, device: to
             p.abs_()
     model(torch.ones(1, 3, res, res, device=device)).sum().backward()
     return _weights(layers, True)
+
+
+def _forward(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple:
+    """Seeded train-mode cross-entropy; (loss, weight layers in forward order, kind by id)."""
+    order: list[nn.Module] = []
+    layers = weight_layers(model)
+    handles = [m.register_forward_hook(lambda m, i, o: order.append(m)) for m, _ in layers]
+    model.train()
+    device = images.device
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            loss = F.cross_entropy(model(images.detach()), labels)
+    finally:
+        for h in handles:
+            h.remove()
+    return loss, order, {id(m): k for m, k in layers}
+
+
+def hessian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int,
+                 groups: int) -> tuple[dict, dict]:
+    """GraSP's Hessian-gradient product per weight layer: Hg = d/dW sum(g * stop_grad(g)), g = dL/dW."""
+    loss, order, kind = _forward(model, images, labels, seed)
+    ws = [m.weight for m in order]
+    g = torch.autograd.grad(loss, ws, create_graph=True)
+    hg = torch.autograd.grad(sum((gi * gi.detach()).sum() for gi in g), ws)
+    return ({"hessian_grad": [h.detach().float().cpu() for h in hg]},
+            {"hessian_grad": [kind[id(m)] for m in order]})
+
+
+def grad_groups_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int,
+                     groups: int) -> tuple[dict, dict]:
+    """ZiCo's gradient signal-to-noise per weight: mean |g| / std g over ``groups`` equal splits
+    of the batch (population std; 0 where the std is 0)."""
+    if not 2 <= groups <= images.shape[0]:
+        raise ValueError(f"grad_groups must be in [2, batch size {images.shape[0]}], got {groups}")
+    per: list[list[torch.Tensor]] = []
+    for idx in torch.arange(images.shape[0]).chunk(groups):
+        model.zero_grad(set_to_none=True)
+        loss, order, kind = _forward(model, images[idx.to(images.device)], labels[idx.to(labels.device)], seed)
+        loss.backward()
+        per.append([m.weight.grad.detach().float() for m in order])
+    model.zero_grad(set_to_none=True)
+    snr = []
+    for layer in zip(*per):
+        g = torch.stack(layer)
+        std = g.std(0, unbiased=False)
+        snr.append(torch.where(std > 0, g.abs().mean(0) / std.clamp_min(1e-30), torch.zeros_like(std)).cpu())
+    return {"grad_snr": snr}, {"grad_snr": [kind[id(m)] for m in order]}
+
+
+OPTIONAL_PASSES = {  # pass -> (function, families it yields); run only when a proxy needs them
+    "hessian": (hessian_pass, ("hessian_grad",)),
+    "grad_groups": (grad_groups_pass, ("grad_snr",)),
+}
+
+
+def run_passes(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, samples: int,
+               tokens: int, passes: tuple[str, ...] = ("base",), groups: int = 4) -> tuple[dict, dict, dict]:
+    """(tensors, kinds, scalars) of the named passes on one freshly built model.
+
+    Optional passes run first (they leave the weights as they are); ``"base"`` last,
+    because its SynFlow-style pass replaces the weights by |w|.
+    """
+    tensors: dict = {}
+    kinds: dict = {}
+    scalars: dict = {}
+    for name in passes:
+        if name != "base":
+            t, k = OPTIONAL_PASSES[name][0](model, images, labels, seed, groups)
+            tensors.update(t)
+            kinds.update(k)
+    if "base" in passes:
+        t, k, loss = collect(model, images, labels, seed, samples, tokens)
+        tensors.update(t)
+        kinds.update(k)
+        scalars["loss"] = loss
+    return tensors, kinds, scalars

@@ -7,11 +7,11 @@ from typing import Any
 
 import yaml
 
-from .graph import (Expr, GraphError, GraphProxy, _op, graph_from_mapping, graph_to_mapping, parse,
-                    to_expr, to_graph)
+from .graph import (DATA_FREE, Expr, GraphError, GraphProxy, _op, graph_from_mapping, graph_to_mapping,
+                    leaves, parse, to_expr, to_graph)
 from .genotype import parse_genotype, to_genotype
 from .io import atomic_write_text
-from .stats import MATRIX_FAMILIES
+from .stats import MATRIX_FAMILIES, passes_for
 
 FORMATS = ("text", "latex", "yaml", "python")
 _ROOT = Path(__file__).resolve().parent
@@ -131,11 +131,14 @@ def evaluate(node, tensors, kinds, scalars, memo):
     return memo[key]
 
 
-def score(model, images, labels, seed=0, samples=4, tokens=8, flops=None):
+PASSES = {tuple(passes_for(leaves(p.expr) - DATA_FREE))!r}
+
+
+def score(model, images, labels, seed=0, samples=4, tokens=8, flops=None, grad_groups=4):
     """The proxy's score of ``model`` on (images, labels)."""
     num_params = float(sum(p.numel() for p in model.parameters()))
-    tensors, kinds, loss = collect(model, images, labels, seed, samples, tokens)
-    scalars = {{"num_params": num_params, "loss": loss}}
+    tensors, kinds, scalars = run_passes(model, images, labels, seed, samples, tokens, PASSES, grad_groups)
+    scalars["num_params"] = num_params
     if flops is not None:
         scalars["flops"] = float(flops)
     return float(evaluate(TREE, tensors, kinds, scalars, {{}}).float().mean())

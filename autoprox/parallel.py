@@ -16,7 +16,7 @@ import torch
 
 from .graph import GraphProxy, parse, score_population
 from .scoring import Proxy, ScoringConfig, StatsProvider, safe_score
-from .stats import FAMILIES, ArchStats
+from .stats import BASE_FAMILIES, ArchStats
 from .zoo import resolve_proxy
 
 
@@ -40,7 +40,7 @@ class ScoringWorker:
 
     def load(self, archs: list[dict], families: list[str] | None = None) -> int:
         """Compute or load the statistics of ``archs`` (replacing held ones); their count."""
-        fams = list(FAMILIES) if families is None else list(families)
+        fams = list(BASE_FAMILIES) if families is None else list(families)
         self.held = [self.provider.get(a, fams) for a in archs]
         return len(self.held)
 

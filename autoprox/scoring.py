@@ -16,7 +16,7 @@ from .batch import Batch, BatchConfig, make_batch
 from .cache import StatsCache, cache_key
 from .spaces import get_space
 from .fitness import SCORE_ERRORS
-from .stats import ArchStats, StatsConfig, code_version, extract, meta_stats
+from .stats import ArchStats, StatsConfig, code_version, extract, meta_stats, PASSES, passes_for
 
 
 class Proxy(Protocol):
@@ -51,7 +51,7 @@ class StatsProvider:
         self.cfg = cfg
         self.cache = StatsCache(cfg.cache_dir)
         self._batch: Batch | None = None
-        self._code: str | None = None
+        self._code: dict[str, str] = {}
 
     @property
     def batch(self) -> Batch:
@@ -59,29 +59,49 @@ class StatsProvider:
             self._batch = make_batch(self.cfg.batch)
         return self._batch
 
-    def key(self, arch: Mapping) -> str:
-        if self._code is None:
-            self._code = code_version()
+    def key(self, arch: Mapping, pass_name: str = "base") -> str:
+        """Cache key of one statistics pass of ``arch``."""
+        if pass_name not in self._code:
+            self._code[pass_name] = code_version(pass_name)
         c = self.cfg
-        return cache_key(self.space_name, self.space.key(arch), self.batch.fingerprint,
-                         c.batch.num_classes, c.seed, c.stats, torch.device(c.device).type, self._code)
+        return cache_key(self.space_name, self.space.key(arch), self.batch.fingerprint, c.batch.num_classes,
+                         c.seed, c.stats, torch.device(c.device).type, self._code[pass_name], pass_name)
 
     def get(self, arch: Mapping, families: Iterable[str] = ()) -> ArchStats:
-        """Statistics of ``arch``; data-free when no family is needed."""
+        """Statistics of ``arch``: data-free when no family is needed, else the passes that
+        yield ``families``, each loaded from the cache or computed (one model build) and stored."""
         arch = self.space.validate(arch)
-        if not set(families):
-            return meta_stats(self.space, arch, self.cfg.batch.num_classes, self.cfg.batch.resolution)
-        key = self.key(arch)
-        if self.cfg.use_cache:
-            hit = self.cache.load(self.space_name, key)
-            if hit is not None:
-                return hit
-        b, c = self.batch, self.cfg
-        stats = extract(self.space, arch, b.images, b.labels, c.batch.num_classes, c.seed, c.stats, c.device)
-        if c.use_cache:
-            return self.cache.save(self.space_name, key, stats, c.stats.dtype,
-                                   {"space": self.space_name, "arch": arch, "seed": c.seed})
-        return stats
+        c = self.cfg
+        out = meta_stats(self.space, arch, c.batch.num_classes, c.batch.resolution)
+        parts: dict[str, ArchStats] = {}
+        missing = []
+        for p in passes_for(families):
+            hit = self.cache.load(self.space_name, self.key(arch, p)) if c.use_cache else None
+            if hit is None:
+                missing.append(p)
+            else:
+                parts[p] = hit
+        if missing:
+            b = self.batch
+            fresh = extract(self.space, arch, b.images, b.labels, c.batch.num_classes, c.seed, c.stats,
+                            c.device, missing)
+            for p in missing:
+                parts[p] = self._store(arch, p, fresh)
+        for s in parts.values():
+            out.tensors.update(s.tensors)
+            out.kinds.update(s.kinds)
+            out.scalars.update(s.scalars)
+        return out
+
+    def _store(self, arch: dict, pass_name: str, fresh: ArchStats) -> ArchStats:
+        """The families of one pass from ``fresh``, as stored in the cache (if used)."""
+        fams = PASSES[pass_name]
+        s = ArchStats({f: fresh.tensors[f] for f in fams}, {f: fresh.kinds[f] for f in fams},
+                      dict(fresh.scalars) if pass_name == "base" else {})
+        if not self.cfg.use_cache:
+            return s
+        return self.cache.save(self.space_name, self.key(arch, pass_name), s, self.cfg.stats.dtype,
+                               {"space": self.space_name, "arch": arch, "seed": self.cfg.seed, "pass": pass_name})
 
 
 def safe_score(proxy: Proxy, stats: ArchStats) -> float:

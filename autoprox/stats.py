@@ -31,24 +31,42 @@ for the Jacobian of jacob_cov); ``fisher`` = 0.5 * mean over images of the sum o
 channels of (sum over tokens of x * dL/dx)^2 for each Linear input x, full batch.
 ``virtual_grad``: weights replaced by |w| (every
 parameter), one all-ones image, eval mode, gradient of sum(logits).
+
+Optional passes run only when a proxy needs their families, and are cached apart
+(their own key), so the base statistics never pay for them:
+
+| family       | pass        | what                                                          |
+|--------------|-------------|---------------------------------------------------------------|
+| hessian_grad | hessian     | GraSP's Hg per weight layer (a double-backward pass)          |
+| grad_snr     | grad_groups | ZiCo's mean|g| / std g over ``grad_groups`` splits of the batch |
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import inspect
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Iterable, Literal, Mapping
 
 import torch
 
-from .collect import collect
+from . import collect as _collect
+from .collect import OPTIONAL_PASSES, run_passes
 from .spaces import SearchSpace
 
 WEIGHT_FAMILIES = ("weight", "weight_grad", "virtual_grad")
 ACT_FAMILIES = ("linear_input", "gelu_input", "norm_output", "attention")
 MATRIX_FAMILIES = ("naswot_kernel", "input_grad_corr")
-FAMILIES = (WEIGHT_FAMILIES + tuple(f for a in ACT_FAMILIES for f in (a, a + "_grad")) + MATRIX_FAMILIES
-            + ("fisher",))
+BASE_FAMILIES = (WEIGHT_FAMILIES + tuple(f for a in ACT_FAMILIES for f in (a, a + "_grad"))
+                 + MATRIX_FAMILIES + ("fisher",))
+PASSES: dict[str, tuple[str, ...]] = {"base": BASE_FAMILIES,
+                                      **{p: fams for p, (_, fams) in OPTIONAL_PASSES.items()}}
+FAMILIES = tuple(f for fams in PASSES.values() for f in fams)
+PASS_FIELDS = {"grad_groups": ("grad_groups",)}  # config fields only that pass depends on
+_PASS_CODE = {"base": ("weight_layers", "token_index", "subsample", "Recorder", "_weights", "collect",
+                       "virtual_grad"),
+              "hessian": ("weight_layers", "_forward", "hessian_pass"),
+              "grad_groups": ("weight_layers", "_forward", "grad_groups_pass")}
 SCALARS = ("num_params", "flops", "loss")
 AUTOPROX_INPUTS = {"t1": "gelu_input", "t1g": "gelu_input_grad", "t2": "linear_input",
                    "t2g": "linear_input_grad", "t3": "weight", "t3g": "weight_grad",
@@ -61,10 +79,13 @@ class StatsConfig:
     act_tokens: int = 8
     dtype: Literal["float16", "float32"] = "float16"
     drop_path: float = 0.1
+    grad_groups: int = 4
 
     def __post_init__(self) -> None:
         if self.act_samples < 1 or self.act_tokens < 1:
             raise ValueError("act_samples and act_tokens must be >= 1")
+        if self.grad_groups < 2:
+            raise ValueError(f"grad_groups must be >= 2, got {self.grad_groups}")
         if self.dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be float16 or float32, got {self.dtype!r}")
 
@@ -83,27 +104,44 @@ class ArchStats:
         return self.tensors[family]
 
 
-def code_version() -> str:
-    """Hash of the sources whose changes alter statistic values (part of cache keys)."""
-    root = Path(__file__).resolve().parent
-    files = [root / "stats.py", root / "collect.py", root / "batch.py", *sorted((root / "spaces").glob("*.py"))]
+def passes_for(families: Iterable[str]) -> list[str]:
+    """The passes (in ``PASSES`` order) that yield ``families``; unknown names raise."""
+    fams = set(families)
+    unknown = fams - set(FAMILIES)
+    if unknown:
+        raise KeyError(f"unknown statistic(s) {sorted(unknown)}; known: {', '.join(FAMILIES)}")
+    return [p for p, pf in PASSES.items() if fams & set(pf)]
+
+
+def key_fields(cfg: StatsConfig, pass_name: str) -> dict:
+    """The config fields a pass's values depend on (part of its cache key)."""
+    other = {f for p, fs in PASS_FIELDS.items() if p != pass_name for f in fs}
+    return {k: v for k, v in asdict(cfg).items() if k not in other}
+
+
+def code_version(pass_name: str = "base") -> str:
+    """Hash of the code whose changes alter a pass's values (part of its cache key)."""
     h = hashlib.sha256(torch.__version__.split("+")[0].encode())
-    for f in files:
+    for name in _PASS_CODE[pass_name]:
+        h.update(inspect.getsource(getattr(_collect, name)).encode())
+    h.update(inspect.getsource(extract).encode())
+    for f in sorted((Path(__file__).resolve().parent / "spaces").glob("*.py")):
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
 def extract(space: SearchSpace, arch: Mapping, images: torch.Tensor, labels: torch.Tensor,
-            num_classes: int, seed: int, cfg: StatsConfig, device: str | torch.device = "cpu") -> ArchStats:
-    """All statistics of ``arch`` on the batch: one forward+backward, then the virtual pass."""
+            num_classes: int, seed: int, cfg: StatsConfig, device: str | torch.device = "cpu",
+            passes: Iterable[str] = ("base",)) -> ArchStats:
+    """Statistics of ``arch`` on the batch from the named passes of one freshly built model."""
     device = torch.device(device)
     res = images.shape[-1]
     model = space.build(arch, num_classes=num_classes, img_size=res, seed=seed,
                         drop_path=cfg.drop_path).to(device)
-    tensors, kinds, loss = collect(model, images.to(device), labels.to(device), seed,
-                                   cfg.act_samples, cfg.act_tokens)
-    scalars = {"num_params": float(space.num_params(arch, num_classes, res)),
-               "flops": float(space.flops(arch, num_classes, res)), "loss": loss}
+    tensors, kinds, scalars = run_passes(model, images.to(device), labels.to(device), seed, cfg.act_samples,
+                                         cfg.act_tokens, tuple(passes), cfg.grad_groups)
+    scalars.update(num_params=float(space.num_params(arch, num_classes, res)),
+                   flops=float(space.flops(arch, num_classes, res)))
     return ArchStats(tensors, kinds, scalars)
 
 

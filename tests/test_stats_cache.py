@@ -10,7 +10,7 @@ from autoprox.cache import StatsCache, decode, encode
 from autoprox.scoring import StatsProvider
 from autoprox.spaces import get_space, list_spaces
 from autoprox.collect import token_index
-from autoprox.stats import FAMILIES, StatsConfig, extract
+from autoprox.stats import BASE_FAMILIES, FAMILIES, PASSES, StatsConfig, code_version, extract
 
 from conftest import SMALL
 
@@ -68,7 +68,7 @@ def test_token_index_rule():
 def stats(request, tiny_batch):
     space = get_space(request.param)
     cfg = StatsConfig(act_samples=2, act_tokens=4)
-    s = extract(space, SMALL[request.param], tiny_batch.images, tiny_batch.labels, 10, 0, cfg)
+    s = extract(space, SMALL[request.param], tiny_batch.images, tiny_batch.labels, 10, 0, cfg, passes=PASSES)
     return request.param, s
 
 
@@ -111,8 +111,8 @@ def test_matrix_statistics_known_structure(stats, tiny_batch):
 def test_extraction_is_deterministic(tiny_batch):
     space = get_space("pit")
     cfg = StatsConfig(act_samples=2, act_tokens=4)
-    a = extract(space, SMALL["pit"], tiny_batch.images, tiny_batch.labels, 10, 3, cfg)
-    b = extract(space, SMALL["pit"], tiny_batch.images, tiny_batch.labels, 10, 3, cfg)
+    a = extract(space, SMALL["pit"], tiny_batch.images, tiny_batch.labels, 10, 3, cfg, passes=PASSES)
+    b = extract(space, SMALL["pit"], tiny_batch.images, tiny_batch.labels, 10, 3, cfg, passes=PASSES)
     assert all(torch.equal(x, y) for f in FAMILIES for x, y in zip(a.get(f), b.get(f)))
 
 
@@ -165,7 +165,7 @@ def test_fisher_of_the_head_matches_its_formula(tiny_batch):
         torch.manual_seed(0)
         F.cross_entropy(model(tiny_batch.images), tiny_batch.labels).backward()
     x = seen["x"]
-    want = 0.5 * (x * x.grad).pow(2).sum(1).mean()
+    want = 0.5 * (x.detach() * x.grad).pow(2).sum(1).mean()
     assert s.kinds["fisher"][-1] == "head"
     assert float(s.get("fisher")[-1]) == pytest.approx(float(want), rel=1e-5)
 
@@ -174,3 +174,73 @@ def test_cold_and_warm_cache_give_identical_statistics(tiny_scoring):
     cold = StatsProvider("pit", tiny_scoring).get(SMALL["pit"], {"weight_grad"})
     warm = StatsProvider("pit", tiny_scoring).get(SMALL["pit"], {"weight_grad"})
     assert all(torch.equal(a, b) for a, b in zip(cold.get("weight_grad"), warm.get("weight_grad")))
+
+
+def _weight_loss(name, tiny_batch):
+    """A drop-path-free model, its weight layers and loss(weights) for reference derivatives."""
+    from torch.func import functional_call
+    from autoprox.collect import _forward
+    model = get_space(name).build(SMALL[name], num_classes=10, img_size=32, seed=0, drop_path=0.0)
+    _, order, _ = _forward(model, tiny_batch.images, tiny_batch.labels, 0)
+    names = {id(m): n for n, m in model.named_modules()}
+    keys = [names[id(m)] + ".weight" for m in order]
+    ws = tuple(m.weight.detach().requires_grad_() for m in order)
+
+    def loss(*w, images=tiny_batch.images, labels=tiny_batch.labels):
+        return F.cross_entropy(functional_call(model, dict(zip(keys, w)), (images,)), labels)
+    return model, ws, loss
+
+
+@pytest.mark.parametrize("name", list_spaces())
+def test_hessian_grad_is_hessian_times_gradient(name, tiny_batch):
+    model, ws, loss = _weight_loss(name, tiny_batch)
+    g = torch.autograd.grad(loss(*ws), ws)
+    _, hvp = torch.autograd.functional.hvp(loss, ws, g)  # reference: torch's own H v
+    s = extract(get_space(name), SMALL[name], tiny_batch.images, tiny_batch.labels, 10, 0,
+                StatsConfig(drop_path=0.0), passes=("hessian",))
+    got = s.get("hessian_grad")
+    assert len(got) == len(hvp) == len(s.kinds["hessian_grad"])
+    for a, b in zip(got, hvp):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-6 * float(b.abs().max()) + 1e-12)
+
+
+def test_grad_snr_is_mean_abs_over_std_of_split_gradients(tiny_batch):
+    model, ws, loss = _weight_loss("pit", tiny_batch)
+    per = [torch.autograd.grad(loss(*ws, images=tiny_batch.images[i:i + 2], labels=tiny_batch.labels[i:i + 2]), ws)
+           for i in (0, 2)]  # grad_groups=2 on 4 images: images 0-1 and 2-3
+    s = extract(get_space("pit"), SMALL["pit"], tiny_batch.images, tiny_batch.labels, 10, 0,
+                StatsConfig(drop_path=0.0, grad_groups=2), passes=("grad_groups",))
+    for i, got in enumerate(s.get("grad_snr")):
+        a, b = per[0][i], per[1][i]
+        std = (a - b).abs() / 2  # population std of two values
+        ref = torch.where(std > 0, (a.abs() + b.abs()) / 2 / std, torch.zeros_like(std))
+        assert torch.allclose(got, ref, rtol=2e-3, atol=1e-3)
+
+
+def test_optional_passes_are_cached_apart(tiny_scoring, monkeypatch):
+    import autoprox.scoring as scoring
+    calls = []
+    real = scoring.extract
+    monkeypatch.setattr(scoring, "extract", lambda *a, **k: calls.append(tuple(a[-1])) or real(*a, **k))
+    p = StatsProvider("pit", tiny_scoring)
+    arch = SMALL["pit"]
+    p.get(arch, {"weight"})
+    base_file = p.cache.path("pit", p.key(arch, "base"))
+    before = base_file.read_bytes()
+    s = p.get(arch, {"weight", "hessian_grad"})
+    assert calls == [("base",), ("hessian",)]  # base came from the cache, only the new pass ran
+    assert base_file.read_bytes() == before and p.cache.path("pit", p.key(arch, "hessian")).is_file()
+    assert set(s.tensors) == set(BASE_FAMILIES) | {"hessian_grad"}
+    p.get(arch, {"hessian_grad", "weight"})
+    assert len(calls) == 2
+    assert p.get(arch, ()).tensors == {}  # data-free: no pass at all
+
+
+def test_pass_keys_depend_only_on_their_fields(tiny_scoring):
+    from dataclasses import replace
+    a = StatsProvider("pit", tiny_scoring)
+    b = StatsProvider("pit", replace(tiny_scoring, stats=replace(tiny_scoring.stats, grad_groups=3)))
+    arch = SMALL["pit"]
+    assert a.key(arch, "base") == b.key(arch, "base") and a.key(arch, "hessian") == b.key(arch, "hessian")
+    assert a.key(arch, "grad_groups") != b.key(arch, "grad_groups")
+    assert len({code_version(p) for p in PASSES}) == len(PASSES)

@@ -11,7 +11,7 @@ from autoprox.graph import GraphError, GraphProxy
 from autoprox.parallel import SerialBackend
 from autoprox.scoring import ScoringConfig
 from autoprox.spaces import get_space, list_spaces
-from autoprox.stats import StatsConfig
+from autoprox.stats import FAMILIES, StatsConfig
 from autoprox.zoo import get_proxy, list_proxies
 
 from conftest import SMALL
@@ -30,7 +30,7 @@ def test_every_zoo_proxy_scores_a_tiny_vit(space, fp32_scoring):
     s = get_space(space)
     archs = [SMALL[space], s.mutate(SMALL[space], __import__("random").Random(1), 0.9)]
     backend = SerialBackend(space, fp32_scoring)
-    backend.load(archs)
+    backend.load(archs, FAMILIES)  # every pass, optional ones included
     scores = backend.score_named(list_proxies())
     assert scores.shape == (len(list_proxies()), 2)
     assert np.all(np.isfinite(scores)), dict(zip(list_proxies(), scores.tolist()))
@@ -57,7 +57,7 @@ def test_edited_yaml_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("space", list_spaces())
-@pytest.mark.parametrize("name", ["autoprox_paper", "dss", "snip", "naswot", "fisher"])
+@pytest.mark.parametrize("name", ["autoprox_paper", "dss", "snip", "naswot", "fisher", "grasp", "zico"])
 def test_python_export_gives_the_engines_score(space, name, tmp_path, tiny_batch, fp32_scoring):
     path = tmp_path / f"{name}.py"
     path.write_text(export(get_proxy(name), "python"))
@@ -67,7 +67,7 @@ def test_python_export_gives_the_engines_score(space, name, tmp_path, tiny_batch
     model = get_space(space).build(SMALL[space], num_classes=10, img_size=32, seed=0)
     got = mod.score(model, tiny_batch.images, tiny_batch.labels, seed=0, samples=2, tokens=4)
     backend = SerialBackend(space, fp32_scoring)
-    backend.load([SMALL[space]])
+    backend.load([SMALL[space]], get_proxy(name).families)
     want = backend.score_named([name])[0, 0]
     assert math.isfinite(got) and got == pytest.approx(want, rel=1e-5)
 
