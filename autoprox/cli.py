@@ -144,10 +144,38 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(top_markdown(res.top))
     if res.regret is not None:
         print("\n" + regret_markdown(res.regret))
-    note = " (window exhausted: fewer legal archs than the budget)" if res.exhausted else ""
+    note = " (stopped early: no new legal arch found in 20000 samples)" if res.exhausted else ""
     print(f"\n{len(res.history)} candidates scored in {res.timings.get('total', 0.0):.1f} s{note}; "
           f"wrote {out / 'result.yaml'}, history.csv, config.yaml")
     return 0
+
+
+def _add_search_parser(sub: Any) -> None:
+    se = sub.add_parser("search", help="training-free ViT search with a proxy under params/FLOPs limits")
+    se.add_argument("--proxy", help="zoo name or proxy YAML file")
+    se.add_argument("--space", help="search space (autoformer, pit)")
+    se.add_argument("--params", help="parameter window in millions, MIN-MAX (e.g. 4-9; '4-' = at least 4)")
+    se.add_argument("--flops", help="FLOPs (multiply-accumulates) window in millions, MIN-MAX")
+    se.add_argument("--budget", type=int, help="candidates to score (default 1000)")
+    se.add_argument("--strategy", choices=("random", "evolution"), help="default random (best of N)")
+    se.add_argument("--top-k", dest="top_k", type=int, help="archs kept in result.yaml (default 5)")
+    se.add_argument("--search-seed", dest="search_seed", type=int,
+                    help="seed of sampling/evolution (--seed is the statistics seed)")
+    se.add_argument("--chunk", type=int,
+                    help="candidates scored between checkpoints (default 32; a multiple of --workers)")
+    se.add_argument("--population", type=int, help="evolution: random candidates before evolving")
+    se.add_argument("--minimize", action="store_true", help="lower proxy score is better")
+    se.add_argument("--bench-only", dest="bench_only", action="store_true",
+                    help="candidates are the labelled ViT-Bench-101 archs; report true accuracy and regret")
+    se.add_argument("--bench", help="benchmark JSON file for --bench-only (default: the shipped one)")
+    se.add_argument("--targets", help="--bench-only: comma-separated targets, e.g. c100_kd,flower_kd")
+    se.add_argument("--config", help="YAML search config (flags override it)")
+    se.add_argument("--out", required=True,
+                    help="run folder (config.yaml, state.json, history.csv, result.yaml)")
+    se.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
+    _add_backend_flags(se)
+    _add_scoring_flags(se)
+    se.set_defaults(fn=cmd_search)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,29 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", choices=("text", "latex", "yaml", "python"), default="text")
     ex.add_argument("--out", help="output file (default: print)")
     ex.set_defaults(fn=cmd_export)
-    se = sub.add_parser("search", help="training-free ViT search with a proxy under params/FLOPs limits")
-    se.add_argument("--proxy", help="zoo name or proxy YAML file")
-    se.add_argument("--space", help="search space (autoformer, pit)")
-    se.add_argument("--params", help="parameter window in millions, MIN-MAX (e.g. 4-9; '4-' = at least 4)")
-    se.add_argument("--flops", help="FLOPs (multiply-accumulates) window in millions, MIN-MAX")
-    se.add_argument("--budget", type=int, help="candidates to score (default 1000)")
-    se.add_argument("--strategy", choices=("random", "evolution"), help="default random (best of N)")
-    se.add_argument("--top-k", dest="top_k", type=int, help="archs kept in result.yaml (default 5)")
-    se.add_argument("--search-seed", dest="search_seed", type=int,
-                    help="seed of sampling/evolution (--seed is the statistics seed)")
-    se.add_argument("--chunk", type=int, help="candidates scored between checkpoints (default 32)")
-    se.add_argument("--population", type=int, help="evolution: random candidates before evolving")
-    se.add_argument("--minimize", action="store_true", help="lower proxy score is better")
-    se.add_argument("--bench-only", dest="bench_only", action="store_true",
-                    help="candidates are the labelled ViT-Bench-101 archs; report true accuracy and regret")
-    se.add_argument("--bench", help="benchmark JSON file for --bench-only (default: the shipped one)")
-    se.add_argument("--targets", help="--bench-only: comma-separated targets, e.g. c100_kd,flower_kd")
-    se.add_argument("--config", help="YAML search config (flags override it)")
-    se.add_argument("--out", required=True, help="run folder (config.yaml, state.json, history.csv, result.yaml)")
-    se.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
-    _add_backend_flags(se)
-    _add_scoring_flags(se)
-    se.set_defaults(fn=cmd_search)
+    _add_search_parser(sub)
     return ap
 
 
