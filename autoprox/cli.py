@@ -18,6 +18,7 @@ SCORING_FLAGS = {  # flag -> (path in ScoringConfig, type, help)
     "device": (("device",), str, "cpu or cuda[:N]"),
     "cache_dir": (("cache_dir",), str, "statistics cache folder"),
     "stats_dtype": (("stats", "dtype"), str, "float16 (default) or float32 cache storage"),
+    "teacher": (("teacher",), str, "ConvNet teacher for tvt: TorchScript file or torch.save(model) pickle"),
 }
 
 
@@ -102,6 +103,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_zoo(args: argparse.Namespace) -> int:
     from .export import formula
+    from .fuse import is_fused
     from .graph import GraphProxy, leaves
     from .zoo import get_proxy, list_proxies
     print("| proxy | statistics | formula |\n|---|---|---|")
@@ -109,6 +111,10 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         p = get_proxy(name)
         if isinstance(p, GraphProxy):
             print(f"| {name} | {', '.join(sorted(leaves(p.expr)))} | `{formula(p.expr)}` |")
+        elif is_fused(p):  # parts scored per arch, fused across the archs scored together
+            stats = sorted(set().union(*(leaves(q.expr) for q in p.parts)))
+            parts = ", ".join(f"`{formula(q.expr)}`" for q in p.parts)
+            print(f"| {name} | {', '.join(stats)} | {p.fusion}({parts}) over archs |")
         else:
             print(f"| {name} | {', '.join(sorted(p.families))} | {getattr(p, 'description', '')} |")
     return 0
@@ -116,9 +122,14 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import write_export
+    from .fuse import is_fused
     from .graph import GraphProxy
     from .zoo import resolve_proxy
     p = resolve_proxy(args.proxy)
+    if is_fused(p):
+        raise ValueError(f"proxy {p.name!r} fuses its parts ({p.fusion}) across archs and cannot be exported "
+                         f"as one graph; export a part from a YAML file 'expression: ...': "
+                         + "; ".join(str(q.expr) for q in p.parts))
     if not isinstance(p, GraphProxy):
         raise ValueError(f"proxy {p.name!r} is not a graph proxy and cannot be exported")
     text = write_export(p, args.format, args.out)
@@ -197,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--space", required=True, help="search space (autoformer, pit)")
     st.add_argument("--bench", help="benchmark JSON file (default: the shipped one)")
     st.add_argument("--limit", type=int, help="only the first N archs")
-    st.add_argument("--pass", dest="passes", action="append", choices=("hessian", "grad_groups"),
+    st.add_argument("--pass", dest="passes", action="append", choices=("hessian", "grad_groups", "teacher"),
                     help="also run and cache an optional statistics pass (repeatable)")
     _add_scoring_flags(st)
     st.set_defaults(fn=cmd_stats)

@@ -221,6 +221,10 @@ def run_passes(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, see
     kinds: dict = {}
     scalars: dict = {}
     for name in passes:
+        if name != "base" and name not in OPTIONAL_PASSES:
+            raise ValueError(f"statistics pass {name!r} cannot run on a model alone; known here: "
+                             f"base, {', '.join(OPTIONAL_PASSES)} (the teacher pass runs in StatsProvider)")
+    for name in passes:
         if name != "base":
             t, k = OPTIONAL_PASSES[name][0](model, images, labels, seed, groups)
             tensors.update(t)

@@ -11,7 +11,7 @@ from .graph import (DATA_FREE, Expr, GraphError, GraphProxy, _op, graph_from_map
                     leaves, parse, to_expr, to_graph)
 from .genotype import parse_genotype, to_genotype
 from .io import atomic_write_text
-from .stats import MATRIX_FAMILIES, passes_for
+from .stats import MATRIX_FAMILIES, TEACHER_PASS, passes_for
 
 FORMATS = ("text", "latex", "yaml", "python")
 _ROOT = Path(__file__).resolve().parent
@@ -86,6 +86,9 @@ def _embedded_source() -> str:
 
 def to_python(p: GraphProxy) -> str:
     """A standalone file (torch only) that scores a torch ViT with this proxy."""
+    if TEACHER_PASS in passes_for(leaves(p.expr) - DATA_FREE):
+        raise ValueError(f"proxy {p.name!r} needs a ConvNet teacher (teacher_gap): the standalone "
+                         f"Python export does not embed one; use text, latex or yaml")
     ops = {e for e in _heads(p.expr)}
     groups = {n: _op(n).group for n in ops}
     return f'''"""autoprox proxy {p.name!r} (hash {p.hash}), exported as a standalone file.

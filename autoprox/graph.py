@@ -27,7 +27,7 @@ import torch
 import primitives
 from .evalcore import apply_op, leaf_value
 from .fitness import SCORE_ERRORS
-from .stats import AUTOPROX_INPUTS, FAMILIES, MATRIX_FAMILIES, ArchStats
+from .stats import AUTOPROX_INPUTS, FAMILIES, SINGLE_FAMILIES, TEACHER_FAMILIES, ArchStats
 
 SCALAR_LEAVES = ("num_params", "flops", "loss")
 DATA_FREE = frozenset({"num_params", "flops"})
@@ -73,7 +73,7 @@ def _op(name: str) -> primitives.Op:
 def _type(e: Expr) -> tuple[bool, bool]:
     """(layered, scalar) of an expression, raising GraphError on a mismatch."""
     if e.is_leaf:
-        return (e.head not in SCALAR_LEAVES + MATRIX_FAMILIES, e.head in SCALAR_LEAVES)
+        return (e.head not in SCALAR_LEAVES + SINGLE_FAMILIES, e.head in SCALAR_LEAVES + TEACHER_FAMILIES)
     op = _op(e.head)
     if len(e.args) != op.arity:
         raise GraphError(f"op {op.name!r} takes {op.arity} input(s), got {len(e.args)}")
@@ -207,7 +207,7 @@ def evaluate(e: Expr, stats: ArchStats, memo: MutableMapping[str, Any] | None = 
         if e.is_leaf:
             if e.head in SCALAR_LEAVES and e.head not in stats.scalars:
                 raise KeyError(f"scalar {e.head!r} not in statistics")
-            memo[key] = leaf_value(e.head, stats.tensors, stats.kinds, stats.scalars, MATRIX_FAMILIES)
+            memo[key] = leaf_value(e.head, stats.tensors, stats.kinds, stats.scalars, SINGLE_FAMILIES)
         else:
             op = _op(e.head)
             memo[key] = apply_op(op.fn, op.group == "aggregate", [evaluate(a, stats, memo) for a in e.args])

@@ -5,6 +5,8 @@ statistics in memory; proxies reach it as canonical expression strings (or zoo
 names / proxy files), never as pickled graph or DEAP objects. ``SerialBackend``
 runs one worker in-process; ``RayBackend`` shards archs round-robin over Ray
 actors and replaces an actor that dies. Both return (proxies x archs) matrices.
+Fused proxies (``autoprox.fuse``) named in ``score_named`` have their parts scored
+on the workers as expressions and are fused here, on the driver, over all loaded archs.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 import torch
 
+from .fuse import is_fused
 from .graph import GraphProxy, parse, score_population
 from .scoring import Proxy, ScoringConfig, StatsProvider, safe_score
 from .stats import BASE_FAMILIES, ArchStats
@@ -52,8 +55,12 @@ class ScoringWorker:
         return self._score_all([GraphProxy(e, parse(e)) for e in exprs])
 
     def score_named(self, names: list[str]) -> list[list[float]]:
-        """(archs x proxies) scores of zoo names or proxy files."""
-        return self._score_all([resolve_proxy(n) for n in names])
+        """(archs x proxies) scores of zoo names or proxy files (per-arch proxies only)."""
+        proxies = [resolve_proxy(n) for n in names]
+        fused = [p.name for p in proxies if is_fused(p)]
+        if fused:
+            raise ValueError(f"fused proxy {fused[0]!r} needs every arch: score it with Backend.score_named")
+        return self._score_all(proxies)
 
     def drop(self) -> None:
         """Forget the held statistics."""
@@ -61,7 +68,8 @@ class ScoringWorker:
 
 
 class Backend(Protocol):
-    """Scores proxies on a fixed list of archs; matrices are (proxies x archs)."""
+    """Scores proxies on a fixed list of archs; matrices are (proxies x archs). ``score_named``
+    fuses a fused proxy (``autoprox.fuse``) over all the loaded archs."""
 
     def load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> None: ...
 
@@ -70,6 +78,28 @@ class Backend(Protocol):
     def score_named(self, names: Sequence[str]) -> np.ndarray: ...
 
     def close(self) -> None: ...
+
+
+def score_named_fused(names: Sequence[str], score: Callable[[list[str]], np.ndarray],
+                      score_named: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """(proxies x archs) of zoo names/files: fused proxies' parts go to ``score`` as expressions
+    (one call for all) and are fused over all archs; the others go to ``score_named``."""
+    proxies = [resolve_proxy(n) for n in names]
+    fused = [i for i, p in enumerate(proxies) if is_fused(p)]
+    if not fused:
+        return score_named(list(names))
+    plain = [i for i in range(len(names)) if i not in fused]
+    exprs = [str(part.expr) for i in fused for part in proxies[i].parts]  # type: ignore[attr-defined]
+    parts = score(exprs)
+    out = np.full((len(names), parts.shape[1]), math.nan)
+    if plain:
+        out[plain] = score_named([names[i] for i in plain])
+    row = 0
+    for i in fused:
+        n = len(proxies[i].parts)  # type: ignore[attr-defined]
+        out[i] = proxies[i].fuse(parts[row:row + n])  # type: ignore[attr-defined]
+        row += n
+    return out
 
 
 def _matrix(rows: list[list[float]], n_proxies: int) -> np.ndarray:
@@ -90,7 +120,8 @@ class SerialBackend:
         return _matrix(self.worker.score(list(exprs)), len(exprs))
 
     def score_named(self, names: Sequence[str]) -> np.ndarray:
-        return _matrix(self.worker.score_named(list(names)), len(names))
+        return score_named_fused(names, self.score,
+                                 lambda ns: _matrix(self.worker.score_named(ns), len(ns)))
 
     def close(self) -> None:
         self.worker.drop()
@@ -169,7 +200,7 @@ class RayBackend:
         return self._score("score", exprs)
 
     def score_named(self, names: Sequence[str]) -> np.ndarray:
-        return self._score("score_named", names)
+        return score_named_fused(names, self.score, lambda ns: self._score("score_named", ns))
 
     def close(self) -> None:
         """Kill the actors; shut Ray down only if this backend started it."""

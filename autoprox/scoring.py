@@ -16,7 +16,8 @@ from .batch import Batch, BatchConfig, make_batch
 from .cache import StatsCache, cache_key
 from .spaces import get_space
 from .fitness import SCORE_ERRORS
-from .stats import ArchStats, StatsConfig, code_version, extract, meta_stats, PASSES, passes_for
+from .stats import ArchStats, StatsConfig, code_version, extract, meta_stats, PASSES, TEACHER_PASS, passes_for
+from .teacher import NO_TEACHER, TeacherTarget, checksum, extract_teacher_gap, teacher_target
 
 
 class Proxy(Protocol):
@@ -40,6 +41,7 @@ class ScoringConfig:
     device: str = "cpu"
     cache_dir: str | None = None
     use_cache: bool = True
+    teacher: str | None = None  # ConvNet teacher checkpoint for teacher_gap (tvt); see autoprox.teacher
 
 
 class StatsProvider:
@@ -52,6 +54,7 @@ class StatsProvider:
         self.cache = StatsCache(cfg.cache_dir)
         self._batch: Batch | None = None
         self._code: dict[str, str] = {}
+        self._teacher: TeacherTarget | None = None  # the teacher's map of the batch, built once
 
     @property
     def batch(self) -> Batch:
@@ -62,14 +65,18 @@ class StatsProvider:
     def key(self, arch: Mapping, pass_name: str = "base") -> str:
         """Cache key of one statistics pass of ``arch``."""
         if pass_name not in self._code:
-            self._code[pass_name] = code_version(pass_name)
+            code = code_version(pass_name)
+            if pass_name == TEACHER_PASS:  # the teacher's weights change the values: its checksum joins the key
+                code += ":" + checksum(self._teacher_path())
+            self._code[pass_name] = code
         c = self.cfg
         return cache_key(self.space_name, self.space.key(arch), self.batch.fingerprint, c.batch.num_classes,
                          c.seed, c.stats, torch.device(c.device).type, self._code[pass_name], pass_name)
 
     def get(self, arch: Mapping, families: Iterable[str] = ()) -> ArchStats:
         """Statistics of ``arch``: data-free when no family is needed, else the passes that
-        yield ``families``, each loaded from the cache or computed (one model build) and stored."""
+        yield ``families``, each loaded from the cache or computed (one model build; the teacher
+        pass, which also needs the teacher, builds its own) and stored."""
         arch = self.space.validate(arch)
         c = self.cfg
         out = meta_stats(self.space, arch, c.batch.num_classes, c.batch.resolution)
@@ -81,17 +88,33 @@ class StatsProvider:
                 missing.append(p)
             else:
                 parts[p] = hit
-        if missing:
+        model_passes = [p for p in missing if p != TEACHER_PASS]
+        if model_passes:
             b = self.batch
             fresh = extract(self.space, arch, b.images, b.labels, c.batch.num_classes, c.seed, c.stats,
-                            c.device, missing)
-            for p in missing:
+                            c.device, model_passes)
+            for p in model_passes:
                 parts[p] = self._store(arch, p, fresh)
+        if TEACHER_PASS in missing:
+            parts[TEACHER_PASS] = self._store(arch, TEACHER_PASS, self._teacher_pass(arch))
         for s in parts.values():
             out.tensors.update(s.tensors)
             out.kinds.update(s.kinds)
             out.scalars.update(s.scalars)
         return out
+
+    def _teacher_path(self) -> str:
+        if self.cfg.teacher is None:
+            raise ValueError(NO_TEACHER)
+        return self.cfg.teacher
+
+    def _teacher_pass(self, arch: dict) -> ArchStats:
+        """``teacher_gap`` of ``arch``; the teacher runs once per provider (its map is kept)."""
+        c, b = self.cfg, self.batch
+        if self._teacher is None:
+            self._teacher = teacher_target(self._teacher_path(), b.images, c.device)
+        return extract_teacher_gap(self.space, arch, b.images, c.batch.num_classes, c.seed, c.stats,
+                                   self._teacher, c.device)
 
     def _store(self, arch: dict, pass_name: str, fresh: ArchStats) -> ArchStats:
         """The families of one pass from ``fresh``, as stored in the cache (if used)."""

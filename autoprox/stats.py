@@ -39,6 +39,8 @@ Optional passes run only when a proxy needs their families, and are cached apart
 |--------------|-------------|---------------------------------------------------------------|
 | hessian_grad | hessian     | GraSP's Hg per weight layer (a double-backward pass)          |
 | grad_snr     | grad_groups | ZiCo's mean|g| / std g over ``grad_groups`` splits of the batch |
+| teacher_gap  | teacher     | TVT's attention-map gap to a ConvNet teacher (one value; needs |
+|              |             | ``ScoringConfig.teacher``; see ``autoprox.teacher``)           |
 """
 from __future__ import annotations
 
@@ -59,14 +61,22 @@ ACT_FAMILIES = ("linear_input", "gelu_input", "norm_output", "attention")
 MATRIX_FAMILIES = ("naswot_kernel", "input_grad_corr")
 BASE_FAMILIES = (WEIGHT_FAMILIES + tuple(f for a in ACT_FAMILIES for f in (a, a + "_grad"))
                  + MATRIX_FAMILIES + ("fisher",))
+TEACHER_PASS = "teacher"  # needs ScoringConfig.teacher; run by StatsProvider (autoprox.teacher), not extract()
+TEACHER_FAMILIES = ("teacher_gap",)
+SINGLE_FAMILIES = MATRIX_FAMILIES + TEACHER_FAMILIES  # one value per arch, not per layer
 PASSES: dict[str, tuple[str, ...]] = {"base": BASE_FAMILIES,
-                                      **{p: fams for p, (_, fams) in OPTIONAL_PASSES.items()}}
+                                      **{p: fams for p, (_, fams) in OPTIONAL_PASSES.items()},
+                                      TEACHER_PASS: TEACHER_FAMILIES}
 FAMILIES = tuple(f for fams in PASSES.values() for f in fams)
+MODEL_PASSES = tuple(p for p in PASSES if p != TEACHER_PASS)  # the passes extract() runs
+MODEL_FAMILIES = tuple(f for p in MODEL_PASSES for f in PASSES[p])
 PASS_FIELDS = {"grad_groups": ("grad_groups",)}  # config fields only that pass depends on
 _PASS_CODE = {"base": ("weight_layers", "token_index", "subsample", "Recorder", "_weights", "collect",
                        "virtual_grad"),
               "hessian": ("weight_layers", "_forward", "hessian_pass"),
-              "grad_groups": ("weight_layers", "_forward", "grad_groups_pass")}
+              "grad_groups": ("weight_layers", "_forward", "grad_groups_pass"),
+              TEACHER_PASS: ()}
+_PASS_FILES = {TEACHER_PASS: ("teacher.py",)}  # whole files hashed into that pass's code version
 SCALARS = ("num_params", "flops", "loss")
 AUTOPROX_INPUTS = {"t1": "gelu_input", "t1g": "gelu_input_grad", "t2": "linear_input",
                    "t2g": "linear_input_grad", "t3": "weight", "t3g": "weight_grad",
@@ -127,6 +137,8 @@ def code_version(pass_name: str = "base") -> str:
     h.update(inspect.getsource(extract).encode())
     for f in sorted((Path(__file__).resolve().parent / "spaces").glob("*.py")):
         h.update(f.read_bytes())
+    for name in _PASS_FILES.get(pass_name, ()):
+        h.update((Path(__file__).resolve().parent / name).read_bytes())
     return h.hexdigest()[:16]
 
 

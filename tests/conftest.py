@@ -1,7 +1,11 @@
 """Shared fixtures: tiny batches and statistics at small resolution."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
+import torch
+from torch import nn
 
 from autoprox.batch import BatchConfig, make_batch
 from autoprox.scoring import ScoringConfig
@@ -10,6 +14,33 @@ from autoprox.stats import StatsConfig
 AF_SMALL = {"hidden_dim": 192, "depth": 12, "mlp_ratio": [3.5] * 12, "num_heads": [3] * 12}
 PIT_SMALL = {"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 2]}
 SMALL = {"autoformer": AF_SMALL, "pit": PIT_SMALL}
+
+
+class TinyCNN(nn.Module):
+    """A small ConvNet classifier: last stage 16 channels at 1/4 resolution, then pool + Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1),
+                                      nn.ReLU(), nn.Conv2d(16, 16, 3, 2, 1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+@pytest.fixture(scope="session")
+def teacher_file(tmp_path_factory) -> str:
+    """A TorchScript teacher (its forward returns the last-stage map), for tvt."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = TinyCNN()
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript; autoprox still reads it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(net.features.eval()), str(path))
+    return str(path)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from autoprox.cache import StatsCache, decode, encode
 from autoprox.scoring import StatsProvider
 from autoprox.spaces import get_space, list_spaces
 from autoprox.collect import token_index
-from autoprox.stats import BASE_FAMILIES, FAMILIES, PASSES, StatsConfig, code_version, extract
+from autoprox.stats import BASE_FAMILIES, MODEL_FAMILIES, MODEL_PASSES, PASSES, StatsConfig, code_version, extract
 
 from conftest import SMALL
 
@@ -68,16 +68,16 @@ def test_token_index_rule():
 def stats(request, tiny_batch):
     space = get_space(request.param)
     cfg = StatsConfig(act_samples=2, act_tokens=4)
-    s = extract(space, SMALL[request.param], tiny_batch.images, tiny_batch.labels, 10, 0, cfg, passes=PASSES)
+    s = extract(space, SMALL[request.param], tiny_batch.images, tiny_batch.labels, 10, 0, cfg, passes=MODEL_PASSES)
     return request.param, s
 
 
 def test_every_family_is_collected(stats):
     name, s = stats
-    assert set(s.tensors) == set(FAMILIES)
+    assert set(s.tensors) == set(MODEL_FAMILIES)
     n_lin = sum(k not in ("patch", "pool_conv") for k in s.kinds["weight"])
     assert len(s.get("linear_input")) == len(s.get("linear_input_grad")) == n_lin
-    assert all(t.numel() > 0 for f in FAMILIES for t in s.get(f))
+    assert all(t.numel() > 0 for f in MODEL_FAMILIES for t in s.get(f))
     assert s.kinds["weight"][0] == "patch" and s.kinds["weight"][-1] == "head"
     assert all(t.shape[0] <= 2 for t in s.get("norm_output"))  # act_samples
 
@@ -111,9 +111,9 @@ def test_matrix_statistics_known_structure(stats, tiny_batch):
 def test_extraction_is_deterministic(tiny_batch):
     space = get_space("pit")
     cfg = StatsConfig(act_samples=2, act_tokens=4)
-    a = extract(space, SMALL["pit"], tiny_batch.images, tiny_batch.labels, 10, 3, cfg, passes=PASSES)
-    b = extract(space, SMALL["pit"], tiny_batch.images, tiny_batch.labels, 10, 3, cfg, passes=PASSES)
-    assert all(torch.equal(x, y) for f in FAMILIES for x, y in zip(a.get(f), b.get(f)))
+    a = extract(space, SMALL["pit"], tiny_batch.images, tiny_batch.labels, 10, 3, cfg, passes=MODEL_PASSES)
+    b = extract(space, SMALL["pit"], tiny_batch.images, tiny_batch.labels, 10, 3, cfg, passes=MODEL_PASSES)
+    assert all(torch.equal(x, y) for f in MODEL_FAMILIES for x, y in zip(a.get(f), b.get(f)))
 
 
 @pytest.mark.parametrize("dtype,tol", [("float32", 0.0), ("float16", 1e-3)])
@@ -121,7 +121,7 @@ def test_cache_roundtrip(stats, dtype, tol):
     _, s = stats
     d = decode(bytearray(encode(s, dtype, {"x": 1})))
     assert d.kinds == s.kinds and d.scalars == s.scalars
-    for f in FAMILIES:
+    for f in MODEL_FAMILIES:
         for x, y in zip(s.get(f), d.get(f)):
             assert x.shape == y.shape
             assert float((x - y).abs().max()) <= tol * float(x.abs().max()) + 1e-30

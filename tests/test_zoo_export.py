@@ -20,9 +20,9 @@ GRAPH_PROXIES = [n for n in list_proxies() if isinstance(get_proxy(n), GraphProx
 
 
 @pytest.fixture(scope="module")
-def fp32_scoring(tmp_path_factory, tiny_batch_cfg):
+def fp32_scoring(tmp_path_factory, tiny_batch_cfg, teacher_file):
     return ScoringConfig(batch=tiny_batch_cfg, stats=StatsConfig(act_samples=2, act_tokens=4, dtype="float32"),
-                         cache_dir=str(tmp_path_factory.mktemp("cache")))
+                         cache_dir=str(tmp_path_factory.mktemp("cache")), teacher=teacher_file)  # tvt needs one
 
 
 @pytest.mark.parametrize("space", list_spaces())

@@ -2,7 +2,8 @@
 
 A factory returns either a proxy expression (a string, compiled to a ``GraphProxy``
 named after the registry entry, its docstring as description) or any object with
-``name``, ``families`` and ``score(stats)``.
+``name``, ``families`` and ``score(stats)``, or a fused proxy (``parts`` + ``fuse``, see
+``autoprox.fuse``) whose score of an arch depends on the other archs scored with it.
 """
 from __future__ import annotations
 
