@@ -161,6 +161,26 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evolve(args: argparse.Namespace) -> int:
+    from .evolve import evolve, load_evolve_config
+    from .evolve_report import live_display
+    cfg = load_evolve_config(args.config)
+    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    update, stop = live_display(cfg.steps)
+    try:
+        run = evolve(cfg, out, args.resume, args.backend, args.workers, args.address, on_step=update)
+    finally:
+        stop()
+    best = run.pick()
+    if best is not None:
+        r = best.record
+        print(f"best (picked on validation): JCM train {r['train']:.3f}  val {r['val']:.3f}"
+              + (f"  test {r['test']:.3f}" if r.get("test") is not None else "") + f"\n  {r['expression']}")
+    print(f"wrote {out}/: config.yaml checkpoint.json history.jsonl hall_of_fame.yaml best.yaml progress.csv "
+          f"jcm.png best_vs_accuracy.png")
+    return 0
+
+
 def _add_search_parser(sub: Any) -> None:
     se = sub.add_parser("search", help="training-free ViT search with a proxy under params/FLOPs limits")
     se.add_argument("--proxy", help="zoo name or proxy YAML file")
@@ -219,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", choices=("text", "latex", "yaml", "python"), default="text")
     ex.add_argument("--out", help="output file (default: print)")
     ex.set_defaults(fn=cmd_export)
+    ev = sub.add_parser("evolve", help="evolve proxies with DEAP against ViT-Bench-101 (checkpointed)")
+    ev.add_argument("--config", required=True, help="YAML evolve config (e.g. runs/quick.yaml)")
+    ev.add_argument("--out", help="run folder (default runs/<config name>)")
+    ev.add_argument("--resume", action="store_true", help="continue the run in the folder after a kill")
+    _add_backend_flags(ev)
+    ev.set_defaults(fn=cmd_evolve)
     _add_search_parser(sub)
     return ap
 

@@ -10,8 +10,8 @@ from primitives._tensor import finite_matrix, float_dtype, nan, square_matrix
 from primitives.base import register_op
 
 
-def _reduce(name: str, text: str, latex: str) -> Callable:
-    return register_op(name, group="reduce", arity=1, out_kind="scalar", text=text, latex=latex)
+def _reduce(name: str, text: str, latex: str, weight: float = 1.0) -> Callable:
+    return register_op(name, group="reduce", arity=1, out_kind="scalar", text=text, latex=latex, weight=weight)
 
 
 @_reduce("mean", "mean({0})", r"\operatorname{{mean}}\left({0}\right)")
@@ -52,7 +52,7 @@ def l2_norm(x: Tensor) -> Tensor:
     return torch.linalg.vector_norm(x) if x.numel() else nan(x)
 
 
-@_reduce("nuclear_norm", "nuclear_norm({0})", r"\left\|{0}\right\|_{{*}}")
+@_reduce("nuclear_norm", "nuclear_norm({0})", r"\left\|{0}\right\|_{{*}}", weight=0.2)  # an SVD: rarely sampled
 def nuclear_norm(x: Tensor) -> Tensor:
     """Sum of singular values of the 2-D view (first dim x rest); empty or non-finite -> NaN."""
     m = finite_matrix(x)

@@ -1,0 +1,157 @@
+"""The evolution objective: JCM of proxies on train / validation / test folds of benchmark archs.
+
+Each space's labelled archs are split once (seeded) into train, validation and test
+folds. A proxy is scored on every arch through a scoring backend (one pass for a
+whole population), oriented on the train fold, and that orientation is kept for
+the other folds. Evolution sees only the train JCM; picks use validation; test is
+reported. With several spaces the figures are means over spaces, the orientation
+set by the summed train correlation.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .bench import BenchConfig, load_archs
+from .fitness import INVALID, JcmVariant, invalid_reason, jcm
+from .graph import DATA_FREE, leaves
+from .parallel import Backend, make_backend
+from .scoring import ScoringConfig
+from .stats import PASSES, passes_for
+
+FOLDS = ("train", "val", "test")
+KD_TARGETS = ("c100_kd", "flower_kd", "chaoyang_kd")
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """Which archs and accuracies a proxy is judged on, and how they are split."""
+
+    spaces: tuple[str, ...] = ("autoformer",)
+    targets: tuple[str, ...] = KD_TARGETS
+    jcm: JcmVariant = "mean_tau"
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    limit: int | None = None
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+
+    def __post_init__(self) -> None:
+        if not self.spaces or not self.targets:
+            raise ValueError("objective needs at least one space and one target")
+        if self.val_fraction <= 0 or self.test_fraction < 0 or self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("need val_fraction > 0, test_fraction >= 0 and their sum < 0.9")
+
+
+def split3(n: int, val: float, test: float, seed: int) -> dict[str, np.ndarray]:
+    """Reproducible disjoint train / val / test index folds of ``n`` archs."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val, n_test = max(2, round(val * n)), round(test * n)
+    if n - n_val - n_test < 3:
+        raise ValueError(f"{n} archs are too few for the train/val/test split")
+    return {"val": np.sort(perm[:n_val]), "test": np.sort(perm[n_val:n_val + n_test]),
+            "train": np.sort(perm[n_val + n_test:])}
+
+
+@dataclass
+class SpaceData:
+    name: str
+    archs: list[dict]
+    targets: dict[str, np.ndarray]
+    folds: dict[str, np.ndarray]
+    backend: Backend | None = None
+
+
+class Objective:
+    """Scores proxy expressions on every space's archs and returns their fold JCMs."""
+
+    def __init__(self, cfg: ObjectiveConfig, families: Sequence[str], backend: str = "serial",
+                 workers: int = 2, address: str | None = None) -> None:
+        self.cfg = cfg
+        self.families = sorted(set(families) - DATA_FREE)
+        passes_for(self.families)  # unknown statistic -> clear error before any work
+        self.spaces: list[SpaceData] = []
+        for space in cfg.spaces:
+            bench, archs, _ = load_archs(BenchConfig(space=space, limit=cfg.limit))
+            ys = {t: bench.values(t)[:len(archs)] for t in cfg.targets}
+            folds = split3(len(archs), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+            self.spaces.append(SpaceData(space, archs, ys, folds))
+        self._backend = (backend, workers, address)
+
+    def open(self, progress: Any = None) -> None:
+        """Start the backends and load every space's statistics (computed once, then cached)."""
+        kind, workers, address = self._backend
+        if kind == "ray" and address is None and len(self.spaces) > 1:
+            import ray
+            if not ray.is_initialized():
+                ray.init(num_cpus=workers * len(self.spaces), include_dashboard=False, log_to_driver=False)
+        for sd in self.spaces:
+            sd.backend = make_backend(kind, sd.name, self.cfg.scoring, workers=workers, address=address)
+            sd.backend.load(sd.archs, self.families)
+
+    def close(self) -> None:
+        for sd in self.spaces:
+            if sd.backend is not None:
+                sd.backend.close()
+                sd.backend = None
+
+    def scores(self, exprs: Sequence[str]) -> dict[str, np.ndarray]:
+        """(proxies x archs) raw scores per space."""
+        if any(sd.backend is None for sd in self.spaces):
+            raise RuntimeError("Objective.open() must be called before scoring")
+        return {sd.name: sd.backend.score(list(exprs)) for sd in self.spaces}  # type: ignore[union-attr]
+
+    def evaluate(self, exprs: Sequence[str]) -> list[dict]:
+        """One record per expression: sign, train/val/test JCM, per-space and per-target figures."""
+        if not exprs:
+            return []
+        mats = self.scores(exprs)
+        return [self.record({sd.name: mats[sd.name][i] for sd in self.spaces}) for i in range(len(exprs))]
+
+    def record(self, scores: dict[str, np.ndarray]) -> dict:
+        """Fold JCMs of one proxy from its per-space score vectors."""
+        var = self.cfg.jcm
+        per_space: dict[str, dict] = {}
+        for sd in self.spaces:
+            reason = invalid_reason(scores[sd.name])
+            if reason:
+                return {"sign": 1, "train": INVALID, "val": None, "test": None, "per_space": {},
+                        "reason": f"{sd.name}: {reason}"}
+        tau_sum = 0.0
+        for sd in self.spaces:
+            idx = sd.folds["train"]
+            f = jcm(scores[sd.name][idx], {t: y[idx] for t, y in sd.targets.items()}, "mean_tau", sign=1)
+            if not f.valid:
+                return {"sign": 1, "train": INVALID, "val": None, "test": None, "per_space": {},
+                        "reason": f"{sd.name}: {f.reason}"}
+            tau_sum += f.jcm
+        sign = -1 if tau_sum < 0 and var == "mean_tau" else 1
+        for sd in self.spaces:
+            per_space[sd.name] = {}
+            for fold, idx in sd.folds.items():
+                if len(idx) == 0:
+                    continue
+                f = jcm(scores[sd.name][idx], {t: y[idx] for t, y in sd.targets.items()}, var, sign=sign)
+                per_space[sd.name][fold] = f.jcm if f.valid else math.nan
+                per_space[sd.name][fold + "_tau"] = {t: round(c["kendall"], 5) for t, c in f.per_target.items()}
+        out = {"sign": sign, "per_space": per_space, "reason": None}
+        for fold in FOLDS:
+            vals = [per_space[s].get(fold) for s in per_space]
+            vals = [v for v in vals if v is not None]
+            out[fold] = float(np.mean(vals)) if vals and np.all(np.isfinite(vals)) else None
+        if out["train"] is None:
+            out.update(train=INVALID, reason="undefined train correlation")
+        return out
+
+
+def families_of(leaf_names: Sequence[str]) -> list[str]:
+    """The statistic families to load for proxies built from ``leaf_names``."""
+    fams = set(leaf_names) - DATA_FREE
+    return sorted(f for p in passes_for(fams) for f in PASSES[p])
+
+
+def expr_families(exprs: Sequence[Any]) -> set[str]:
+    return set().union(*(leaves(e) for e in exprs)) - DATA_FREE if exprs else set()

@@ -1,0 +1,213 @@
+import json
+import random
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import yaml
+
+from autoprox.cli import main
+from autoprox.config import ConfigError, save_config
+from autoprox.evolve import EvolveConfig, evolve, make_types
+from autoprox.fitness import INVALID
+from autoprox.graph import GraphError, parse
+from autoprox.objective import Objective, ObjectiveConfig, SpaceData, split3
+from autoprox.variation import (STRUCTURES, VariationConfig, crossover, depth, mutate, random_genome, size,
+                                to_expr, validate)
+from autoprox.zoo import resolve_proxy
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_variation_keeps_genomes_valid_and_small(structure):
+    cfg = VariationConfig(structure=structure, max_nodes=12, max_depth=6)
+    rng = random.Random(0)
+    pop = [random_genome(rng, cfg) for _ in range(20)]
+    for _ in range(200):
+        a, b = rng.sample(pop, 2)
+        child = mutate(a, rng, cfg) if rng.random() < 0.5 else crossover(a, b, rng, cfg)[0]
+        e = validate(child, cfg) and to_expr(child, cfg)
+        if structure == "free":
+            assert size(e) <= 12 and depth(e) <= 6
+        pop[rng.randrange(len(pop))] = child
+    changed = sum(mutate(g, random.Random(i), cfg) != g for i, g in enumerate(pop))
+    assert changed >= 18  # a mutant differs from its parent
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_variation_is_deterministic_under_a_seed(structure):
+    cfg = VariationConfig(structure=structure)
+
+    def walk(seed):
+        rng = random.Random(seed)
+        g = random_genome(rng, cfg)
+        out = [g]
+        for _ in range(30):
+            g = mutate(g, rng, cfg)
+            out.append(g)
+        return out
+    assert walk(3) == walk(3) and walk(3) != walk(4)
+
+
+def test_tree_mutation_resamples_genes_and_crossover_mixes_parents():
+    cfg = VariationConfig(structure="autoprox_tree", leaves=("t2", "t4g", "t3"))
+    a = ["t2", "t4g", "min_max_normalize", "frobenius_norm", "sigmoid", "sqrt", "element_wise_sum"]
+    b = ["t3", "t3", "abs", "abs", "abs", "abs", "element_wise_difference"]
+    c1, c2 = crossover(a, b, random.Random(0), cfg)
+    assert all(x in (p, q) for x, p, q in zip(c1, a, b)) and all({x, y} == {p, q} for x, y, p, q in zip(c1, c2, a, b))
+    assert str(to_expr(a, cfg)) == str(resolve_proxy("autoprox_paper").expr)
+
+
+@pytest.mark.parametrize("bad,msg", [
+    (dict(structure="tree"), "structure"), (dict(unary=("element_wise_sum",)), "binary op"),
+    (dict(leaves=("num_params",)), "single_leaves"), (dict(leaves=("nope",)), "unknown statistic"),
+    (dict(max_nodes=2), "max_nodes"),
+])
+def test_bad_variation_config(bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        VariationConfig(**bad)
+
+
+def test_validate_names_the_problem():
+    with pytest.raises(GraphError, match="7 gene"):
+        validate(["t2"], VariationConfig(structure="autoprox_tree"))
+    with pytest.raises(GraphError, match="per-layer"):
+        validate(["sqrt(weight)"], VariationConfig())
+
+
+def test_split3_is_disjoint_covering_and_seeded():
+    f = split3(100, 0.2, 0.2, 0)
+    assert [len(f[k]) for k in ("train", "val", "test")] == [60, 20, 20]
+    assert sorted(np.concatenate(list(f.values())).tolist()) == list(range(100))
+    assert all(np.array_equal(f[k], split3(100, 0.2, 0.2, 0)[k]) for k in f)
+    assert not np.array_equal(f["val"], split3(100, 0.2, 0.2, 1)["val"])
+
+
+def _known_objective(jcm_variant="mean_tau") -> Objective:
+    obj = Objective.__new__(Objective)
+    obj.cfg = ObjectiveConfig(jcm=jcm_variant)
+    y = np.arange(12, dtype=float)
+    obj.spaces = [SpaceData("pit", [{}] * 12, {"a": y, "b": y[::-1].copy()[::-1]}, split3(12, 0.25, 0.25, 0))]
+    return obj
+
+
+def test_record_orients_on_train_and_keeps_the_sign():
+    obj = _known_objective()
+    y = np.arange(12, dtype=float)
+    r = obj.record({"pit": y})
+    assert r["sign"] == 1 and r["train"] == pytest.approx(1.0) and r["val"] == pytest.approx(1.0)
+    r = obj.record({"pit": -y})
+    assert r["sign"] == -1 and r["train"] == pytest.approx(1.0) and r["test"] == pytest.approx(1.0)
+    noisy = y.copy()
+    val = obj.spaces[0].folds["val"]
+    noisy[val] = -noisy[val]  # reversed on validation only: the train sign must be kept there
+    r = obj.record({"pit": noisy})
+    assert r["train"] == pytest.approx(1.0) and r["val"] == pytest.approx(-1.0)
+    for bad in (np.full(12, 3.0), np.where(y > 5, np.nan, y)):
+        r = obj.record({"pit": bad})
+        assert r["train"] == INVALID and r["val"] is None and r["reason"]
+
+
+@pytest.fixture(scope="module")
+def tiny_objective(tmp_path_factory, tiny_batch_cfg):
+    from autoprox.scoring import ScoringConfig
+    from autoprox.stats import StatsConfig
+    scoring = ScoringConfig(batch=tiny_batch_cfg, stats=StatsConfig(act_samples=2, act_tokens=4),
+                            cache_dir=str(tmp_path_factory.mktemp("evo-cache")))
+    return ObjectiveConfig(spaces=("pit",), limit=12, val_fraction=0.25, test_fraction=0.25, scoring=scoring)
+
+
+def _cfg(obj, **kw):
+    var = VariationConfig(leaves=("weight", "weight_grad", "linear_input", "norm_output_grad"),
+                          single_leaves=("num_params",), max_nodes=10)
+    base = dict(population=6, steps=2, offspring=6, hall_of_fame=4, seed_proxies=("snip",), objective=obj,
+                variation=var)
+    return EvolveConfig(**{**base, **kw})
+
+
+def _outputs(d):
+    """A run's results, without wall-clock figures and the run's folder name."""
+    ck = json.loads((d / "checkpoint.json").read_text())
+    for k in ("elapsed", "progress"):
+        ck.pop(k)
+    best = yaml.safe_load((d / "best.yaml").read_text())
+    best.pop("name")
+    return ck, best, [(d / n).read_text() for n in ("history.jsonl", "hall_of_fame.yaml")]
+
+
+@pytest.mark.parametrize("mode", ["generational", "paper"])
+def test_evolve_writes_a_reproducible_run(mode, tiny_objective, tmp_path):
+    cfg = _cfg(tiny_objective, mode=mode, mutants=2, max_tries=2, pool_ratio=0.5, top_k=2)
+    run = evolve(cfg, tmp_path / "run")
+    d = tmp_path / "run"
+    for f in ("config.yaml", "progress.csv", "jcm.png", "best_vs_accuracy.png", "summary.md"):
+        assert (d / f).stat().st_size > 0
+    hist = [json.loads(ln) for ln in (d / "history.jsonl").read_text().splitlines()]
+    assert len(hist) == len({h["hash"] for h in hist}) == run.evals
+    pick = run.pick().record
+    hof = yaml.safe_load((d / "hall_of_fame.yaml").read_text())
+    assert pick["val"] == max(h["val"] for h in hof if h["val"] is not None)
+    # best.yaml reloads, and its score ranks the validation archs as recorded
+    best = resolve_proxy(str(d / "best.yaml"))
+    run.obj.open()
+    try:
+        scores = run.obj.scores([str(best.expr)])["pit"][0]
+    finally:
+        run.obj.close()
+    sd = run.obj.spaces[0]
+    assert run.obj.record({"pit": scores})["val"] == pytest.approx(pick["val"])
+    assert run.obj.record({"pit": scores})["sign"] == 1  # the negation, if any, is inside best.yaml
+    again = evolve(cfg, tmp_path / "again")
+    assert _outputs(d) == _outputs(tmp_path / "again")
+    assert len(sd.folds["val"]) == 3
+
+
+def test_resume_after_a_kill_ends_like_an_unbroken_run(tiny_objective, tmp_path):
+    cfg = _cfg(tiny_objective, steps=3)
+    evolve(cfg, tmp_path / "whole")
+
+    class Kill(Exception):
+        pass
+
+    def die(row):
+        if row["step"] == 1:
+            raise Kill
+    with pytest.raises(Kill):
+        evolve(cfg, tmp_path / "broken", on_step=die)
+    with open(tmp_path / "broken" / "history.jsonl", "a") as f:  # a kill mid-step leaves extra lines
+        f.write('{"hash": "partial"}\n')
+    evolve(cfg, tmp_path / "broken", resume=True)
+    assert _outputs(tmp_path / "whole") == _outputs(tmp_path / "broken")
+
+
+def test_evolve_refuses_to_clobber_or_mix_runs(tiny_objective, tmp_path):
+    cfg = _cfg(tiny_objective, steps=0)
+    evolve(cfg, tmp_path / "r")
+    with pytest.raises(ConfigError, match="--resume"):
+        evolve(cfg, tmp_path / "r")
+    with pytest.raises(ConfigError, match="config differs"):
+        evolve(replace(cfg, seed=1), tmp_path / "r", resume=True)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        evolve(cfg, tmp_path / "none", resume=True)
+
+
+def test_make_types_is_idempotent():
+    assert make_types() == make_types()
+    fit_cls, ind_cls = make_types()
+    ind = ind_cls(["num_params"])
+    ind.fitness.values = (0.5,)
+    assert ind.fitness.valid and list(ind) == ["num_params"]
+
+
+def test_cli_evolve(tiny_objective, tmp_path, capsys):
+    cfg = _cfg(tiny_objective, steps=1)
+    save_config(cfg, tmp_path / "tiny.yaml")
+    assert main(["evolve", "--config", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "o")]) == 0
+    assert "picked on validation" in capsys.readouterr().out
+    assert main(["bench", "--space", "pit", "--proxy", str(tmp_path / "o" / "best.yaml"), "--limit", "12",
+                 "--out", str(tmp_path / "b"), "--batch-size", "4", "--resolution", "32", "--num-classes", "10",
+                 "--cache-dir", tiny_objective.scoring.cache_dir]) == 0
+    (tmp_path / "bad.yaml").write_text("population: 4\npopulaton: 5\n")
+    assert main(["evolve", "--config", str(tmp_path / "bad.yaml")]) == 2
+    assert "unknown key" in capsys.readouterr().err
+    with pytest.raises(GraphError):
+        parse("agg_sum(nope)")
