@@ -14,7 +14,7 @@ import math
 import random
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
@@ -23,6 +23,7 @@ import numpy as np
 from .bench import BenchConfig, load_archs
 from .benchmark import Benchmark
 from .config import ConfigError, save_config, to_dict
+from .fuse import FusedProxy
 from .graph import GraphProxy
 from .io import atomic_write_text
 from .parallel import Backend, make_backend
@@ -363,6 +364,11 @@ def search(cfg: SearchConfig, out: Path | str | None = None, resume: bool = Fals
     out = None if out is None else Path(out)
     space, proxy = get_space(cfg.space), resolve_proxy(cfg.proxy)
     bench, targets, pool = _bench_pool(cfg, space) if cfg.bench_only else (None, [], None)
+    if isinstance(proxy, FusedProxy):  # fused scores rank archs among those scored together
+        if pool is None:
+            raise ValueError(f"proxy {proxy.name!r} fuses its parts across archs, so its scores are only "
+                             f"comparable within one scored set: use --bench-only or rank_archs() on a list")
+        cfg = replace(cfg, chunk=max(len(pool), 1))  # the whole pool in one chunk
     total = len(pool) if pool is not None else cfg.budget
     st = _start(cfg, proxy, out, resume)
     t: dict[str, float] = {}
@@ -419,6 +425,8 @@ def rank_archs(proxy: str, space: str, archs: Sequence[Mapping], scoring: Scorin
         n_params, n_flops = measure(cfg, sp, arch)
         rows.append({"index": i, "arch": arch, "num_params": n_params, "flops": n_flops})
     scorer = _Scorer(p, proxy, space, cfg.scoring, backend, workers, address, {})
+    if isinstance(p, FusedProxy):
+        chunk = max(len(rows), 1)  # fused scores are comparable only within one scored set
     try:
         for s in range(0, len(rows), chunk):
             for r, v in zip(rows[s:s + chunk], scorer([r["arch"] for r in rows[s:s + chunk]])):

@@ -261,3 +261,11 @@ def test_ray_backend_search_matches_serial(tmp_path, tiny_scoring):
     assert [h["arch"] for h in res.history] == [h["arch"] for h in serial.history]
     np.testing.assert_allclose([h["score"] for h in res.history], [h["score"] for h in serial.history],
                                rtol=1e-4)
+
+
+def test_fused_proxies_are_refused_where_chunks_would_split_them(tiny_scoring, teacher_file):
+    from dataclasses import replace as _replace
+    from autoprox.search import SearchConfig, search
+    cfg = SearchConfig(proxy="tvt", space="pit", budget=4, scoring=_replace(tiny_scoring, teacher=teacher_file))
+    with pytest.raises(ValueError, match="fuses its parts across archs"):
+        search(cfg)
