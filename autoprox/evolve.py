@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from deap import base, creator, tools
 
-from .config import ConfigError, from_dict, load_config, save_config, to_dict
+from .config import ConfigError, load_config, save_config, to_dict
 from .fitness import INVALID
 from .graph import proxy_hash
 from .io import atomic_write_text
@@ -308,7 +308,3 @@ def evolve(cfg: EvolveConfig, out: str | Path, resume: bool = False, backend: st
     finally:
         obj.close()
     return run
-
-
-def config_from_mapping(data: dict) -> EvolveConfig:
-    return from_dict(EvolveConfig, data, "evolve config")

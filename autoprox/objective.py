@@ -17,7 +17,7 @@ import numpy as np
 
 from .bench import BenchConfig, load_archs
 from .fitness import INVALID, JcmVariant, invalid_reason, jcm
-from .graph import DATA_FREE, leaves
+from .graph import DATA_FREE
 from .parallel import Backend, make_backend
 from .scoring import ScoringConfig
 from .stats import PASSES, passes_for
@@ -151,7 +151,3 @@ def families_of(leaf_names: Sequence[str]) -> list[str]:
     """The statistic families to load for proxies built from ``leaf_names``."""
     fams = set(leaf_names) - DATA_FREE
     return sorted(f for p in passes_for(fams) for f in PASSES[p])
-
-
-def expr_families(exprs: Sequence[Any]) -> set[str]:
-    return set().union(*(leaves(e) for e in exprs)) - DATA_FREE if exprs else set()
