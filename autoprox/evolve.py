@@ -104,8 +104,8 @@ class Run:
     # ------------------------------------------------------------ scoring
     def evaluate(self, genomes: list[list[str]]) -> list:
         """Individuals for ``genomes``; each distinct proxy is scored once per run."""
-        exprs = [str(to_expr(g, self.cfg.variation)) for g in genomes]
-        hashes = [proxy_hash(to_expr(g, self.cfg.variation)) for g in genomes]
+        parsed = [to_expr(g, self.cfg.variation) for g in genomes]
+        exprs, hashes = [str(e) for e in parsed], [proxy_hash(e) for e in parsed]
         todo = sorted({h: e for h, e in zip(hashes, exprs) if h not in self.memo}.items())
         if todo:
             t0 = time.perf_counter()
