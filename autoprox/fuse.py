@@ -43,14 +43,19 @@ def _rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return m, ~np.isnan(m).any(axis=0)
 
 
-@register_fusion("rank_sum")
-def rank_sum(matrix: np.ndarray) -> np.ndarray:
-    """Sum over parts of each arch's rank (1 = lowest, ties averaged) among the NaN-free archs."""
+def _sum_over_parts(matrix: np.ndarray, per_part) -> np.ndarray:
+    """Sum over parts of ``per_part(row)`` on the NaN-free archs; NaN elsewhere."""
     m, ok = _rows(matrix)
     out = np.full(m.shape[1], np.nan)
     if ok.any():
-        out[ok] = sum((rankdata(row[ok]) for row in m), np.zeros(int(ok.sum())))
+        out[ok] = sum((per_part(row[ok]) for row in m), np.zeros(int(ok.sum())))
     return out
+
+
+@register_fusion("rank_sum")
+def rank_sum(matrix: np.ndarray) -> np.ndarray:
+    """Sum over parts of each arch's rank (1 = lowest, ties averaged) among the NaN-free archs."""
+    return _sum_over_parts(matrix, rankdata)
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
@@ -61,11 +66,7 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 @register_fusion("sum_of_zscores")
 def sum_of_zscores(matrix: np.ndarray) -> np.ndarray:
     """Sum over parts of (x - mean) / std over the NaN-free archs (a constant part adds 0)."""
-    m, ok = _rows(matrix)
-    out = np.full(m.shape[1], np.nan)
-    if ok.any():
-        out[ok] = sum((_zscore(row[ok]) for row in m), np.zeros(int(ok.sum())))
-    return out
+    return _sum_over_parts(matrix, _zscore)
 
 
 @runtime_checkable
