@@ -93,7 +93,7 @@ class Run:
         _, self.Individual = make_types()
         self.memo: dict[str, dict] = {}
         self.population: list = []
-        self.hof = tools.HallOfFame(cfg.hall_of_fame, similar=lambda a, b: a.record["hash"] == b.record["hash"])
+        self.hof = tools.HallOfFame(cfg.hall_of_fame, similar=lambda a, b: _identity(a) == _identity(b))
         self.rng = random.Random(cfg.seed)
         self.step_no = 0
         self.evals = 0
@@ -259,12 +259,18 @@ def _genome(spec: str, var: VariationConfig) -> list[str]:
     return [*(x.strip() for x in m[1].split(",")), *m[2].split("|"), m[3]]
 
 
+def _identity(ind: Any) -> str:
+    """What makes two individuals the same proxy for selection: the order they rank the archs
+    in (monotone variants of one proxy coincide), else the graph hash."""
+    return ind.record.get("ranking") or ind.record["hash"]
+
+
 def _best_unique(inds: list, n: int) -> list:
-    """The ``n`` best individuals, one per proxy hash (stable order)."""
+    """The ``n`` best individuals, one per arch ranking (stable order)."""
     seen, out = set(), []
     for i in sorted(inds, key=lambda i: i.fitness.values[0], reverse=True):
-        if i.record["hash"] not in seen:
-            seen.add(i.record["hash"])
+        if _identity(i) not in seen:
+            seen.add(_identity(i))
             out.append(i)
     return out[:n]
 

@@ -9,11 +9,14 @@ set by the summed train correlation.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+
+from scipy.stats import rankdata
 
 from .bench import BenchConfig, load_archs
 from .fitness import INVALID, JcmVariant, invalid_reason, jcm
@@ -137,7 +140,7 @@ class Objective:
                 f = jcm(scores[sd.name][idx], {t: y[idx] for t, y in sd.targets.items()}, var, sign=sign)
                 per_space[sd.name][fold] = f.jcm if f.valid else math.nan
                 per_space[sd.name][fold + "_tau"] = {t: round(c["kendall"], 5) for t, c in f.per_target.items()}
-        out = {"sign": sign, "per_space": per_space, "reason": None}
+        out = {"sign": sign, "per_space": per_space, "reason": None, "ranking": self.ranking(scores, sign)}
         for fold in FOLDS:
             vals = [per_space[s].get(fold) for s in per_space]
             vals = [v for v in vals if v is not None]
@@ -145,6 +148,15 @@ class Objective:
         if out["train"] is None:
             out.update(train=INVALID, reason="undefined train correlation")
         return out
+
+
+    def ranking(self, scores: dict[str, np.ndarray], sign: int = 1) -> str:
+        """Fingerprint of the order a proxy (oriented by ``sign``) puts every space's archs in,
+        labels unused: proxies that differ by a monotone map (``log(x)`` vs ``x``) share it."""
+        h = hashlib.sha256()
+        for sd in self.spaces:
+            h.update(rankdata(sign * np.asarray(scores[sd.name], dtype=np.float64)).astype(np.float64).tobytes())
+        return h.hexdigest()[:16]
 
 
 def families_of(leaf_names: Sequence[str]) -> list[str]:

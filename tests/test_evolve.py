@@ -107,6 +107,30 @@ def test_record_orients_on_train_and_keeps_the_sign():
         assert r["train"] == INVALID and r["val"] is None and r["reason"]
 
 
+def test_ranking_fingerprint_merges_monotone_variants_only():
+    obj = _known_objective()
+    y = np.arange(12, dtype=float) + 1.0
+    r = obj.record({"pit": y})
+    assert obj.record({"pit": np.log(y)})["ranking"] == r["ranking"]  # same order of the archs
+    assert obj.record({"pit": -1.0 / y})["ranking"] == r["ranking"]
+    assert obj.record({"pit": -y})["ranking"] == r["ranking"]  # oriented: the sign is undone
+    swapped = y.copy()
+    swapped[[0, 1]] = swapped[[1, 0]]
+    assert obj.record({"pit": swapped})["ranking"] != r["ranking"]
+
+
+def test_selection_keeps_one_individual_per_ranking():
+    from autoprox.evolve import _best_unique
+    _, Individual = make_types()
+    inds = []
+    for h, ranking, fit in (("a", "r1", 0.5), ("b", "r1", 0.6), ("c", "r2", 0.4), ("d", None, 0.3)):
+        i = Individual([h])
+        i.record = {"hash": h, "ranking": ranking}
+        i.fitness.values = (fit,)
+        inds.append(i)
+    assert [i.record["hash"] for i in _best_unique(inds, 3)] == ["b", "c", "d"]
+
+
 @pytest.fixture(scope="module")
 def tiny_objective(tmp_path_factory, tiny_batch_cfg):
     from autoprox.scoring import ScoringConfig
