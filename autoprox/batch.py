@@ -59,7 +59,12 @@ def make_batch(cfg: BatchConfig) -> Batch:
     loaders = {"synthetic": _synthetic, "cifar100": _cifar100, "folder": _folder}
     if cfg.source not in loaders:
         raise BatchError(f"unknown batch source {cfg.source!r}; use one of {sorted(loaders)}")
-    images, labels = loaders[cfg.source](cfg)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # reductions (the synthetic batch's mean/std) sum in one fixed order,
+    try:                      # so the batch and every cache key are the same on any machine
+        images, labels = loaders[cfg.source](cfg)
+    finally:
+        torch.set_num_threads(threads)
     images, labels = images.contiguous().float(), labels.long().contiguous()
     h = hashlib.sha256(images.numpy().tobytes())
     h.update(labels.numpy().tobytes())

@@ -23,6 +23,19 @@ def test_synthetic_batch_is_deterministic(tiny_batch_cfg):
     assert other.fingerprint != a.fingerprint
 
 
+def test_batch_does_not_depend_on_the_thread_count():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = make_batch(BatchConfig())  # the default 32 x 224 batch: reductions big enough to split
+        torch.set_num_threads(4)
+        four = make_batch(BatchConfig())
+        assert torch.get_num_threads() == 4  # left as it was
+    finally:
+        torch.set_num_threads(before)
+    assert one.fingerprint == four.fingerprint and torch.equal(one.images, four.images)
+
+
 def test_cifar100_source(tmp_path):
     rng = np.random.default_rng(0)
     data = {b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8), b"fine_labels": list(range(20))}
