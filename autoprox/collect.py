@@ -8,6 +8,8 @@ Attention maps are the outputs of modules whose class is named ``AttentionMap``.
 """
 from __future__ import annotations
 
+from typing import Callable, Collection
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,8 +52,8 @@ def subsample(x: torch.Tensor, samples: int, tokens: int) -> torch.Tensor:
 class Recorder:
     """Forward hooks storing subsampled activations; tensor hooks for their gradients."""
 
-    def __init__(self, samples: int, tokens: int) -> None:
-        self.samples, self.tokens = samples, tokens
+    def __init__(self, samples: int, tokens: int, wants: Callable[[str], bool] = lambda f: True) -> None:
+        self.samples, self.tokens, self.wants = samples, tokens, wants
         self.tensors: dict[str, list[torch.Tensor]] = {}
         self.kinds: dict[str, list[str]] = {}
         self.naswot: torch.Tensor | None = None
@@ -68,23 +70,32 @@ class Recorder:
         if x.requires_grad:
             x.register_hook(lambda grad: g.__setitem__(slot, subsample(grad, self.samples, self.tokens)))
 
+    def _act(self, family: str) -> bool:
+        return self.wants(family) or self.wants(family + "_grad")
+
     def attach(self, model: nn.Module) -> list:
+        """Hooks for the wanted families only; weight layers are always tracked (forward order)."""
         handles = [m.register_forward_hook(self._weight_hook(kind)) for m, kind in weight_layers(model)]
+        gelu = self._act("gelu_input") or self.wants("naswot_kernel")
         for m in model.modules():
-            if isinstance(m, nn.GELU):
+            if isinstance(m, nn.GELU) and gelu:
                 handles.append(m.register_forward_hook(self._gelu_hook))
-            elif isinstance(m, nn.LayerNorm):
+            elif isinstance(m, nn.LayerNorm) and self._act("norm_output"):
                 handles.append(m.register_forward_hook(lambda m, i, o: self._store("norm_output", "norm", o)))
-            elif type(m).__name__ == "AttentionMap":
+            elif type(m).__name__ == "AttentionMap" and self._act("attention"):
                 handles.append(m.register_forward_hook(lambda m, i, o: self._store("attention", "attn_map", o)))
         return handles
 
     def _weight_hook(self, kind: str):
+        linear, fisher = self._act("linear_input"), self.wants("fisher")
+
         def hook(m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             self.order.append(m)
             if isinstance(m, nn.Linear):
-                self._store("linear_input", kind, inputs[0])
-                self._fisher(kind, inputs[0])
+                if linear:
+                    self._store("linear_input", kind, inputs[0])
+                if fisher:
+                    self._fisher(kind, inputs[0])
         return hook
 
     def _fisher(self, kind: str, x: torch.Tensor) -> None:
@@ -104,7 +115,10 @@ class Recorder:
 
     def _gelu_hook(self, m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         x = inputs[0]
-        self._store("gelu_input", "gelu", x)
+        if self._act("gelu_input"):
+            self._store("gelu_input", "gelu", x)
+        if not self.wants("naswot_kernel"):
+            return
         code = (x.detach() > 0).flatten(1).float() * 2 - 1  # +-1 codes per image
         k = (code @ code.T + code.shape[1]) / 2  # number of agreeing units
         self.naswot = k if self.naswot is None else self.naswot + k
@@ -114,33 +128,44 @@ def _weights(layers: list[nn.Module], grad: bool) -> list[torch.Tensor]:
     return [(m.weight.grad if grad else m.weight).detach().float().cpu().clone() for m in layers]
 
 
+GRAD_FAMILIES = ("weight_grad", "linear_input_grad", "gelu_input_grad", "norm_output_grad", "attention_grad",
+                 "fisher", "input_grad_corr")  # the base families that need the backward pass
+
+
 def collect(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int,
-            samples: int, tokens: int) -> tuple[dict, dict, float]:
+            samples: int, tokens: int, families: Collection[str] | None = None) -> tuple[dict, dict, float]:
     """(tensors, kinds, loss): one train-mode forward+backward, then the virtual pass.
 
-    ``model`` must sit on the device of ``images``; it is left with |w| weights.
+    ``families`` (default: all) limits the work to what they need: hooks only for wanted
+    activations, no backward without a gradient family, no virtual pass without
+    ``virtual_grad``; the wanted values are those of the full pass. ``model`` must sit on
+    the device of ``images``; after the virtual pass it holds |w| weights.
     """
+    def wants(f: str) -> bool:
+        return families is None or f in families
     device = images.device
-    rec = Recorder(samples, tokens)
+    rec = Recorder(samples, tokens, wants)
     handles = rec.attach(model)
     kind = dict((id(m), k) for m, k in weight_layers(model))
-    x = images.detach().requires_grad_(True)  # own .grad; the shared batch stays untouched
+    x = images.detach().requires_grad_(wants("input_grad_corr"))  # own .grad; the batch stays untouched
     model.train()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         loss = F.cross_entropy(model(x), labels)
-        loss.backward()
+        if any(wants(f) for f in GRAD_FAMILIES):
+            loss.backward()
     for h in handles:
         h.remove()
     layers = rec.order
     tensors, kinds = rec.tensors, rec.kinds
-    tensors["weight"], tensors["weight_grad"] = _weights(layers, False), _weights(layers, True)
-    tensors["naswot_kernel"] = [rec.naswot.cpu() if rec.naswot is not None else torch.zeros(0)]
-    tensors["input_grad_corr"] = [torch.corrcoef(x.grad.flatten(1)).float().cpu()]
-    tensors["virtual_grad"] = virtual_grad(model, layers, images.shape[-1], device)
-    for f in ("weight", "weight_grad", "virtual_grad"):
-        kinds[f] = [kind[id(m)] for m in layers]
-    kinds["naswot_kernel"] = kinds["input_grad_corr"] = ["batch"]
+    extra = {"weight": lambda: _weights(layers, False), "weight_grad": lambda: _weights(layers, True),
+             "naswot_kernel": lambda: [rec.naswot.cpu() if rec.naswot is not None else torch.zeros(0)],
+             "input_grad_corr": lambda: [torch.corrcoef(x.grad.flatten(1)).float().cpu()],
+             "virtual_grad": lambda: virtual_grad(model, layers, images.shape[-1], device)}
+    for f, make in extra.items():  # in this order: the virtual pass changes the weights
+        if wants(f):
+            tensors[f] = make()
+            kinds[f] = [kind[id(m)] for m in layers] if f in ("weight", "weight_grad", "virtual_grad") else ["batch"]
     return tensors, kinds, float(loss.detach())
 
 
@@ -211,11 +236,13 @@ OPTIONAL_PASSES = {  # pass -> (function, families it yields); run only when a p
 
 
 def run_passes(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, samples: int,
-               tokens: int, passes: tuple[str, ...] = ("base",), groups: int = 4) -> tuple[dict, dict, dict]:
+               tokens: int, passes: tuple[str, ...] = ("base",), groups: int = 4,
+               families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
     """(tensors, kinds, scalars) of the named passes on one freshly built model.
 
     Optional passes run first (they leave the weights as they are); ``"base"`` last,
-    because its SynFlow-style pass replaces the weights by |w|.
+    because its SynFlow-style pass replaces the weights by |w|. ``families`` (default:
+    all) limits the base pass to the work those families need.
     """
     tensors: dict = {}
     kinds: dict = {}
@@ -230,7 +257,7 @@ def run_passes(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, see
             tensors.update(t)
             kinds.update(k)
     if "base" in passes:
-        t, k, loss = collect(model, images, labels, seed, samples, tokens)
+        t, k, loss = collect(model, images, labels, seed, samples, tokens, families)
         tensors.update(t)
         kinds.update(k)
         scalars["loss"] = loss

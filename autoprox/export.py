@@ -135,12 +135,14 @@ def evaluate(node, tensors, kinds, scalars, memo):
 
 
 PASSES = {tuple(passes_for(leaves(p.expr) - DATA_FREE))!r}
+FAMILIES = {tuple(sorted(leaves(p.expr) - DATA_FREE))!r}
 
 
 def score(model, images, labels, seed=0, samples=4, tokens=8, flops=None, grad_groups=4):
     """The proxy's score of ``model`` on (images, labels)."""
     num_params = float(sum(p.numel() for p in model.parameters()))
-    tensors, kinds, scalars = run_passes(model, images, labels, seed, samples, tokens, PASSES, grad_groups)
+    tensors, kinds, scalars = run_passes(model, images, labels, seed, samples, tokens, PASSES, grad_groups,
+                                         FAMILIES)
     scalars["num_params"] = num_params
     if flops is not None:
         scalars["flops"] = float(flops)

@@ -76,7 +76,9 @@ class StatsProvider:
     def get(self, arch: Mapping, families: Iterable[str] = ()) -> ArchStats:
         """Statistics of ``arch``: data-free when no family is needed, else the passes that
         yield ``families``, each loaded from the cache or computed (one model build; the teacher
-        pass, which also needs the teacher, builds its own) and stored."""
+        pass, which also needs the teacher, builds its own) and stored. Without the cache only
+        the work ``families`` need is done (same values, a fraction of the time for a few)."""
+        families = frozenset(families)
         arch = self.space.validate(arch)
         c = self.cfg
         out = meta_stats(self.space, arch, c.batch.num_classes, c.batch.resolution)
@@ -91,8 +93,9 @@ class StatsProvider:
         model_passes = [p for p in missing if p != TEACHER_PASS]
         if model_passes:
             b = self.batch
+            lean = None if c.use_cache else families  # a cache entry holds a whole pass
             fresh = extract(self.space, arch, b.images, b.labels, c.batch.num_classes, c.seed, c.stats,
-                            c.device, model_passes)
+                            c.device, model_passes, lean)
             for p in model_passes:
                 parts[p] = self._store(arch, p, fresh)
         if TEACHER_PASS in missing:
@@ -118,7 +121,7 @@ class StatsProvider:
 
     def _store(self, arch: dict, pass_name: str, fresh: ArchStats) -> ArchStats:
         """The families of one pass from ``fresh``, as stored in the cache (if used)."""
-        fams = PASSES[pass_name]
+        fams = [f for f in PASSES[pass_name] if f in fresh.tensors]  # all of them when caching
         s = ArchStats({f: fresh.tensors[f] for f in fams}, {f: fresh.kinds[f] for f in fams},
                       dict(fresh.scalars) if pass_name == "base" else {})
         if not self.cfg.use_cache:

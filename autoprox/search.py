@@ -372,7 +372,10 @@ def search(cfg: SearchConfig, out: Path | str | None = None, resume: bool = Fals
     total = len(pool) if pool is not None else cfg.budget
     st = _start(cfg, proxy, out, resume)
     t: dict[str, float] = {}
-    scorer = _Scorer(proxy, cfg.proxy, cfg.space, cfg.scoring, backend, workers, address, t)
+    # fresh candidates are seen once: caching them (~15 MB each) would only fill the disk, and
+    # without the cache only what the proxy needs is extracted; labelled archs use it as configured
+    scoring = cfg.scoring if cfg.bench_only else replace(cfg.scoring, use_cache=False)
+    scorer = _Scorer(proxy, cfg.proxy, cfg.space, scoring, backend, workers, address, t)
     start = time.perf_counter()
     try:
         while True:

@@ -144,14 +144,16 @@ def code_version(pass_name: str = "base") -> str:
 
 def extract(space: SearchSpace, arch: Mapping, images: torch.Tensor, labels: torch.Tensor,
             num_classes: int, seed: int, cfg: StatsConfig, device: str | torch.device = "cpu",
-            passes: Iterable[str] = ("base",)) -> ArchStats:
-    """Statistics of ``arch`` on the batch from the named passes of one freshly built model."""
+            passes: Iterable[str] = ("base",), families: Iterable[str] | None = None) -> ArchStats:
+    """Statistics of ``arch`` on the batch from the named passes of one freshly built model;
+    ``families`` (default: all) limits the base pass to the work they need (same values)."""
     device = torch.device(device)
     res = images.shape[-1]
     model = space.build(arch, num_classes=num_classes, img_size=res, seed=seed,
                         drop_path=cfg.drop_path).to(device)
     tensors, kinds, scalars = run_passes(model, images.to(device), labels.to(device), seed, cfg.act_samples,
-                                         cfg.act_tokens, tuple(passes), cfg.grad_groups)
+                                         cfg.act_tokens, tuple(passes), cfg.grad_groups,
+                                         None if families is None else frozenset(families))
     scalars.update(num_params=float(space.num_params(arch, num_classes, res)),
                    flops=float(space.flops(arch, num_classes, res)))
     return ArchStats(tensors, kinds, scalars)

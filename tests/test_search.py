@@ -105,6 +105,10 @@ def test_evolution_with_statistics(tiny_scoring):
     assert res.timings["stats"] > 0 and res.timings["score"] > 0
     again = search(small_pit(tiny_scoring, budget=16))
     assert [h["arch"] for h in again.history] == [h["arch"] for h in res.history]
+    assert not list(Path(tiny_scoring.cache_dir).rglob("*.apx"))  # fresh candidates are never cached
+    full = dataclasses.replace(tiny_scoring, stats=dataclasses.replace(tiny_scoring.stats, dtype="float32"))
+    snip = rank_archs("snip", "pit", [h["arch"] for h in res.history[:3]], scoring=full)  # cached: full pass
+    assert sorted(r["score"] for r in snip) == sorted(h["score"] for h in res.history[:3])  # lean = full
 
 
 class Kill(Exception):

@@ -129,6 +129,27 @@ def test_extraction_is_deterministic(tiny_batch):
     assert all(torch.equal(x, y) for f in MODEL_FAMILIES for x, y in zip(a.get(f), b.get(f)))
 
 
+@pytest.mark.parametrize("family", BASE_FAMILIES)
+def test_lean_extraction_gives_the_full_values_of_what_it_was_asked(stats, family, tiny_batch):
+    name, full = stats
+    cfg = StatsConfig(act_samples=2, act_tokens=4)
+    lean = extract(get_space(name), SMALL[name], tiny_batch.images, tiny_batch.labels, 10, 0, cfg,
+                   families={family})
+    assert family in lean.tensors and lean.kinds[family] == full.kinds[family]
+    assert all(torch.equal(a, b) for a, b in zip(lean.get(family), full.get(family), strict=True))
+    if family == "weight_grad":  # no activation hooks, no virtual pass
+        assert set(lean.tensors) == {"weight_grad"}
+
+
+def test_uncached_provider_extracts_only_what_is_asked(tiny_scoring):
+    from dataclasses import replace
+    want = {"weight", "naswot_kernel"}
+    provider = StatsProvider("pit", replace(tiny_scoring, use_cache=False))
+    lean, full = provider.get(SMALL["pit"], want), provider.get(SMALL["pit"], BASE_FAMILIES)
+    assert set(lean.tensors) == want
+    assert all(torch.equal(a, b) for f in want for a, b in zip(lean.get(f), full.get(f), strict=True))
+
+
 @pytest.mark.parametrize("dtype,tol", [("float32", 0.0), ("float16", 1e-3)])
 def test_cache_roundtrip(stats, dtype, tol):
     _, s = stats
@@ -234,7 +255,7 @@ def test_optional_passes_are_cached_apart(tiny_scoring, monkeypatch):
     import autoprox.scoring as scoring
     calls = []
     real = scoring.extract
-    monkeypatch.setattr(scoring, "extract", lambda *a, **k: calls.append(tuple(a[-1])) or real(*a, **k))
+    monkeypatch.setattr(scoring, "extract", lambda *a, **k: calls.append(tuple(a[-2])) or real(*a, **k))
     p = StatsProvider("pit", tiny_scoring)
     arch = SMALL["pit"]
     p.get(arch, {"weight"})
