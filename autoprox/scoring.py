@@ -121,7 +121,9 @@ class StatsProvider:
 
     def _store(self, arch: dict, pass_name: str, fresh: ArchStats) -> ArchStats:
         """The families of one pass from ``fresh``, as stored in the cache (if used)."""
-        fams = [f for f in PASSES[pass_name] if f in fresh.tensors]  # all of them when caching
+        fams = PASSES[pass_name]
+        if not self.cfg.use_cache:  # lean: only what was asked; a cache entry must hold the whole pass
+            fams = tuple(f for f in fams if f in fresh.tensors)
         s = ArchStats({f: fresh.tensors[f] for f in fams}, {f: fresh.kinds[f] for f in fams},
                       dict(fresh.scalars) if pass_name == "base" else {})
         if not self.cfg.use_cache:
