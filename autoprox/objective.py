@@ -116,39 +116,36 @@ class Objective:
 
     def record(self, scores: dict[str, np.ndarray]) -> dict:
         """Fold JCMs of one proxy from its per-space score vectors."""
-        var = self.cfg.jcm
-        per_space: dict[str, dict] = {}
-        for sd in self.spaces:
-            reason = invalid_reason(scores[sd.name])
-            if reason:
-                return {"sign": 1, "train": INVALID, "val": None, "test": None, "per_space": {},
-                        "reason": f"{sd.name}: {reason}"}
         tau_sum = 0.0
         for sd in self.spaces:
-            idx = sd.folds["train"]
-            f = jcm(scores[sd.name][idx], {t: y[idx] for t, y in sd.targets.items()}, "mean_tau", sign=1)
-            if not f.valid:
-                return {"sign": 1, "train": INVALID, "val": None, "test": None, "per_space": {},
-                        "reason": f"{sd.name}: {f.reason}"}
+            reason = invalid_reason(scores[sd.name])
+            if not reason:
+                idx = sd.folds["train"]
+                f = jcm(scores[sd.name][idx], {t: y[idx] for t, y in sd.targets.items()}, "mean_tau", sign=1)
+                reason = None if f.valid else f.reason
+            if reason:
+                return _invalid(f"{sd.name}: {reason}")
             tau_sum += f.jcm
-        sign = -1 if tau_sum < 0 and var == "mean_tau" else 1
-        for sd in self.spaces:
-            per_space[sd.name] = {}
-            for fold, idx in sd.folds.items():
-                if len(idx) == 0:
-                    continue
-                f = jcm(scores[sd.name][idx], {t: y[idx] for t, y in sd.targets.items()}, var, sign=sign)
-                per_space[sd.name][fold] = f.jcm if f.valid else math.nan
-                per_space[sd.name][fold + "_tau"] = {t: round(c["kendall"], 5) for t, c in f.per_target.items()}
+        sign = -1 if tau_sum < 0 and self.cfg.jcm == "mean_tau" else 1
+        per_space = {sd.name: self._fold_figures(sd, scores[sd.name], sign) for sd in self.spaces}
         out = {"sign": sign, "per_space": per_space, "reason": None, "ranking": self.ranking(scores, sign)}
         for fold in FOLDS:
-            vals = [per_space[s].get(fold) for s in per_space]
-            vals = [v for v in vals if v is not None]
+            vals = [per_space[s][fold] for s in per_space if fold in per_space[s]]
             out[fold] = float(np.mean(vals)) if vals and np.all(np.isfinite(vals)) else None
         if out["train"] is None:
             out.update(train=INVALID, reason="undefined train correlation")
         return out
 
+    def _fold_figures(self, sd: SpaceData, scores: np.ndarray, sign: int) -> dict:
+        """JCM and per-target Kendall tau of one space's scores on each non-empty fold."""
+        figs: dict[str, Any] = {}
+        for fold, idx in sd.folds.items():
+            if len(idx) == 0:
+                continue
+            f = jcm(scores[idx], {t: y[idx] for t, y in sd.targets.items()}, self.cfg.jcm, sign=sign)
+            figs[fold] = f.jcm if f.valid else math.nan
+            figs[fold + "_tau"] = {t: round(c["kendall"], 5) for t, c in f.per_target.items()}
+        return figs
 
     def ranking(self, scores: dict[str, np.ndarray], sign: int = 1) -> str:
         """Fingerprint of the order a proxy (oriented by ``sign``) puts every space's archs in,
@@ -157,6 +154,10 @@ class Objective:
         for sd in self.spaces:
             h.update(rankdata(sign * np.asarray(scores[sd.name], dtype=np.float64)).astype(np.float64).tobytes())
         return h.hexdigest()[:16]
+
+
+def _invalid(reason: str) -> dict:
+    return {"sign": 1, "train": INVALID, "val": None, "test": None, "per_space": {}, "reason": reason}
 
 
 def families_of(leaf_names: Sequence[str]) -> list[str]:

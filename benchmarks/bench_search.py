@@ -46,7 +46,7 @@ def usable(names: list[str]) -> list[str]:
 def regret(args: argparse.Namespace, scoring: ScoringConfig) -> str:
     names = usable(args.proxies or list_proxies())
     rows = []
-    for space in SPACES:
+    for space in args.spaces:
         t = time.perf_counter()
         rows += bench_only_table(names, space, scoring, params=args.params, flops=args.flops,
                                  backend=args.backend, workers=args.workers)
@@ -92,6 +92,8 @@ def main() -> None:
     mode.add_argument("--regret", action="store_true", help="regret table of zoo proxies on both spaces")
     mode.add_argument("--timing", action="store_true", help="time a random AutoFormer search")
     ap.add_argument("--proxies", nargs="+", help="proxies (default: the whole zoo / snip and params)")
+    ap.add_argument("--spaces", nargs="+", choices=SPACES, default=list(SPACES),
+                    help="--regret: spaces to tabulate (default: both)")
     ap.add_argument("--budget", type=int, default=1000, help="--timing: candidates")
     ap.add_argument("--chunk", type=int, default=32, help="--timing: candidates per chunk")
     ap.add_argument("--params", type=parse_window, help="params window in millions, MIN-MAX")
