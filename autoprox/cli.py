@@ -86,17 +86,24 @@ def cmd_stats(args: argparse.Namespace) -> int:
     import time
 
     from .bench import BenchConfig, load_archs
-    from .scoring import StatsProvider
+    from .cache import default_cache_dir
+    from .parallel import make_backend
     from .stats import BASE_FAMILIES, PASSES
     cfg = from_dict(BenchConfig, _overlay({}, args, {"space": args.space, "bench": args.bench,
                                                        "limit": args.limit}), "stats config")
     _, archs, _ = load_archs(cfg)
-    provider = StatsProvider(cfg.space, cfg.scoring)
+    fams = BASE_FAMILIES + tuple(f for p in args.passes or () for f in PASSES[p])
+    backend = make_backend(args.backend, cfg.space, cfg.scoring, workers=args.workers, address=args.address)
+    step = 1 if args.backend == "serial" else args.workers
     t0 = time.perf_counter()
-    for arch in _progress(f"statistics {cfg.space}")(archs, len(archs)):
-        provider.get(arch, BASE_FAMILIES + tuple(f for p in args.passes or () for f in PASSES[p]))
+    try:
+        for i in _progress(f"statistics {cfg.space}")(range(0, len(archs), step), -(-len(archs) // step)):
+            backend.warm(archs[i:i + step], fams)
+    finally:
+        backend.close()
     dt = time.perf_counter() - t0
-    print(f"{len(archs)} archs of {cfg.space} cached under {provider.cache.root} in {dt:.1f} s "
+    root = cfg.scoring.cache_dir or default_cache_dir()
+    print(f"{len(archs)} archs of {cfg.space} cached under {root} in {dt:.1f} s "
           f"({dt / max(len(archs), 1):.2f} s/arch)")
     return 0
 
@@ -230,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--limit", type=int, help="only the first N archs")
     st.add_argument("--pass", dest="passes", action="append", choices=("hessian", "grad_groups", "teacher"),
                     help="also run and cache an optional statistics pass (repeatable)")
+    _add_backend_flags(st)
     _add_scoring_flags(st)
     st.set_defaults(fn=cmd_stats)
     z = sub.add_parser("zoo", help="list every named proxy with its formula and statistics")

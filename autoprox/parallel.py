@@ -47,6 +47,12 @@ class ScoringWorker:
         self.held = [self.provider.get(a, fams) for a in archs]
         return len(self.held)
 
+    def warm(self, archs: list[dict], families: list[str]) -> int:
+        """Compute and cache the statistics of ``archs`` without holding them; their count."""
+        for a in archs:
+            self.provider.get(a, list(families))
+        return len(archs)
+
     def _score_all(self, proxies: Sequence[Proxy]) -> list[list[float]]:
         return [score_proxies(proxies, s) for s in self.held]
 
@@ -72,6 +78,8 @@ class Backend(Protocol):
     fuses a fused proxy (``autoprox.fuse``) over all the loaded archs."""
 
     def load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> None: ...
+
+    def warm(self, archs: Sequence[dict], families: Sequence[str]) -> None: ...
 
     def score(self, exprs: Sequence[str]) -> np.ndarray: ...
 
@@ -115,6 +123,9 @@ class SerialBackend:
 
     def load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> None:
         self.worker.load(list(archs), None if families is None else list(families))
+
+    def warm(self, archs: Sequence[dict], families: Sequence[str]) -> None:
+        self.worker.warm(list(archs), list(families))
 
     def score(self, exprs: Sequence[str]) -> np.ndarray:
         return _matrix(self.worker.score(list(exprs)), len(exprs))
@@ -183,6 +194,11 @@ class RayBackend:
         self.shards = [list(archs[i::n]) for i in range(n)]
         self.families = None if families is None else list(families)
         self._call("load", lambda i: (self.shards[i], self.families))
+
+    def warm(self, archs: Sequence[dict], families: Sequence[str]) -> None:
+        """Compute and cache ``archs``' statistics on the actors (round-robin), holding nothing."""
+        n = len(self.actors)
+        self._call("warm", lambda i: (list(archs[i::n]), list(families)))
 
     def _assemble(self, parts: list[list[list[float]]], n_proxies: int) -> np.ndarray:
         """Per-actor (archs x proxies) results back to (proxies x archs) in load order."""

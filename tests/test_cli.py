@@ -56,3 +56,10 @@ def test_stats_verb_caches(tmp_path, capsys):
                  "--cache-dir", str(tmp_path)]) == 0
     assert "2 archs of pit cached" in capsys.readouterr().out
     assert len(list(tmp_path.rglob("*.apx"))) == 2
+
+
+def test_stats_verb_on_ray_workers(tmp_path, capsys):
+    assert main(["stats", "--space", "pit", "--limit", "3", "--batch-size", "2", "--resolution", "32",
+                 "--cache-dir", str(tmp_path), "--backend", "ray", "--workers", "2"]) == 0
+    assert "3 archs of pit cached" in capsys.readouterr().out
+    assert len(list(tmp_path.rglob("*.apx"))) == 3

@@ -116,3 +116,23 @@ def test_retries_exhausted_raise_then_recover(serial, ray_backend, monkeypatch):
 def test_unknown_backend(module_scoring):
     with pytest.raises(ValueError, match="serial, ray"):
         make_backend("nope", "pit", module_scoring)
+
+
+def test_warm_caches_on_the_workers_without_holding(module_scoring, ray_backend):
+    """``warm`` writes each arch's statistics once (on the actor that owns it), holds nothing,
+    and a later load from that cache scores like statistics computed in-process."""
+    from pathlib import Path
+
+    new = tiny_archs(6)[4:]
+    root = Path(ray_backend._args[1].cache_dir)
+    before = set(root.rglob("*.apx"))
+    ray_backend.warm(new, ["weight", "weight_grad"])
+    assert len(set(root.rglob("*.apx")) - before) == 2
+    ray_backend.warm(new, ["weight", "weight_grad"])  # second call: all cached, nothing new
+    assert len(set(root.rglob("*.apx")) - before) == 2
+    assert ray_backend.score_named(["params"]).shape == (1, 4)  # the loaded shard is untouched
+    cached = SerialBackend("pit", ray_backend._args[1])
+    fresh = SerialBackend("pit", module_scoring)
+    for b in (cached, fresh):
+        b.load(new)
+    np.testing.assert_allclose(cached.score_named(["snip"]), fresh.score_named(["snip"]), rtol=1e-6)
