@@ -14,7 +14,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Any, Iterator, Mapping, MutableSequence
+from typing import Any, Collection, Iterator, Mapping, MutableSequence
 
 import numpy as np
 import torch
@@ -72,6 +72,17 @@ class LazyList(MutableSequence):
 
     def insert(self, i, v):
         raise TypeError("cached statistics are read-only")
+
+
+def select(stats: ArchStats, families: Collection[str]) -> ArchStats:
+    """``stats`` restricted to ``families`` (scalars kept). Kept cached tensors are copied out of
+    their file buffer, so the buffer (the whole pass) can be freed once nothing else holds it."""
+    if set(stats.tensors) <= set(families):
+        return stats
+    keep = [f for f in stats.tensors if f in families]
+    tensors = {f: LazyList([(a.copy(), sc, sh) for a, sc, sh in t._raw]) if isinstance(t, LazyList)
+               else t for f, t in ((f, stats.tensors[f]) for f in keep)}
+    return ArchStats(tensors, {f: stats.kinds[f] for f in keep}, dict(stats.scalars))  # type: ignore[arg-type]
 
 
 def encode(stats: ArchStats, dtype: str, meta: Mapping[str, Any]) -> bytes:

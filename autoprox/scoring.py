@@ -13,7 +13,7 @@ from typing import Iterable, Mapping, Protocol
 import torch
 
 from .batch import Batch, BatchConfig, make_batch
-from .cache import StatsCache, cache_key
+from .cache import StatsCache, cache_key, select
 from .spaces import get_space
 from .fitness import SCORE_ERRORS
 from .stats import ArchStats, StatsConfig, code_version, extract, meta_stats, PASSES, TEACHER_PASS, passes_for
@@ -101,6 +101,7 @@ class StatsProvider:
         if TEACHER_PASS in missing:
             parts[TEACHER_PASS] = self._store(arch, TEACHER_PASS, self._teacher_pass(arch))
         for s in parts.values():
+            s = select(s, families)  # hold only what was asked: a pass's other families are freed
             out.tensors.update(s.tensors)
             out.kinds.update(s.kinds)
             out.scalars.update(s.scalars)

@@ -264,10 +264,24 @@ def test_optional_passes_are_cached_apart(tiny_scoring, monkeypatch):
     s = p.get(arch, {"weight", "hessian_grad"})
     assert calls == [("base",), ("hessian",)]  # base came from the cache, only the new pass ran
     assert base_file.read_bytes() == before and p.cache.path("pit", p.key(arch, "hessian")).is_file()
-    assert set(s.tensors) == set(BASE_FAMILIES) | {"hessian_grad"}
+    assert set(s.tensors) == {"weight", "hessian_grad"}  # only what was asked is held
     p.get(arch, {"hessian_grad", "weight"})
     assert len(calls) == 2
     assert p.get(arch, ()).tensors == {}  # data-free: no pass at all
+
+
+def test_held_families_are_copied_out_of_the_file_buffer(tiny_scoring):
+    """Asking for part of a cached pass holds just that part, equal to the whole pass's values,
+    in its own memory (the file buffer, with the other families, can be freed)."""
+    p = StatsProvider("pit", tiny_scoring)
+    whole = p.get(SMALL["pit"], BASE_FAMILIES)
+    part = p.get(SMALL["pit"], {"weight", "attention"})
+    assert set(part.tensors) == {"weight", "attention"} and part.scalars == whole.scalars
+    for f in part.tensors:
+        assert part.kinds[f] == whole.kinds[f]
+        assert all(torch.equal(a, b) for a, b in zip(part.tensors[f], whole.tensors[f]))
+        assert all(arr.flags.owndata for arr, _, _ in part.tensors[f]._raw)
+    assert not any(arr.flags.owndata for arr, _, _ in whole.tensors["weight"]._raw)  # views of the buffer
 
 
 def test_pass_keys_depend_only_on_their_fields(tiny_scoring):
