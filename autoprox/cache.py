@@ -62,6 +62,10 @@ class LazyList(MutableSequence):
     def __len__(self) -> int:
         return len(self._raw)
 
+    def owned(self) -> "LazyList":
+        """The same tensors in their own memory, not views of the file buffer."""
+        return LazyList([(a.copy(), scale, shape) for a, scale, shape in self._raw])
+
     def __iter__(self) -> Iterator[torch.Tensor]:
         return (self[i] for i in range(len(self)))
 
@@ -80,8 +84,7 @@ def select(stats: ArchStats, families: Collection[str]) -> ArchStats:
     if set(stats.tensors) <= set(families):
         return stats
     keep = [f for f in stats.tensors if f in families]
-    tensors = {f: LazyList([(a.copy(), sc, sh) for a, sc, sh in t._raw]) if isinstance(t, LazyList)
-               else t for f, t in ((f, stats.tensors[f]) for f in keep)}
+    tensors = {f: t.owned() if isinstance(t, LazyList) else t for f, t in stats.tensors.items() if f in keep}
     return ArchStats(tensors, {f: stats.kinds[f] for f in keep}, dict(stats.scalars))  # type: ignore[arg-type]
 
 
