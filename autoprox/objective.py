@@ -83,6 +83,7 @@ class Objective:
             folds = split3(len(archs), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
             self.spaces.append(SpaceData(space, archs, ys, folds))
         self._backend = (backend, workers, address)
+        self._owns_ray = False
 
     def open(self, progress: Any = None) -> None:
         """Start the backends and load every space's statistics (computed once, then cached)."""
@@ -91,21 +92,28 @@ class Objective:
             import ray
             if not ray.is_initialized():
                 ray.init(num_cpus=workers * len(self.spaces), include_dashboard=False, log_to_driver=False)
+                self._owns_ray = True
         for sd in self.spaces:
             sd.backend = make_backend(kind, sd.name, self.cfg.scoring, workers=workers, address=address)
             sd.backend.load(sd.archs, self.families)
 
     def close(self) -> None:
+        """Stop the backends, and the local Ray session if ``open`` started it."""
         for sd in self.spaces:
             if sd.backend is not None:
                 sd.backend.close()
                 sd.backend = None
+        if self._owns_ray:
+            import ray
+            ray.shutdown()
+            self._owns_ray = False
 
     def scores(self, exprs: Sequence[str]) -> dict[str, np.ndarray]:
         """(proxies x archs) raw scores per space."""
         if any(sd.backend is None for sd in self.spaces):
             raise RuntimeError("Objective.open() must be called before scoring")
-        return {sd.name: sd.backend.score(list(exprs)) for sd in self.spaces}  # type: ignore[union-attr]
+        waits = {sd.name: sd.backend.submit(list(exprs)) for sd in self.spaces}  # type: ignore[union-attr]
+        return {name: wait() for name, wait in waits.items()}  # every space's workers busy at once
 
     def evaluate(self, exprs: Sequence[str]) -> list[dict]:
         """One record per expression: sign, train/val/test JCM, per-space and per-target figures."""

@@ -74,12 +74,16 @@ class ScoringWorker:
 
 
 class Backend(Protocol):
-    """Scores proxies on a fixed list of archs; matrices are (proxies x archs). ``score_named``
-    fuses a fused proxy (``autoprox.fuse``) over all the loaded archs."""
+    """Scores proxies on a fixed list of archs; matrices are (proxies x archs). ``submit`` starts
+    scoring and returns a call that waits for the matrix (so several backends can run at once);
+    ``score`` is ``submit(...)()``. ``score_named`` fuses a fused proxy (``autoprox.fuse``) over
+    all the loaded archs."""
 
     def load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> None: ...
 
     def warm(self, archs: Sequence[dict], families: Sequence[str]) -> None: ...
+
+    def submit(self, exprs: Sequence[str]) -> Callable[[], np.ndarray]: ...
 
     def score(self, exprs: Sequence[str]) -> np.ndarray: ...
 
@@ -127,8 +131,12 @@ class SerialBackend:
     def warm(self, archs: Sequence[dict], families: Sequence[str]) -> None:
         self.worker.warm(list(archs), list(families))
 
+    def submit(self, exprs: Sequence[str]) -> Callable[[], np.ndarray]:
+        m = _matrix(self.worker.score(list(exprs)), len(exprs))  # in-process: done at once
+        return lambda: m
+
     def score(self, exprs: Sequence[str]) -> np.ndarray:
-        return _matrix(self.worker.score(list(exprs)), len(exprs))
+        return self.submit(exprs)()
 
     def score_named(self, names: Sequence[str]) -> np.ndarray:
         return score_named_fused(names, self.score,
@@ -169,13 +177,16 @@ class RayBackend:
         self.actors[i] = self._spawn()
         ray.get(self.actors[i].load.remote(self.shards[i], self.families))
 
-    def _call(self, method: str, args_for: Callable[[int], tuple]) -> list[Any]:
-        """``method(*args_for(i))`` on every actor ``i`` in parallel; a dead actor is respawned
-        (re-loading its shard) and the call retried up to ``max_retries`` times."""
+    def _submit(self, method: str, args_for: Callable[[int], tuple]) -> Callable[[], list[Any]]:
+        """Start ``method(*args_for(i))`` on every actor ``i``; the returned call waits for the
+        results, respawning a dead actor (re-loading its shard) and retrying up to ``max_retries``."""
+        refs = [getattr(a, method).remote(*args_for(i)) for i, a in enumerate(self.actors)]
+        return lambda: self._gather(refs, method, args_for)
+
+    def _gather(self, refs: list[Any], method: str, args_for: Callable[[int], tuple]) -> list[Any]:
         import ray
         from ray.exceptions import RayActorError
 
-        refs = [getattr(a, method).remote(*args_for(i)) for i, a in enumerate(self.actors)]
         out = []
         for i, ref in enumerate(refs):
             for attempt in range(self.max_retries + 1):
@@ -188,6 +199,9 @@ class RayBackend:
                     self._respawn(i)
                     ref = getattr(self.actors[i], method).remote(*args_for(i))
         return out
+
+    def _call(self, method: str, args_for: Callable[[int], tuple]) -> list[Any]:
+        return self._submit(method, args_for)()
 
     def load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> None:
         n = len(self.actors)
@@ -208,15 +222,19 @@ class RayBackend:
             out[:, i::len(self.actors)] = _matrix(rows, n_proxies)
         return out
 
-    def _score(self, method: str, specs: Sequence[str]) -> np.ndarray:
+    def _start(self, method: str, specs: Sequence[str]) -> Callable[[], np.ndarray]:
         args = (list(specs),)
-        return self._assemble(self._call(method, lambda i: args), len(args[0]))
+        wait = self._submit(method, lambda i: args)
+        return lambda: self._assemble(wait(), len(args[0]))
+
+    def submit(self, exprs: Sequence[str]) -> Callable[[], np.ndarray]:
+        return self._start("score", exprs)
 
     def score(self, exprs: Sequence[str]) -> np.ndarray:
-        return self._score("score", exprs)
+        return self.submit(exprs)()
 
     def score_named(self, names: Sequence[str]) -> np.ndarray:
-        return score_named_fused(names, self.score, lambda ns: self._score("score_named", ns))
+        return score_named_fused(names, self.score, lambda ns: self._start("score_named", ns)())
 
     def close(self) -> None:
         """Kill the actors; shut Ray down only if this backend started it."""

@@ -235,3 +235,22 @@ def test_cli_evolve(tiny_objective, tmp_path, capsys):
     assert "unknown key" in capsys.readouterr().err
     with pytest.raises(GraphError):
         parse("agg_sum(nope)")
+
+
+def test_two_spaces_on_ray_score_like_serial(tiny_objective):
+    """Each space's Ray workers are started before any is waited on; the matrices match serial."""
+    cfg = replace(tiny_objective, spaces=("pit", "autoformer"), limit=8)
+    exprs = ["agg_sum(abs(weight))", "agg_mean(to_mean_scalar(sigmoid(linear_input)))"]
+    got = {}
+    for backend in ("serial", "ray"):
+        obj = Objective(cfg, ["weight", "linear_input"], backend=backend, workers=1)
+        obj.open()
+        try:
+            got[backend] = obj.scores(exprs)
+        finally:
+            obj.close()
+    for space in cfg.spaces:
+        assert got["ray"][space].shape == (2, 8) and np.isfinite(got["ray"][space]).all()
+        np.testing.assert_allclose(got["ray"][space], got["serial"][space], rtol=1e-6)
+    import ray
+    assert not ray.is_initialized()  # the Ray session the objective started is shut down
