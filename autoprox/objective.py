@@ -93,9 +93,12 @@ class Objective:
             if not ray.is_initialized():
                 ray.init(num_cpus=workers * len(self.spaces), include_dashboard=False, log_to_driver=False)
                 self._owns_ray = True
+        waits = []
         for sd in self.spaces:
             sd.backend = make_backend(kind, sd.name, self.cfg.scoring, workers=workers, address=address)
-            sd.backend.load(sd.archs, self.families)
+            waits.append(sd.backend.start_load(sd.archs, self.families))
+        for wait in waits:  # on Ray every space's statistics load (or are computed) at once
+            wait()
 
     def close(self) -> None:
         """Stop the backends, and the local Ray session if ``open`` started it."""

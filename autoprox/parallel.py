@@ -76,8 +76,10 @@ class ScoringWorker:
 class Backend(Protocol):
     """Scores proxies on a fixed list of archs; matrices are (proxies x archs). ``submit`` starts
     scoring and returns a call that waits for the matrix (so several backends can run at once);
-    ``score`` is ``submit(...)()``. ``score_named`` fuses a fused proxy (``autoprox.fuse``) over
+    ``score`` is ``submit(...)()``, ``load`` is ``start_load(...)()``. ``score_named`` fuses a fused proxy (``autoprox.fuse``) over
     all the loaded archs."""
+
+    def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> Callable[[], None]: ...
 
     def load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> None: ...
 
@@ -125,8 +127,12 @@ class SerialBackend:
     def __init__(self, space: str, cfg: ScoringConfig, threads: int = 0) -> None:
         self.worker = ScoringWorker(space, cfg, threads)
 
+    def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> Callable[[], None]:
+        self.worker.load(list(archs), None if families is None else list(families))  # in-process: done
+        return lambda: None
+
     def load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> None:
-        self.worker.load(list(archs), None if families is None else list(families))
+        self.start_load(archs, families)()
 
     def warm(self, archs: Sequence[dict], families: Sequence[str]) -> None:
         self.worker.warm(list(archs), list(families))
@@ -203,11 +209,18 @@ class RayBackend:
     def _call(self, method: str, args_for: Callable[[int], tuple]) -> list[Any]:
         return self._submit(method, args_for)()
 
-    def load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> None:
+    def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> Callable[[], None]:
         n = len(self.actors)
         self.shards = [list(archs[i::n]) for i in range(n)]
         self.families = None if families is None else list(families)
-        self._call("load", lambda i: (self.shards[i], self.families))
+        wait = self._submit("load", lambda i: (self.shards[i], self.families))
+
+        def done() -> None:
+            wait()
+        return done
+
+    def load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> None:
+        self.start_load(archs, families)()
 
     def warm(self, archs: Sequence[dict], families: Sequence[str]) -> None:
         """Compute and cache ``archs``' statistics on the actors (round-robin), holding nothing."""
