@@ -81,10 +81,10 @@ class LazyList(MutableSequence):
 def select(stats: ArchStats, families: Collection[str]) -> ArchStats:
     """``stats`` restricted to ``families`` (scalars kept). Kept cached tensors are copied out of
     their file buffer, so the buffer (the whole pass) can be freed once nothing else holds it."""
-    if set(stats.tensors) <= set(families):
+    keep = {f: t for f, t in stats.tensors.items() if f in families}
+    if len(keep) == len(stats.tensors):
         return stats
-    keep = [f for f in stats.tensors if f in families]
-    tensors = {f: t.owned() if isinstance(t, LazyList) else t for f, t in stats.tensors.items() if f in keep}
+    tensors = {f: t.owned() if isinstance(t, LazyList) else t for f, t in keep.items()}
     return ArchStats(tensors, {f: stats.kinds[f] for f in keep}, dict(stats.scalars))  # type: ignore[arg-type]
 
 

@@ -86,7 +86,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     import time
 
     from .bench import BenchConfig, load_archs
-    from .cache import default_cache_dir
+    from .cache import StatsCache
     from .parallel import make_backend
     from .stats import BASE_FAMILIES, PASSES
     cfg = from_dict(BenchConfig, _overlay({}, args, {"space": args.space, "bench": args.bench,
@@ -102,7 +102,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     finally:
         backend.close()
     dt = time.perf_counter() - t0
-    root = cfg.scoring.cache_dir or default_cache_dir()
+    root = StatsCache(cfg.scoring.cache_dir).root
     print(f"{len(archs)} archs of {cfg.space} cached under {root} in {dt:.1f} s "
           f"({dt / max(len(archs), 1):.2f} s/arch)")
     return 0

@@ -120,13 +120,14 @@ class Run:
             self.elapsed += dt
             with open(self.history_path, "a") as f:
                 f.write("\n".join(lines) + "\n")
-        out = []
-        for g, h in zip(genomes, hashes):
-            ind = self.Individual(g)
-            ind.record = self.memo[h]
-            ind.fitness.values = (ind.record["train"],)
-            out.append(ind)
-        return out
+        return [self._individual(g, h) for g, h in zip(genomes, hashes)]
+
+    def _individual(self, genome: list[str], h: str) -> Any:
+        """An individual for ``genome`` carrying its scored record (by proxy hash ``h``)."""
+        ind = self.Individual(genome)
+        ind.record = self.memo[h]
+        ind.fitness.values = (ind.record["train"],)
+        return ind
 
     # ------------------------------------------------------------ the loop
     def initialise(self) -> None:
@@ -213,13 +214,7 @@ class Run:
         self.hof.keys = [i.fitness for i in reversed(self.hof.items)]
 
     def _individuals(self, genomes: list) -> list:
-        out = []
-        for g in genomes:
-            ind = self.Individual(g)
-            ind.record = self.memo[proxy_hash(to_expr(g, self.cfg.variation))]
-            ind.fitness.values = (ind.record["train"],)
-            out.append(ind)
-        return out
+        return [self._individual(g, proxy_hash(to_expr(g, self.cfg.variation))) for g in genomes]
 
     # ------------------------------------------------------------ summaries
     def summary(self) -> dict:

@@ -85,7 +85,7 @@ class Objective:
         self._backend = (backend, workers, address)
         self._owns_ray = False
 
-    def open(self, progress: Any = None) -> None:
+    def open(self) -> None:
         """Start the backends and load every space's statistics (computed once, then cached)."""
         kind, workers, address = self._backend
         if kind == "ray" and address is None and len(self.spaces) > 1:

@@ -74,12 +74,12 @@ class ScoringWorker:
 
 
 class Backend(Protocol):
-    """Scores proxies on a fixed list of archs; matrices are (proxies x archs). ``submit`` starts
-    scoring and returns a call that waits for the matrix (so several backends can run at once);
-    ``score`` is ``submit(...)()``, ``load`` is ``start_load(...)()``. ``score_named`` fuses a fused proxy (``autoprox.fuse``) over
-    all the loaded archs."""
+    """Scores proxies on a fixed list of archs; matrices are (proxies x archs). ``start_load`` and
+    ``submit`` start the work and return a call that waits for it (so several backends can run
+    at once); ``load`` and ``score`` wait at once. ``score_named`` fuses a fused proxy
+    (``autoprox.fuse``) over all the loaded archs."""
 
-    def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> Callable[[], None]: ...
+    def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> Callable[[], Any]: ...
 
     def load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> None: ...
 
@@ -121,18 +121,25 @@ def _matrix(rows: list[list[float]], n_proxies: int) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(len(rows), n_proxies).T
 
 
-class SerialBackend:
+class _Waiting:
+    """``load`` and ``score`` of a backend as its ``start_load`` / ``submit``, waited for."""
+
+    def load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> None:
+        self.start_load(archs, families)()  # type: ignore[attr-defined]
+
+    def score(self, exprs: Sequence[str]) -> np.ndarray:
+        return self.submit(exprs)()  # type: ignore[attr-defined]
+
+
+class SerialBackend(_Waiting):
     """One in-process ``ScoringWorker``: the test and debug path."""
 
     def __init__(self, space: str, cfg: ScoringConfig, threads: int = 0) -> None:
         self.worker = ScoringWorker(space, cfg, threads)
 
-    def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> Callable[[], None]:
+    def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> Callable[[], Any]:
         self.worker.load(list(archs), None if families is None else list(families))  # in-process: done
         return lambda: None
-
-    def load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> None:
-        self.start_load(archs, families)()
 
     def warm(self, archs: Sequence[dict], families: Sequence[str]) -> None:
         self.worker.warm(list(archs), list(families))
@@ -140,9 +147,6 @@ class SerialBackend:
     def submit(self, exprs: Sequence[str]) -> Callable[[], np.ndarray]:
         m = _matrix(self.worker.score(list(exprs)), len(exprs))  # in-process: done at once
         return lambda: m
-
-    def score(self, exprs: Sequence[str]) -> np.ndarray:
-        return self.submit(exprs)()
 
     def score_named(self, names: Sequence[str]) -> np.ndarray:
         return score_named_fused(names, self.score,
@@ -152,7 +156,7 @@ class SerialBackend:
         self.worker.drop()
 
 
-class RayBackend:
+class RayBackend(_Waiting):
     """Ray actors wrapping ``ScoringWorker``, archs sharded round-robin; dead actors replaced."""
 
     def __init__(self, space: str, cfg: ScoringConfig, workers: int = 2, address: str | None = None,
@@ -209,18 +213,11 @@ class RayBackend:
     def _call(self, method: str, args_for: Callable[[int], tuple]) -> list[Any]:
         return self._submit(method, args_for)()
 
-    def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> Callable[[], None]:
+    def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> Callable[[], Any]:
         n = len(self.actors)
         self.shards = [list(archs[i::n]) for i in range(n)]
         self.families = None if families is None else list(families)
-        wait = self._submit("load", lambda i: (self.shards[i], self.families))
-
-        def done() -> None:
-            wait()
-        return done
-
-    def load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> None:
-        self.start_load(archs, families)()
+        return self._submit("load", lambda i: (self.shards[i], self.families))
 
     def warm(self, archs: Sequence[dict], families: Sequence[str]) -> None:
         """Compute and cache ``archs``' statistics on the actors (round-robin), holding nothing."""
@@ -242,9 +239,6 @@ class RayBackend:
 
     def submit(self, exprs: Sequence[str]) -> Callable[[], np.ndarray]:
         return self._start("score", exprs)
-
-    def score(self, exprs: Sequence[str]) -> np.ndarray:
-        return self.submit(exprs)()
 
     def score_named(self, names: Sequence[str]) -> np.ndarray:
         return score_named_fused(names, self.score, lambda ns: self._start("score_named", ns)())

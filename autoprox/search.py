@@ -23,7 +23,7 @@ import numpy as np
 from .bench import BenchConfig, load_archs
 from .benchmark import Benchmark
 from .config import ConfigError, save_config, to_dict
-from .fuse import FusedProxy
+from .fuse import is_fused
 from .graph import GraphProxy
 from .io import atomic_write_text
 from .parallel import Backend, make_backend
@@ -364,7 +364,7 @@ def search(cfg: SearchConfig, out: Path | str | None = None, resume: bool = Fals
     out = None if out is None else Path(out)
     space, proxy = get_space(cfg.space), resolve_proxy(cfg.proxy)
     bench, targets, pool = _bench_pool(cfg, space) if cfg.bench_only else (None, [], None)
-    if isinstance(proxy, FusedProxy):  # fused scores rank archs among those scored together
+    if is_fused(proxy):  # fused scores rank archs among those scored together
         if pool is None:
             raise ValueError(f"proxy {proxy.name!r} fuses its parts across archs, so its scores are only "
                              f"comparable within one scored set: use --bench-only or rank_archs() on a list")
@@ -428,7 +428,7 @@ def rank_archs(proxy: str, space: str, archs: Sequence[Mapping], scoring: Scorin
         n_params, n_flops = measure(cfg, sp, arch)
         rows.append({"index": i, "arch": arch, "num_params": n_params, "flops": n_flops})
     scorer = _Scorer(p, proxy, space, cfg.scoring, backend, workers, address, {})
-    if isinstance(p, FusedProxy):
+    if is_fused(p):
         chunk = max(len(rows), 1)  # fused scores are comparable only within one scored set
     try:
         for s in range(0, len(rows), chunk):
