@@ -1,2 +1,2 @@
 """autoprox: discover zero-cost proxies for Vision Transformers, then search ViTs with them."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"

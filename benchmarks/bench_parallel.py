@@ -19,10 +19,10 @@ import numpy as np
 import primitives
 import ray
 
-from autoprox.batch import BatchConfig
-from autoprox.benchmark import load_benchmark
-from autoprox.parallel import Backend, RayBackend, SerialBackend
-from autoprox.scoring import ScoringConfig
+from autoprox.stats.batch import BatchConfig
+from autoprox.data.benchmark import load_benchmark
+from autoprox.parallel.backends import Backend, RayBackend, SerialBackend
+from autoprox.stats.provider import ScoringConfig
 
 STATS = ("weight", "weight_grad", "linear_input", "norm_output_grad")
 AGGREGATES = ("agg_mean", "agg_sum")

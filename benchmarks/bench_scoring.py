@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from autoprox.bench import BenchConfig, load_archs
-from autoprox.parallel import SerialBackend
-from autoprox.scoring import ScoringConfig, StatsProvider
-from autoprox.variation import VariationConfig, random_genome, to_expr
-from autoprox.zoo import get_proxy
+from autoprox.data.benchmark import load_archs
+from autoprox.parallel.backends import SerialBackend
+from autoprox.stats.provider import ScoringConfig, StatsProvider
+from autoprox.evolve.variation import VariationConfig, random_genome, to_expr
+from autoprox.proxy.zoo import get_proxy
 
 
 def naive_seconds(space: str, archs: list[dict], scoring: ScoringConfig) -> float:
@@ -62,7 +62,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     scoring = ScoringConfig()
-    _, archs, _ = load_archs(BenchConfig(space=args.space))
+    _, archs, _ = load_archs(args.space)
     paper = str(get_proxy("autoprox_paper").expr)  # type: ignore[attr-defined]
     be = SerialBackend(args.space, scoring)
     t0 = time.perf_counter()

@@ -20,13 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoprox.batch import BatchConfig
-from autoprox.io import atomic_write_text
-from autoprox.scoring import ScoringConfig
-from autoprox.search import SearchConfig, bench_only_table, parse_window, search
-from autoprox.search_report import regret_markdown
+from autoprox.stats.batch import BatchConfig
+from autoprox.core.io import atomic_write_text
+from autoprox.stats.provider import ScoringConfig
+from autoprox.search.config import SearchConfig, parse_window
+from autoprox.search.run import bench_only_table, search
+from autoprox.search.report import regret_markdown
 from autoprox.spaces import get_space
-from autoprox.zoo import list_proxies, resolve_proxy
+from autoprox.proxy.spec import resolve as resolve_proxy
+from autoprox.proxy.zoo import list_proxies
 
 SPACES = ("autoformer", "pit")
 

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from autoprox.batch import BatchConfig, make_batch
-from autoprox.benchmark import load_benchmark
-from autoprox.cache import StatsCache, encode
+from autoprox.stats.batch import BatchConfig, make_batch
+from autoprox.data.benchmark import load_benchmark
+from autoprox.stats.cache import StatsCache, encode
 from autoprox.spaces import get_space
-from autoprox.stats import StatsConfig, extract
+from autoprox.stats.base import StatsConfig, extract
 
 LEAN = frozenset({"weight", "weight_grad"})  # snip's statistics
 

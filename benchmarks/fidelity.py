@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau
 
-from autoprox.batch import BatchConfig, make_batch
-from autoprox.benchmark import load_benchmark
-from autoprox.io import atomic_write_text
+from autoprox.stats.batch import BatchConfig, make_batch
+from autoprox.data.benchmark import load_benchmark
+from autoprox.core.io import atomic_write_text
 from autoprox.spaces import get_space
-from autoprox.stats import StatsConfig, extract
+from autoprox.stats.base import StatsConfig, extract
 
 CONFIGS = [(128, 224), (64, 224), (32, 224), (16, 224), (64, 112), (32, 112), (16, 112), (32, 64)]
 

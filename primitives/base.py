@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
-from autoprox.registry import Registry
+from primitives.registry import Registry
 
 F = TypeVar("F", bound=Callable)
 

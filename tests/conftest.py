@@ -7,9 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from autoprox.batch import BatchConfig, make_batch
-from autoprox.scoring import ScoringConfig
-from autoprox.stats import StatsConfig
+from autoprox.stats.batch import BatchConfig, make_batch
+from autoprox.stats.provider import ScoringConfig
+from autoprox.stats.base import StatsConfig
+
+
+def score_named(backend, specs):
+    """(proxies x archs) scores of proxy specs (names, files, expressions) on a loaded backend."""
+    from autoprox.parallel.backends import score_proxies
+    from autoprox.proxy.spec import resolve
+    return score_proxies(backend, [resolve(s) for s in specs])
 
 AF_SMALL = {"hidden_dim": 192, "depth": 12, "mlp_ratio": [3.5] * 12, "num_heads": [3] * 12}
 PIT_SMALL = {"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 2]}

@@ -3,7 +3,7 @@ import csv
 import pytest
 import yaml
 
-from autoprox.cli import main
+from autoprox.cli.main import main
 
 
 def test_bench_params_autoformer(tmp_path, capsys):
@@ -19,12 +19,19 @@ def test_bench_params_autoformer(tmp_path, capsys):
 
 def test_bench_pit_with_user_file_and_targets(tmp_path, capsys):
     import json
-    recs = [{"arch": {"base_dim": 16 + 8 * (i % 4), "mlp_ratio": 4, "depth": [2, 6, 4], "num_heads": [2, 4, 8]},
-             "mine_acc": float(i % 4)} for i in range(8)]
+    recs = [{"arch": {"base_dim": 16 + 8 * (i % 4), "mlp_ratio": 4, "depth": [2, 6, 4 + 2 * (i // 4)],
+                      "num_heads": [2, 4, 8]}, "mine_acc": float(i % 4)} for i in range(8)]
     (tmp_path / "b.json").write_text(json.dumps(recs))
     assert main(["bench", "--space", "pit", "--bench", str(tmp_path / "b.json"), "--proxy", "params",
                  "--out", str(tmp_path / "o")]) == 0
-    assert "| params | mine | 8 | 1.000 |" in capsys.readouterr().out
+    assert "| params | mine | 8 |" in capsys.readouterr().out
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "o" / "bench.csv")))
+    # width sets the accuracy; depth breaks only ties of accuracy: tau-b of (params, acc) is known
+    from scipy.stats import kendalltau
+    from autoprox.spaces import get_space
+    p = [get_space("pit").num_params(r["arch"], 100, 224) for r in recs]
+    assert float(rows[0]["kendall"]) == pytest.approx(kendalltau(p, [r["mine_acc"] for r in recs]).statistic, abs=1e-4)
 
 
 @pytest.mark.parametrize("argv,msg", [

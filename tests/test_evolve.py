@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 import yaml
 
-from autoprox.cli import main
-from autoprox.config import ConfigError, save_config
-from autoprox.evolve import EvolveConfig, evolve, make_types
-from autoprox.fitness import INVALID
-from autoprox.graph import GraphError, parse
-from autoprox.objective import Objective, ObjectiveConfig, SpaceData, split3
-from autoprox.variation import (STRUCTURES, VariationConfig, crossover, depth, mutate, random_genome, size,
+from autoprox.cli.main import main
+from autoprox.core.config import ConfigError, save_config
+from autoprox.evolve.loop import EvolveConfig, evolve, make_types
+from autoprox.eval.fitness import INVALID
+from autoprox.proxy.graph import GraphError, parse
+from autoprox.data.benchmark import split3
+from autoprox.evolve.objective import Objective, ObjectiveConfig, SpaceData
+from autoprox.evolve.variation import (STRUCTURES, VariationConfig, crossover, depth, mutate, random_genome, size,
                                 to_expr, validate)
-from autoprox.zoo import resolve_proxy
+from autoprox.proxy.spec import resolve as resolve_proxy
 
 
 @pytest.mark.parametrize("structure", STRUCTURES)
@@ -120,7 +121,7 @@ def test_ranking_fingerprint_merges_monotone_variants_only():
 
 
 def test_selection_keeps_one_individual_per_ranking():
-    from autoprox.evolve import _best_unique
+    from autoprox.evolve.loop import _best_unique
     _, Individual = make_types()
     inds = []
     for h, ranking, fit in (("a", "r1", 0.5), ("b", "r1", 0.6), ("c", "r2", 0.4), ("d", None, 0.3)):
@@ -133,8 +134,8 @@ def test_selection_keeps_one_individual_per_ranking():
 
 @pytest.fixture(scope="module")
 def tiny_objective(tmp_path_factory, tiny_batch_cfg):
-    from autoprox.scoring import ScoringConfig
-    from autoprox.stats import StatsConfig
+    from autoprox.stats.provider import ScoringConfig
+    from autoprox.stats.base import StatsConfig
     scoring = ScoringConfig(batch=tiny_batch_cfg, stats=StatsConfig(act_samples=2, act_tokens=4),
                             cache_dir=str(tmp_path_factory.mktemp("evo-cache")))
     return ObjectiveConfig(spaces=("pit",), limit=12, val_fraction=0.25, test_fraction=0.25, scoring=scoring)
@@ -210,8 +211,13 @@ def test_evolve_refuses_to_clobber_or_mix_runs(tiny_objective, tmp_path):
         evolve(cfg, tmp_path / "r")
     with pytest.raises(ConfigError, match="config differs"):
         evolve(replace(cfg, seed=1), tmp_path / "r", resume=True)
-    with pytest.raises(FileNotFoundError, match="nothing to resume"):
-        evolve(cfg, tmp_path / "none", resume=True)
+    # killed before its first checkpoint (a stale temporary left behind): --resume starts afresh
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k" / ".checkpoint.json.x.tmp").write_text("half")
+    fresh = evolve(cfg, tmp_path / "k", resume=True)
+    assert fresh.step_no == 0 and (tmp_path / "k" / "checkpoint.json").is_file()
+    assert not list((tmp_path / "k").glob(".*.tmp"))
+    assert (tmp_path / "k" / "history.jsonl").read_text() == (tmp_path / "r" / "history.jsonl").read_text()
 
 
 def test_make_types_is_idempotent():

@@ -4,10 +4,10 @@ import networkx as nx
 import pytest
 import torch
 
-from autoprox.genotype import from_indices, parse_genotype, to_genotype
-from autoprox.graph import (GraphError, GraphProxy, evaluate, graph_from_mapping, graph_to_mapping,
+from autoprox.proxy.genotype import from_indices, parse_genotype, to_genotype
+from autoprox.proxy.graph import (GraphError, GraphProxy, evaluate, graph_from_mapping, graph_to_mapping,
                             parse, proxy_hash, score_population, to_expr, to_graph)
-from autoprox.stats import ArchStats
+from autoprox.stats.base import ArchStats
 
 PAPER = "INPUT:(t2, t4g)TREE:(min_max_normalize|frobenius_norm|sigmoid|element_wise_sqrt)BINARY:(element_wise_sum)"
 
@@ -70,7 +70,7 @@ def test_per_kind_aggregation_and_scalar_leaves():
 def test_population_shares_subexpressions():
     s = known_stats()
     calls = []
-    from autoprox import graph as G
+    from autoprox.proxy import graph as G
     orig = G.apply_op
     G.apply_op = lambda fn, agg, vals: calls.append(fn.__name__) or orig(fn, agg, vals)
     try:
@@ -113,8 +113,8 @@ def test_bad_graphs():
 
 
 def test_missing_statistic_raises_clearly_but_bad_maths_is_nan():
-    from autoprox.scoring import safe_score
+    from autoprox.proxy.graph import score_population
     s = ArchStats(scalars={"num_params": 1.0})
     with pytest.raises(KeyError, match="statistic 'weight' not available"):
-        safe_score(GraphProxy.from_text("x", "agg_sum(abs(weight))"), s)
-    assert math.isnan(safe_score(GraphProxy.from_text("y", "log(negate(num_params))"), s))
+        score_population([GraphProxy.from_text("x", "agg_sum(abs(weight))")], s)
+    assert math.isnan(score_population([GraphProxy.from_text("y", "log(negate(num_params))")], s)[0])

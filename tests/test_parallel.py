@@ -7,13 +7,13 @@ import random
 import numpy as np
 import pytest
 
-from autoprox.graph import GraphProxy
-from autoprox.parallel import RayBackend, ScoringWorker, SerialBackend, make_backend, score_proxies
-from autoprox.scoring import ScoringConfig
+from autoprox.proxy.graph import GraphProxy
+from autoprox.parallel.backends import RayBackend, ScoringWorker, SerialBackend, make_backend, score_proxies
+from autoprox.stats.provider import ScoringConfig
 from autoprox.spaces import get_space
-from autoprox.stats import StatsConfig
+from autoprox.stats.base import StatsConfig
 
-from conftest import SMALL
+from conftest import SMALL, score_named
 
 NAMED = ["snip", "params", "autoprox_paper"]
 EXPRS = ["agg_sum(abs(weight))", "agg_mean(to_mean_scalar(sigmoid(linear_input_grad)))"]
@@ -56,19 +56,15 @@ def test_serial_shapes_and_repeatability(serial):
     assert serial.score([]).shape == (0, 4)
 
 
-class Const:
-    """A non-graph proxy."""
-
-    name, families = "const", frozenset()
-
-    def score(self, stats) -> float:
-        return 7.0
-
-
-def test_mixed_proxies_keep_their_slots(serial):
+def test_fused_and_plain_proxies_keep_their_slots(serial):
+    """``score_proxies`` scores every part once and puts each proxy's combined row in its slot."""
+    from autoprox.proxy.fuse import FusedProxy
     g = GraphProxy.from_text("p", "num_params")
-    stats = serial.worker.held[0]
-    assert score_proxies([Const(), g, Const()], stats) == [7.0, stats.scalars["num_params"], 7.0]
+    f = FusedProxy("f", (g, GraphProxy.from_text("q", "negate(num_params)")), "rank_sum")
+    m = score_proxies(serial, [g, f, g])
+    params = m[0]
+    np.testing.assert_array_equal(m[2], params)
+    np.testing.assert_array_equal(m[1], np.full(4, 5.0))  # rank r plus rank (5 - r): constant
 
 
 def test_worker_rows_follow_load_order(module_scoring):
@@ -76,18 +72,18 @@ def test_worker_rows_follow_load_order(module_scoring):
     w = ScoringWorker("pit", module_scoring)
     assert w.load(archs[::-1], families=[]) == 4  # data-free: parameter counts only
     params = [get_space("pit").num_params(a, 10, 32) for a in archs[::-1]]
-    assert [r[0] for r in w.score_named(["params"])] == params
+    assert [r[0] for r in w.score(["num_params"])] == params
     w.drop()
     assert w.score(EXPRS) == []
 
 
 def test_serial_and_ray_agree(serial, ray_backend):
-    for method, specs in (("score_named", NAMED), ("score", EXPRS)):
-        a, b = getattr(serial, method)(specs), getattr(ray_backend, method)(specs)
+    for a, b, specs in ((score_named(serial, NAMED), score_named(ray_backend, NAMED), NAMED),
+                        (serial.score(EXPRS), ray_backend.score(EXPRS), EXPRS)):
         assert a.shape == b.shape == (len(specs), 4)
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=0, equal_nan=True)  # thread count changes float sum order
     params = [get_space("pit").num_params(a, 10, 32) for a in tiny_archs()]
-    np.testing.assert_array_equal(ray_backend.score_named(["params"])[0], params)  # order kept
+    np.testing.assert_array_equal(score_named(ray_backend, ["params"])[0], params)  # order kept
 
 
 def test_dead_worker_is_replaced(serial, ray_backend):
@@ -96,7 +92,7 @@ def test_dead_worker_is_replaced(serial, ray_backend):
     dead = ray_backend.actors[1]
     ray.kill(dead)
     np.testing.assert_allclose(ray_backend.score(EXPRS), serial.score(EXPRS), rtol=1e-6, atol=0, equal_nan=True)  # thread count changes float sum order
-    np.testing.assert_allclose(ray_backend.score_named(NAMED), serial.score_named(NAMED),
+    np.testing.assert_allclose(score_named(ray_backend, NAMED), score_named(serial, NAMED),
                                rtol=1e-6, atol=0, equal_nan=True)  # thread count changes float sum order
     assert ray_backend.actors[1] is not dead
 
@@ -130,9 +126,9 @@ def test_warm_caches_on_the_workers_without_holding(module_scoring, ray_backend)
     assert len(set(root.rglob("*.apx")) - before) == 2
     ray_backend.warm(new, ["weight", "weight_grad"])  # second call: all cached, nothing new
     assert len(set(root.rglob("*.apx")) - before) == 2
-    assert ray_backend.score_named(["params"]).shape == (1, 4)  # the loaded shard is untouched
+    assert score_named(ray_backend, ["params"]).shape == (1, 4)  # the loaded shard is untouched
     cached = SerialBackend("pit", ray_backend._args[1])
     fresh = SerialBackend("pit", module_scoring)
     for b in (cached, fresh):
         b.load(new)
-    np.testing.assert_allclose(cached.score_named(["snip"]), fresh.score_named(["snip"]), rtol=1e-6)
+    np.testing.assert_allclose(score_named(cached, ["snip"]), score_named(fresh, ["snip"]), rtol=1e-6)

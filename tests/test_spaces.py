@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from autoprox.benchmark import load_benchmark
+from autoprox.data.benchmark import load_benchmark
 from autoprox.spaces import ArchError, get_space, list_spaces
 from autoprox.spaces.layers import Attention
-from autoprox.registry import RegistryError
+from primitives.registry import RegistryError
 
 from conftest import SMALL
 

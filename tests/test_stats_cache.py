@@ -5,12 +5,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autoprox.batch import BatchConfig, BatchError, make_batch
-from autoprox.cache import StatsCache, decode, encode
-from autoprox.scoring import StatsProvider
+from autoprox.stats.batch import BatchConfig, BatchError, make_batch
+from autoprox.stats.cache import StatsCache, decode, encode
+from autoprox.stats.provider import StatsProvider
 from autoprox.spaces import get_space, list_spaces
-from autoprox.collect import token_index
-from autoprox.stats import BASE_FAMILIES, MODEL_FAMILIES, MODEL_PASSES, PASSES, StatsConfig, code_version, extract
+from autoprox.stats.collect import token_index
+from autoprox.stats.base import StatsConfig
+from autoprox.stats.extract import extract
+from autoprox.stats.passes import BASE_FAMILIES, families_of_passes, get_pass, list_passes
+
+MODEL_PASSES = tuple(p for p in list_passes() if not get_pass(p).needs)  # no teacher needed
+MODEL_FAMILIES = families_of_passes(MODEL_PASSES)
 
 from conftest import SMALL
 
@@ -103,7 +108,7 @@ def test_weight_grads_equal_a_plain_backward(stats, tiny_batch):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         F.cross_entropy(model(tiny_batch.images), tiny_batch.labels).backward()
-    from autoprox.collect import weight_layers
+    from autoprox.stats.collect import weight_layers
     grads = [m.weight.grad for m, _ in weight_layers(model)]
     ref = {tuple(g.shape): g for g in grads}
     for g in s.get("weight_grad"):
@@ -213,7 +218,7 @@ def test_cold_and_warm_cache_give_identical_statistics(tiny_scoring):
 def _weight_loss(name, tiny_batch):
     """A drop-path-free model, its weight layers and loss(weights) for reference derivatives."""
     from torch.func import functional_call
-    from autoprox.collect import _forward
+    from autoprox.stats.collect import _forward
     model = get_space(name).build(SMALL[name], num_classes=10, img_size=32, seed=0, drop_path=0.0)
     _, order, _ = _forward(model, tiny_batch.images, tiny_batch.labels, 0)
     names = {id(m): n for n, m in model.named_modules()}
@@ -252,10 +257,10 @@ def test_grad_snr_is_mean_abs_over_std_of_split_gradients(tiny_batch):
 
 
 def test_optional_passes_are_cached_apart(tiny_scoring, monkeypatch):
-    import autoprox.scoring as scoring
+    import autoprox.stats.provider as scoring
     calls = []
     real = scoring.extract
-    monkeypatch.setattr(scoring, "extract", lambda *a, **k: calls.append(tuple(a[-2])) or real(*a, **k))
+    monkeypatch.setattr(scoring, "extract", lambda *a, **k: calls.append(tuple(a[8])) or real(*a, **k))
     p = StatsProvider("pit", tiny_scoring)
     arch = SMALL["pit"]
     p.get(arch, {"weight"})
@@ -291,4 +296,5 @@ def test_pass_keys_depend_only_on_their_fields(tiny_scoring):
     arch = SMALL["pit"]
     assert a.key(arch, "base") == b.key(arch, "base") and a.key(arch, "hessian") == b.key(arch, "hessian")
     assert a.key(arch, "grad_groups") != b.key(arch, "grad_groups")
-    assert len({code_version(p) for p in PASSES}) == len(PASSES)
+    keys = {a.key(arch, p) for p in ("base", "hessian", "grad_groups")}
+    assert len(keys) == 3  # the pass is part of the key

@@ -5,16 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from autoprox.cli import main
-from autoprox.export import export, load_proxy
-from autoprox.graph import GraphError, GraphProxy
-from autoprox.parallel import SerialBackend
-from autoprox.scoring import ScoringConfig
+from autoprox.cli.main import main
+from autoprox.proxy.export import export, load_proxy
+from autoprox.proxy.graph import GraphError, GraphProxy
+from autoprox.parallel.backends import SerialBackend
+from autoprox.stats.provider import ScoringConfig
 from autoprox.spaces import get_space, list_spaces
-from autoprox.stats import FAMILIES, StatsConfig
-from autoprox.zoo import get_proxy, list_proxies
+from autoprox.stats.base import StatsConfig
+from autoprox.stats.passes import all_families
+from autoprox.proxy.zoo import get_proxy, list_proxies
 
-from conftest import SMALL
+from conftest import SMALL, score_named
 
 GRAPH_PROXIES = [n for n in list_proxies() if isinstance(get_proxy(n), GraphProxy)]
 
@@ -30,8 +31,8 @@ def test_every_zoo_proxy_scores_a_tiny_vit(space, fp32_scoring):
     s = get_space(space)
     archs = [SMALL[space], s.mutate(SMALL[space], __import__("random").Random(1), 0.9)]
     backend = SerialBackend(space, fp32_scoring)
-    backend.load(archs, FAMILIES)  # every pass, optional ones included
-    scores = backend.score_named(list_proxies())
+    backend.load(archs, all_families())  # every pass, optional ones included
+    scores = score_named(backend, list_proxies())
     assert scores.shape == (len(list_proxies()), 2)
     assert np.all(np.isfinite(scores)), dict(zip(list_proxies(), scores.tolist()))
 
@@ -74,7 +75,7 @@ def test_python_export_gives_the_engines_score(space, name, tmp_path, tiny_batch
     got = mod.score(model, tiny_batch.images, tiny_batch.labels, seed=0, samples=2, tokens=4)
     backend = SerialBackend(space, fp32_scoring)
     backend.load([SMALL[space]], get_proxy(name).families)
-    want = backend.score_named([name])[0, 0]
+    want = score_named(backend, [name])[0, 0]
     assert math.isfinite(got) and got == pytest.approx(want, rel=1e-5)
 
 

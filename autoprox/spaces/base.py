@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..registry import Registry
+from primitives.registry import Registry
 
 
 class ArchError(ValueError):

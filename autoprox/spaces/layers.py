@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..collect import KIND_ATTR
+KIND_ATTR = "autoprox_kind"  # the attribute statistics read a weight layer's kind from
 # Kinds of weight layers, in the vocabulary that aggregations use.
 KINDS = ("patch", "attn_qkv", "attn_proj", "mlp_fc1", "mlp_fc2", "pool_conv", "pool_fc", "head")
 

@@ -8,8 +8,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .base import ArchError, SearchSpace, check_choice, check_keys, register_space
-from .layers import Block, block_macs, block_params, init_vit_weights, tag
+from autoprox.spaces.base import ArchError, SearchSpace, check_choice, check_keys, register_space
+from autoprox.spaces.layers import Block, block_macs, block_params, init_vit_weights, tag
 
 BASE_DIMS = (16, 24, 32, 40)
 RATIOS = (2, 4, 6, 8)

@@ -1,0 +1,50 @@
+"""Command-line flags shared by the verbs, and how they overlay a config."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+SCORING_FLAGS = {  # flag -> (path in ScoringConfig, type, help)
+    "batch_source": (("batch", "source"), str, "synthetic (default, offline), cifar100 or folder"),
+    "batch_path": (("batch", "path"), str, "CIFAR-100 'train' file/folder, or image folder"),
+    "batch_size": (("batch", "size"), int, "images in the proxy batch (default 32)"),
+    "resolution": (("batch", "resolution"), int, "image side in pixels (default 224)"),
+    "num_classes": (("batch", "num_classes"), int, "classes of the model head and labels (default 100)"),
+    "seed": (("seed",), int, "statistics seed: model init and stochastic layers (default 0)"),
+    "device": (("device",), str, "cpu (default) or cuda[:N]"),
+    "cache_dir": (("cache_dir",), str, "statistics cache folder (default $AUTOPROX_CACHE or ~/.cache/autoprox)"),
+    "stats_dtype": (("stats", "dtype"), str, "float16 (default) or float32 cache storage"),
+    "teacher": (("teacher",), str, "ConvNet teacher for tvt: TorchScript file or torch.save(model) pickle"),
+}
+
+
+def add_scoring_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("statistics (override the config file)")
+    for flag, (_, tp, help_) in SCORING_FLAGS.items():
+        g.add_argument("--" + flag.replace("_", "-"), dest=flag, type=tp, default=None, help=help_)
+    g.add_argument("--no-cache", dest="use_cache", action="store_false", default=None,
+                   help="compute statistics without reading or writing the cache")
+
+
+def add_backend_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("parallelism")
+    g.add_argument("--backend", choices=("serial", "ray"), default="serial",
+                   help="serial (in-process) or ray (actors own shards of archs)")
+    g.add_argument("--workers", type=int, default=2, help="Ray actors, one CPU each (default 2)")
+    g.add_argument("--address", help="join an existing Ray cluster (HOST:PORT or auto) instead of starting one")
+
+
+def overlay(base: dict, args: argparse.Namespace, top: dict[str, Any]) -> dict:
+    """Apply explicitly given flags onto a plain config dict."""
+    sc = base.setdefault("scoring", {})
+    for flag, (path, _, _) in SCORING_FLAGS.items():
+        v = getattr(args, flag, None)
+        if v is not None:
+            d = sc
+            for k in path[:-1]:
+                d = d.setdefault(k, {})
+            d[path[-1]] = v
+    if getattr(args, "use_cache", None) is False:
+        sc["use_cache"] = False
+    base.update({k: v for k, v in top.items() if v is not None})
+    return base

@@ -1,0 +1,108 @@
+"""The one command line: ``autoprox <verb>``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+from autoprox import __version__
+from autoprox.cli.flags import add_backend_flags, add_scoring_flags
+from autoprox.cli.verbs import cmd_bench, cmd_cache, cmd_evolve, cmd_export, cmd_search, cmd_stats, cmd_zoo
+from autoprox.core.config import ConfigError
+from autoprox.stats.passes import list_passes
+
+
+def _add_search_parser(sub: Any) -> None:
+    se = sub.add_parser("search", help="training-free ViT search with a proxy under params/FLOPs limits")
+    se.add_argument("--proxy", help="zoo name, proxy file or expression")
+    se.add_argument("--space", help="search space (autoformer, pit)")
+    se.add_argument("--params", help="parameter window in millions, MIN-MAX (e.g. 4-9; '4-' = at least 4)")
+    se.add_argument("--flops", help="FLOPs (multiply-accumulates) window in millions, MIN-MAX")
+    se.add_argument("--budget", type=int, help="candidates to score (default 1000)")
+    se.add_argument("--strategy", choices=("random", "evolution"), help="default random (best of N)")
+    se.add_argument("--top-k", dest="top_k", type=int, help="archs kept in result.yaml (default 5)")
+    se.add_argument("--search-seed", dest="search_seed", type=int,
+                    help="seed of sampling/evolution (--seed is the statistics seed)")
+    se.add_argument("--chunk", type=int,
+                    help="candidates scored between checkpoints (default 32; a multiple of --workers)")
+    se.add_argument("--population", type=int, help="evolution: random candidates before evolving")
+    se.add_argument("--minimize", action="store_true", help="lower proxy score is better")
+    se.add_argument("--bench-only", dest="bench_only", action="store_true",
+                    help="candidates are the labelled ViT-Bench-101 archs; report true accuracy and regret")
+    se.add_argument("--bench", help="benchmark JSON file for --bench-only (default: the shipped one)")
+    se.add_argument("--targets", help="--bench-only: comma-separated targets, e.g. c100_kd,flower_kd")
+    se.add_argument("--config", help="YAML search config (flags override it)")
+    se.add_argument("--out", required=True,
+                    help="run folder (config.yaml, state.json, history.csv, result.yaml)")
+    se.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
+    add_backend_flags(se)
+    add_scoring_flags(se)
+    se.set_defaults(fn=cmd_search)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="autoprox", description=__doc__,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"autoprox {__version__}")
+    sub = ap.add_subparsers(dest="verb", required=True)
+    b = sub.add_parser("bench", help="correlate proxies with ViT-Bench-101 accuracies")
+    b.add_argument("--space", choices=None, help="search space (autoformer, pit)")
+    b.add_argument("--bench", help="benchmark JSON file (default: the shipped one)")
+    b.add_argument("--proxy", nargs="+", action="extend",
+                   help="zoo names, proxy files or expressions (repeatable: --proxy a --proxy b)")
+    b.add_argument("--targets", help="comma-separated targets, e.g. c100_kd,flower_kd")
+    b.add_argument("--jcm", choices=("mean_tau", "mean_abs_tau"))
+    b.add_argument("--limit", type=int, help="only the first N archs")
+    b.add_argument("--config", help="YAML bench config (flags override it)")
+    b.add_argument("--out", help="output folder (default runs/bench-<space>)")
+    add_backend_flags(b)
+    add_scoring_flags(b)
+    b.set_defaults(fn=cmd_bench)
+    st = sub.add_parser("stats", help="compute and cache the statistics of a benchmark's archs")
+    st.add_argument("--space", required=True, help="search space (autoformer, pit)")
+    st.add_argument("--bench", help="benchmark JSON file (default: the shipped one)")
+    st.add_argument("--limit", type=int, help="only the first N archs")
+    st.add_argument("--pass", dest="passes", action="append", choices=[p for p in list_passes() if p != "base"],
+                    help="also run and cache an optional statistics pass (repeatable)")
+    add_backend_flags(st)
+    add_scoring_flags(st)
+    st.set_defaults(fn=cmd_stats)
+    z = sub.add_parser("zoo", help="list every named proxy with its formula and statistics")
+    z.set_defaults(fn=cmd_zoo)
+    ex = sub.add_parser("export", help="write a proxy as text, LaTeX, YAML or standalone Python")
+    ex.add_argument("proxy", help="zoo name or proxy file")
+    ex.add_argument("--format", choices=("text", "latex", "yaml", "python"), default="text")
+    ex.add_argument("--out", help="output file (default: print)")
+    ex.set_defaults(fn=cmd_export)
+    ev = sub.add_parser("evolve", help="evolve proxies with DEAP against ViT-Bench-101 (checkpointed)")
+    ev.add_argument("--config", required=True, help="YAML evolve config (e.g. runs/quick.yaml)")
+    ev.add_argument("--out", help="run folder (default runs/<config name>)")
+    ev.add_argument("--resume", action="store_true", help="continue the run in the folder after a kill")
+    add_backend_flags(ev)
+    ev.set_defaults(fn=cmd_evolve)
+    _add_search_parser(sub)
+    ca = sub.add_parser("cache", help="the statistics cache: info, clean temporaries, migrate old entries")
+    ca.add_argument("action", choices=("info", "clean", "migrate"),
+                    help="info: size; clean: remove temporaries of killed writes; migrate: re-key entries "
+                         "written by autoprox < 0.2 (torch 2.13.0, for the given statistics settings)")
+    ca.add_argument("--space", action="append", help="migrate: only this space (repeatable)")
+    add_scoring_flags(ca)
+    ca.set_defaults(fn=cmd_cache)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ConfigError, ValueError, KeyError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"autoprox {args.verb}: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a vanished folder: one line, not a traceback
+        print(f"autoprox {args.verb}: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

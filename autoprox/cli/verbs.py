@@ -1,0 +1,166 @@
+"""What each verb does: ``cmd_<verb>(args) -> exit code``. Every check that can fail runs
+before anything is written; errors reach ``main`` as exceptions and become one line (exit 2)."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from autoprox.cli.flags import overlay
+from autoprox.core.config import from_dict, load_config, to_dict
+from autoprox.core.io import check_writable_dir
+from autoprox.core.progress import Progress
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from autoprox.eval.bench import BenchConfig, run_bench, to_markdown, write_bench
+    base = to_dict(load_config(BenchConfig, args.config)) if args.config else {}
+    top = {"space": args.space, "bench": args.bench, "jcm": args.jcm, "limit": args.limit,
+           "proxies": args.proxy, "targets": args.targets.split(",") if args.targets else None}
+    cfg = from_dict(BenchConfig, overlay(base, args, top), "bench config")
+    out = Path(args.out or f"runs/bench-{cfg.space}")
+    check_writable_dir(out)
+    check_device(cfg.scoring.device, args.backend)
+    rows = run_bench(cfg, args.backend, args.workers, args.address)
+    write_bench(rows, cfg, out)
+    print(to_markdown(rows))
+    print(f"\nwrote {out / 'bench.csv'} and {out / 'config.yaml'}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from autoprox.eval.bench import BenchConfig
+    from autoprox.data.benchmark import load_archs
+    from autoprox.parallel.backends import make_backend
+    from autoprox.stats.cache import StatsCache
+    from autoprox.stats.passes import families_of_passes
+    cfg = from_dict(BenchConfig, overlay({}, args, {"space": args.space, "bench": args.bench,
+                                                     "limit": args.limit}), "stats config")
+    _, archs, _ = load_archs(cfg.space, cfg.bench, cfg.limit)
+    check_device(cfg.scoring.device, args.backend)
+    fams = families_of_passes(["base", *(args.passes or ())])
+    backend = make_backend(args.backend, cfg.space, cfg.scoring, workers=args.workers, address=args.address)
+    step = 1 if args.backend == "serial" else args.workers
+    t0 = time.perf_counter()
+    try:
+        with Progress(f"statistics {cfg.space}", len(archs)) as prog:
+            for i in range(0, len(archs), step):
+                backend.warm(archs[i:i + step], fams)
+                prog.update(min(i + step, len(archs)))
+    finally:
+        backend.close()
+    dt = time.perf_counter() - t0
+    root = StatsCache(cfg.scoring.cache_dir).root
+    print(f"{len(archs)} archs of {cfg.space} cached under {root} in {dt:.1f} s "
+          f"({dt / max(len(archs), 1):.2f} s/arch)")
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from autoprox.proxy.export import formula
+    from autoprox.proxy.graph import leaves
+    from autoprox.proxy.zoo import get_proxy, list_proxies
+    print("| proxy | statistics | formula |\n|---|---|---|")
+    for name in list_proxies():
+        p = get_proxy(name)
+        stats = ", ".join(sorted(set().union(*(leaves(q.expr) for q in p.parts))))
+        text = ", ".join(f"`{formula(q.expr)}`" for q in p.parts)
+        print(f"| {name} | {stats} | " + (f"{p.fusion}({text}) over archs" if p.fused else text) + " |")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from autoprox.proxy.export import write_export
+    from autoprox.proxy.spec import resolve_graph
+    p = resolve_graph(args.proxy)
+    text = write_export(p, args.format, args.out)
+    print(f"wrote {args.out}" if args.out else text, end="\n" if args.out else "")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from autoprox.search.config import SearchConfig, parse_window
+    from autoprox.search.report import regret_markdown, top_markdown
+    from autoprox.search.run import search
+    base = to_dict(load_config(SearchConfig, args.config)) if args.config else {}
+    top = {"proxy": args.proxy, "space": args.space, "budget": args.budget, "strategy": args.strategy,
+           "top_k": args.top_k, "seed": args.search_seed, "chunk": args.chunk, "population": args.population,
+           "bench": args.bench, "targets": args.targets.split(",") if args.targets else None,
+           "params": parse_window(args.params, "--params") if args.params else None,
+           "flops": parse_window(args.flops, "--flops") if args.flops else None,
+           "bench_only": True if args.bench_only else None, "minimize": True if args.minimize else None}
+    merged = overlay(base, args, top)
+    missing = [k for k in ("proxy", "space") if not merged.get(k)]
+    if missing:
+        raise ValueError(f"search needs --{missing[0]} (or '{missing[0]}:' in --config)")
+    cfg = from_dict(SearchConfig, merged, "search config")
+    check_device(cfg.scoring.device, args.backend)
+    out = Path(args.out)
+    with Progress(f"search {cfg.space} with {cfg.proxy}") as prog:
+        def progress(done: int, total: int, best: float | None) -> None:
+            prog.update(done, total, None if best is None else f"best {best:.4g}")
+        res = search(cfg, out, resume=args.resume, backend=args.backend, workers=args.workers,
+                     address=args.address, progress=progress)
+    print(top_markdown(res.top))
+    if res.regret is not None:
+        print("\n" + regret_markdown(res.regret))
+    note = " (stopped early: no new legal arch found in 20000 samples)" if res.exhausted else ""
+    print(f"\n{len(res.history)} candidates scored in {res.timings.get('total', 0.0):.1f} s{note}; "
+          f"wrote {out / 'result.yaml'}, history.csv, config.yaml")
+    return 0
+
+
+def cmd_evolve(args: argparse.Namespace) -> int:
+    from autoprox.evolve.loop import evolve, load_evolve_config
+    cfg = load_evolve_config(args.config)
+    check_device(cfg.objective.scoring.device, args.backend)
+    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    with Progress("evolve", cfg.steps) as prog:
+        def on_step(row: dict) -> None:
+            val = "-" if row["pick_val"] is None else f"{row['pick_val']:.3f}"
+            prog.update(row["step"], note=f"evals {row['evals']} ({row['evals_per_s']:.1f}/s)  "
+                                          f"best train {row['best_train']:.3f}  pick val {val}")
+        run = evolve(cfg, out, args.resume, args.backend, args.workers, args.address, on_step=on_step)
+    best = run.pick()
+    if best is not None:
+        r = best.record
+        print(f"best (picked on validation): JCM train {r['train']:.3f}  val {r['val']:.3f}"
+              + (f"  test {r['test']:.3f}" if r.get("test") is not None else "") + f"\n  {r['expression']}")
+    print(f"wrote {out}/: config.yaml checkpoint.json history.jsonl hall_of_fame.yaml best.yaml progress.csv "
+          f"jcm.png best_vs_accuracy.png summary.md")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from autoprox.stats.cache import StatsCache
+    cache = StatsCache(args.cache_dir)
+    if args.action == "info":
+        files = list(cache.root.glob("*/*/*.apx")) if cache.root.is_dir() else []
+        size = sum(f.stat().st_size for f in files)
+        print(f"{cache.root}: {len(files)} entries, {size / 1e9:.2f} GB")
+    elif args.action == "clean":
+        n = cache.clean_temporaries()
+        print(f"removed {n} temporary file(s) under {cache.root}")
+    else:
+        from autoprox.stats.migrate import migrate
+        from autoprox.stats.provider import ScoringConfig
+        scoring = from_dict(ScoringConfig, overlay({}, args, {})["scoring"], "scoring")
+        moved = {s: migrate(s, scoring) for s in (args.space or ["autoformer", "pit"])}
+        print("re-keyed " + ", ".join(f"{n} {s} entries" for s, n in moved.items()) + f" under {cache.root}")
+    return 0
+
+
+def check_device(device: str, backend: str) -> None:
+    """A one-line error for a device this machine (serial backend) cannot use."""
+    import torch
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a torch device; use cpu or cuda[:N]") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device!r}: autoprox runs on cpu or cuda")
+    if dev.type == "cuda" and backend == "serial" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+
+
+

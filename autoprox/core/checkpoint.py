@@ -1,0 +1,51 @@
+"""Run checkpoints: one JSON state file per run folder, written atomically, the RNG state as
+JSON, and clean-up of the temporaries a killed write leaves behind. Evolution and search
+both checkpoint through here."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from autoprox.core.io import atomic_write_text
+
+
+def rng_to_json(rng: random.Random) -> list:
+    version, state, gauss = rng.getstate()
+    return [version, list(state), gauss]
+
+
+def rng_from_json(s: list) -> random.Random:
+    rng = random.Random()
+    rng.setstate((s[0], tuple(s[1]), s[2]))
+    return rng
+
+
+def save_state(path: str | Path, doc: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(doc))
+
+
+def load_state(path: str | Path) -> dict[str, Any] | None:
+    """The state in ``path``; None when there is none; ``ValueError`` naming the file when it
+    cannot be read."""
+    p = Path(path)
+    if not p.exists():
+        return None
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot resume from {p}: {e}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"cannot resume from {p}: not a checkpoint")
+    return doc
+
+
+def clean_temporaries(folder: str | Path) -> int:
+    """Remove ``.*.tmp`` files (left by killed atomic writes) directly in ``folder``; their count."""
+    f = Path(folder)
+    n = 0
+    for p in f.glob(".*.tmp") if f.is_dir() else ():
+        p.unlink(missing_ok=True)
+        n += 1
+    return n

@@ -1,0 +1,87 @@
+"""The one progress display: a rich bar with an ETA on a terminal; plain one-line reports
+every ``every`` seconds (and at the end) when output goes to a file, e.g. an overnight log.
+
+    with Progress("statistics autoformer", total=100) as prog:
+        for arch in archs:
+            ...
+            prog.advance(note="best 0.61")
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Any, Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+def _clock(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class Progress:
+    """Progress of one phase of ``total`` units (``None``: unknown yet)."""
+
+    def __init__(self, label: str, total: int | None = None, stream: IO[str] | None = None,
+                 every: float = 30.0, tty: bool | None = None) -> None:
+        self.label, self.total, self.every = label, total, every
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.done, self.note = 0, ""
+        self.start = self._last = time.monotonic()
+        self._bar: Any = None
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+            self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), TextColumn("{task.fields[note]}"), transient=True,
+                            console=Console(file=self.stream))
+            self._task = self._bar.add_task(label, total=total, note="")
+            self._bar.start()
+
+    def line(self) -> str:
+        """The one-line report: label, count, elapsed time, ETA and note."""
+        el = time.monotonic() - self.start
+        of = f"/{self.total}" if self.total else ""
+        eta = ""
+        if self.total and 0 < self.done < self.total:
+            eta = f" eta {_clock(el / self.done * (self.total - self.done))}"
+        return f"{self.label}: {self.done}{of} in {_clock(el)}{eta}" + (f"  {self.note}" if self.note else "")
+
+    def update(self, done: int, total: int | None = None, note: str | None = None) -> None:
+        self.done = done
+        self.total = self.total if total is None else total
+        self.note = self.note if note is None else note
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=self.total, note=self.note)
+        elif time.monotonic() - self._last >= self.every:
+            self._report()
+
+    def advance(self, n: int = 1, note: str | None = None) -> None:
+        self.update(self.done + n, note=note)
+
+    def _report(self) -> None:
+        self._last = time.monotonic()
+        print(self.line(), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        else:
+            self._report()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def track(items: Iterable[T], label: str, total: int | None = None, **kw: Any) -> Iterator[T]:
+    """``items``, advancing a ``Progress`` after each."""
+    with Progress(label, total, **kw) as prog:
+        for x in items:
+            yield x
+            prog.advance()

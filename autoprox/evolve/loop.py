@@ -1,0 +1,345 @@
+"""``autoprox evolve``: DEAP evolution of proxy graphs with elitism, checkpoints and resume.
+
+Two modes, both scoring through ``objective.Objective`` (train-fold JCM as fitness):
+
+- ``paper``: Auto-Prox Algorithm 1. Each iteration samples a pool (ratio ``pool_ratio``)
+  of the population, takes its ``top_k``, picks a random parent and mutates it until a
+  child beats the parent's JCM by ``margin`` (at most ``max_tries`` batches of
+  ``mutants`` children, scored together); the child joins and the worst member leaves.
+- ``generational``: (mu + lambda). ``offspring`` children per generation by crossover
+  (``cxpb``) or mutation, scored in one pass; the best ``population`` survive.
+
+Every step ends with an atomic checkpoint (population, hall of fame, RNG state, history
+length), so ``--resume`` after a kill continues exactly where the last step ended and a
+resumed run ends where an unbroken one with the same seed does. The final pick is the
+hall-of-fame member with the best *validation* JCM.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from deap import base, creator, tools
+
+from autoprox.core.checkpoint import clean_temporaries, load_state, rng_from_json, rng_to_json, save_state
+from autoprox.core.config import ConfigError, load_config, save_config, to_dict
+from autoprox.core.io import atomic_write_text, check_writable_dir
+from autoprox.eval.fitness import INVALID
+from autoprox.evolve.objective import Objective, ObjectiveConfig, families_of
+from autoprox.proxy.genotype import to_genotype
+from autoprox.proxy.graph import proxy_hash
+from autoprox.proxy.spec import resolve_graph
+from autoprox.evolve.variation import VariationConfig, crossover, mutate, random_genome, to_expr, validate
+
+MODES = ("paper", "generational")
+
+
+@dataclass(frozen=True)
+class EvolveConfig:
+    """One evolution run (``runs/<name>.yaml``)."""
+
+    mode: str = "generational"
+    seed: int = 0
+    population: int = 40
+    steps: int = 20                 # generations (generational) or iterations (paper)
+    offspring: int = 40             # generational: children per generation
+    cxpb: float = 0.4               # generational: probability a child comes from crossover
+    pool_ratio: float = 0.25        # paper: sampled fraction of the population
+    top_k: int = 5                  # paper: parents drawn from the pool's top k
+    margin: float = 0.0             # paper: elitism margin a child must clear
+    mutants: int = 8                # paper: children scored together per try
+    max_tries: int = 4              # paper: tries before the iteration gives up
+    hall_of_fame: int = 20
+    seed_proxies: tuple[str, ...] = ()  # genomes (expressions / genotype genes) to start from
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    variation: VariationConfig = field(default_factory=VariationConfig)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.population < 2 or self.steps < 0 or self.offspring < 1 or self.hall_of_fame < 1:
+            raise ValueError("need population >= 2, steps >= 0, offspring >= 1, hall_of_fame >= 1")
+        if not 0 < self.pool_ratio <= 1 or self.top_k < 1 or self.mutants < 1 or self.max_tries < 1:
+            raise ValueError("need 0 < pool_ratio <= 1, top_k >= 1, mutants >= 1, max_tries >= 1")
+
+
+def make_types() -> tuple[type, type]:
+    """DEAP's ``FitnessMax`` and ``Individual`` (a genome list); idempotent, for driver and workers."""
+    if not hasattr(creator, "ApxFitness"):
+        creator.create("ApxFitness", base.Fitness, weights=(1.0,))
+    if not hasattr(creator, "ApxIndividual"):
+        creator.create("ApxIndividual", list, fitness=creator.ApxFitness, record=None)
+    return creator.ApxFitness, creator.ApxIndividual
+
+
+class Run:
+    """The state of one evolution run in ``out``; ``step()`` advances it by one generation/iteration."""
+
+    def __init__(self, cfg: EvolveConfig, out: Path, objective: Objective) -> None:
+        self.cfg, self.out, self.obj = cfg, Path(out), objective
+        _, self.Individual = make_types()
+        self.memo: dict[str, dict] = {}
+        self.population: list = []
+        self.hof = tools.HallOfFame(cfg.hall_of_fame, similar=lambda a, b: _identity(a) == _identity(b))
+        self.rng = random.Random(cfg.seed)
+        self.step_no = 0
+        self.evals = 0
+        self.elapsed = 0.0
+        self.history_path = self.out / "history.jsonl"
+        self.progress_rows: list[dict] = []
+
+    # ------------------------------------------------------------ scoring
+    def evaluate(self, genomes: list[list[str]]) -> list:
+        """Individuals for ``genomes``; each distinct proxy is scored once per run."""
+        parsed = [to_expr(g, self.cfg.variation) for g in genomes]
+        exprs, hashes = [str(e) for e in parsed], [proxy_hash(e) for e in parsed]
+        todo = sorted({h: e for h, e in zip(hashes, exprs) if h not in self.memo}.items())
+        if todo:
+            t0 = time.perf_counter()
+            recs = self.obj.evaluate([e for _, e in todo])
+            dt = time.perf_counter() - t0
+            lines = []
+            for (h, e), r in zip(todo, recs):
+                line = json.dumps({"hash": h, "expression": e, "step": self.step_no, **r}, sort_keys=True)
+                self.memo[h] = json.loads(line)  # exactly what a resumed run reads back
+                lines.append(line)
+            self.evals += len(todo)
+            self.elapsed += dt
+            with open(self.history_path, "a") as f:
+                f.write("\n".join(lines) + "\n")
+        return [self._individual(g, h) for g, h in zip(genomes, hashes)]
+
+    def _individual(self, genome: list[str], h: str) -> Any:
+        """An individual for ``genome`` carrying its scored record (by proxy hash ``h``)."""
+        ind = self.Individual(genome)
+        ind.record = self.memo[h]
+        ind.fitness.values = (ind.record["train"],)
+        return ind
+
+    # ------------------------------------------------------------ the loop
+    def initialise(self) -> None:
+        var = self.cfg.variation
+        genomes = seed_genomes(self.cfg)
+        seen = {proxy_hash(to_expr(g, var)) for g in genomes}
+        tries = 0
+        while len(genomes) < self.cfg.population and tries < 100 * self.cfg.population:
+            g = random_genome(self.rng, var)
+            tries += 1
+            h = proxy_hash(to_expr(g, var))
+            if h not in seen:
+                seen.add(h)
+                genomes.append(g)
+        self.population = self.evaluate(genomes[: self.cfg.population])
+        self.hof.update(self.population)
+
+    def step(self) -> None:
+        if self.cfg.mode == "paper":
+            self._paper_iteration()
+        else:
+            self._generation()
+        self.step_no += 1
+
+    def _generation(self) -> None:
+        c, var, rng = self.cfg, self.cfg.variation, self.rng
+        children = []
+        while len(children) < c.offspring:
+            if rng.random() < c.cxpb:
+                a, b = rng.sample(self.population, 2)
+                children.append(crossover(a, b, rng, var)[0])
+            else:
+                children.append(mutate(rng.choice(self.population), rng, var))
+        kids = self.evaluate(children)
+        self.hof.update(kids)
+        self.population = _best_unique(self.population + kids, c.population)
+
+    def _paper_iteration(self) -> None:
+        c, var, rng = self.cfg, self.cfg.variation, self.rng
+        pool = rng.sample(self.population, max(1, round(c.pool_ratio * len(self.population))))
+        parent = rng.choice(tools.selBest(pool, min(c.top_k, len(pool))))
+        bar = parent.fitness.values[0] + c.margin
+        for _ in range(c.max_tries):
+            kids = self.evaluate([mutate(parent, rng, var) for _ in range(c.mutants)])
+            self.hof.update(kids)
+            winner = next((k for k in kids if k.fitness.values[0] > bar), None)
+            if winner is not None:
+                self.population.append(winner)
+                self.population.remove(tools.selWorst(self.population, 1)[0])
+                return
+
+    # ------------------------------------------------------------ checkpoint
+    def checkpoint(self) -> None:
+        state = {"config": to_dict(self.cfg), "step": self.step_no, "evals": self.evals,
+                 "elapsed": self.elapsed, "rng": rng_to_json(self.rng),
+                 "population": [list(i) for i in self.population], "hall_of_fame": [list(i) for i in self.hof],
+                 "history_lines": len(self.memo), "progress": self.progress_rows}
+        save_state(self.out / "checkpoint.json", state)
+
+    def restore(self) -> bool:
+        """Load the last checkpoint (False when there is none: start fresh); history lines
+        written after it are dropped (re-scored alike)."""
+        state = load_state(self.out / "checkpoint.json")
+        if state is None:
+            return False
+        if state["config"] != to_dict(self.cfg):
+            raise ConfigError(f"{self.out}: the config differs from the checkpointed run's; "
+                              f"resume with the same config (see {self.out / 'config.yaml'})")
+        lines = self.history_path.read_text().splitlines() if self.history_path.is_file() else []
+        keep = lines[: state["history_lines"]]
+        if len(keep) != state["history_lines"]:
+            raise ConfigError(f"{self.history_path} has {len(lines)} lines, the checkpoint needs "
+                              f"{state['history_lines']}: the run folder was altered")
+        atomic_write_text(self.history_path, "".join(ln + "\n" for ln in keep))
+        for ln in keep:
+            r = json.loads(ln)
+            self.memo[r["hash"]] = r
+        self.step_no, self.evals, self.elapsed = state["step"], state["evals"], state["elapsed"]
+        self.rng = rng_from_json(state["rng"])
+        self.progress_rows = state["progress"]
+        self.population = self._individuals(state["population"])
+        self.hof.clear()
+        self.hof.items = self._individuals(state["hall_of_fame"])  # as saved: ties keep their order
+        self.hof.keys = [i.fitness for i in reversed(self.hof.items)]
+        return True
+
+    def _individuals(self, genomes: list) -> list:
+        return [self._individual(g, proxy_hash(to_expr(g, self.cfg.variation))) for g in genomes]
+
+    # ------------------------------------------------------------ summaries
+    def summary(self) -> dict:
+        """Progress figures after the current step."""
+        fits = [i.fitness.values[0] for i in self.population]
+        valid = [f for f in fits if f > INVALID]
+        best = self.pick()
+        return {"step": self.step_no, "evals": self.evals, "unique": len(self.memo),
+                "best_train": max(fits), "mean_train": sum(valid) / len(valid) if valid else INVALID,
+                "pick_val": best.record["val"] if best is not None else None,
+                "evals_per_s": self.evals / self.elapsed if self.elapsed else 0.0}
+
+    def pick(self) -> Any:
+        """The hall-of-fame member with the best validation JCM (train JCM breaks ties)."""
+        members = [i for i in self.hof if i.record["val"] is not None]
+        if not members:
+            return None
+        return max(members, key=lambda i: (i.record["val"], i.record["train"]))
+
+
+def seed_genomes(cfg: EvolveConfig) -> list[list[str]]:
+    """The genomes of ``seed_proxies`` (zoo names, proxy files, expressions or genotypes)."""
+    out = []
+    for spec in cfg.seed_proxies:
+        try:
+            out.append(validate(_genome(spec, cfg.variation), cfg.variation))
+        except (ValueError, KeyError) as e:
+            msg = e.args[0] if e.args else e
+            raise ConfigError(f"seed_proxies: {spec!r}: {msg}") from None
+    return out
+
+
+def _genome(spec: str, var: VariationConfig) -> list[str]:
+    """A seed proxy as a genome of ``var.structure``."""
+    expr = resolve_graph(spec, "seed proxy").expr
+    if var.structure == "free":
+        return [str(expr)]
+    text = to_genotype(expr)
+    if text is None:
+        raise ConfigError(f"seed proxy {spec!r} does not have the Auto-Prox tree shape")
+    m = re.match(r"INPUT:\(([^)]*)\)TREE:\(([^)]*)\)BINARY:\(([^)]*)\)", text)
+    assert m is not None
+    return [*(x.strip() for x in m[1].split(",")), *m[2].split("|"), m[3]]
+
+
+def _identity(ind: Any) -> str:
+    """What makes two individuals the same proxy for selection: the order they rank the archs
+    in (monotone variants of one proxy coincide), else the graph hash."""
+    return ind.record.get("ranking") or ind.record["hash"]
+
+
+def _best_unique(inds: list, n: int) -> list:
+    """The ``n`` best individuals, one per arch ranking (stable order)."""
+    seen, out = set(), []
+    for i in sorted(inds, key=lambda i: i.fitness.values[0], reverse=True):
+        if _identity(i) not in seen:
+            seen.add(_identity(i))
+            out.append(i)
+    return out[:n]
+
+
+def load_evolve_config(path: str | Path) -> EvolveConfig:
+    return load_config(EvolveConfig, path)
+
+
+def report(run: Run) -> dict:
+    """Plain records of a finished (or stopped) run for ``evolve.report.write_outputs``: the hall
+    of fame, progress, the pick, every zoo proxy the run's statistics can score (same folds), and
+    the pick's scores per (space, target) panel."""
+    from autoprox.proxy.zoo import get_proxy, list_proxies
+    from autoprox.evolve.report import oriented
+    from autoprox.proxy.graph import DATA_FREE, leaves
+    pick = run.pick()
+    usable = set(run.obj.families) | DATA_FREE
+    zoo = [(n, get_proxy(n)) for n in list_proxies()]
+    zoo = [(n, p.parts[0]) for n, p in zoo if not p.fused and leaves(p.parts[0].expr) <= usable]
+    doc: dict = {"name": run.out.name, "mode": run.cfg.mode, "spaces": list(run.cfg.objective.spaces),
+                 "jcm": run.cfg.objective.jcm, "targets": list(run.cfg.objective.targets),
+                 "hall_of_fame": [i.record for i in run.hof], "progress": list(run.progress_rows),
+                 "pick": None if pick is None else pick.record, "panels": [],
+                 "folds": {k: len(v) for k, v in run.obj.spaces[0].folds.items()},
+                 "zoo": list(zip([n for n, _ in zoo], run.obj.evaluate([str(p.expr) for _, p in zoo])))}
+    if pick is not None:
+        scores = run.obj.scores([str(oriented(pick.record, "pick").expr)])
+        doc["panels"] = [{"space": sd.name, "target": t, "scores": scores[sd.name][0], "accuracy": y,
+                          "folds": sd.folds} for sd in run.obj.spaces for t, y in sd.targets.items()]
+    return doc
+
+
+def _prepare(cfg: EvolveConfig, out: Path, resume: bool) -> None:
+    """Every check that can fail before the run folder is touched."""
+    if not resume and (out / "checkpoint.json").exists():
+        raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    seed_genomes(cfg)  # unknown seed: the error names zoo proxies, before anything is written
+    check_writable_dir(out)
+
+
+def evolve(cfg: EvolveConfig, out: str | Path, resume: bool = False, backend: str = "serial",
+           workers: int = 2, address: str | None = None,
+           on_step: Callable[[dict], None] | None = None) -> Run:
+    """Run (or resume) an evolution in ``out``; returns the finished ``Run``. ``resume`` on a
+    folder without a checkpoint (killed before the first one) starts the run afresh."""
+    out = Path(out)
+    _prepare(cfg, out, resume)
+    var = cfg.variation
+    obj = Objective(cfg.objective, families_of(var.leaves + var.single_leaves), backend, workers, address)
+    run = Run(cfg, out, obj)
+    out.mkdir(parents=True, exist_ok=True)
+    clean_temporaries(out)
+    fresh = not (resume and run.restore())
+    if fresh:
+        run.history_path.unlink(missing_ok=True)
+    save_config(cfg, out / "config.yaml")
+    obj.open()
+    try:
+        if fresh:
+            run.initialise()
+            _step_done(run, on_step)
+        while run.step_no < cfg.steps:
+            run.step()
+            _step_done(run, on_step)
+        from autoprox.evolve.report import write_outputs
+        write_outputs(out, report(run))
+    finally:
+        obj.close()
+    return run
+
+
+def _step_done(run: Run, on_step: Callable[[dict], None] | None) -> None:
+    run.progress_rows.append(run.summary())
+    run.checkpoint()
+    if on_step:
+        on_step(run.progress_rows[-1])

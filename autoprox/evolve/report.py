@@ -1,0 +1,112 @@
+"""What an evolution run leaves in ``runs/<name>/``: hall of fame, best proxy, progress, plots.
+
+- ``hall_of_fame.yaml``: the best proxies by train JCM, each with its validation and test JCM;
+- ``best.yaml``: the hall-of-fame member with the best validation JCM, oriented (negated when
+  its train correlation is negative) so ``autoprox bench --proxy best.yaml`` reproduces it;
+- ``progress.csv``: one row per step; ``jcm.png``: best/mean train JCM and the pick's
+  validation JCM over time; ``best_vs_accuracy.png``: the pick's score against accuracy.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autoprox.proxy.export import formula, to_yaml
+from autoprox.proxy.graph import GraphProxy, make, parse
+from autoprox.core.io import atomic_write_bytes, atomic_write_text
+
+PROGRESS_COLUMNS = ("step", "evals", "unique", "best_train", "mean_train", "pick_val", "evals_per_s")
+
+
+def oriented(record: dict, name: str, description: str = "") -> GraphProxy:
+    """The proxy of a history record, negated when its JCM orientation is negative."""
+    e = parse(record["expression"])
+    return GraphProxy(name, make("negate", e) if record["sign"] < 0 else e, description)
+
+
+def _figures(r: dict) -> dict:
+    keep = ("hash", "expression", "sign", "train", "val", "test", "per_space", "step")
+    return {k: r[k] for k in keep if k in r} | {"formula": formula(parse(r["expression"]))}
+
+
+def write_outputs(out: Path, doc: dict) -> None:
+    """Hall of fame, best proxy, progress table, plots and summary of a finished (or stopped) run,
+    from the plain records of ``evolve.loop.report``."""
+    hof = [_figures(r) for r in doc["hall_of_fame"]]
+    atomic_write_text(out / "hall_of_fame.yaml", yaml.safe_dump(hof, sort_keys=False, width=120))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=PROGRESS_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    w.writerows(doc["progress"])
+    atomic_write_text(out / "progress.csv", buf.getvalue())
+    r = doc["pick"]
+    if r is None:
+        return
+    desc = (f"evolved by autoprox ({doc['mode']}, {'+'.join(doc['spaces'])}): "
+            f"JCM train {r['train']:.3f}, val {r['val']:.3f}"
+            + (f", test {r['test']:.3f}" if r.get("test") is not None else ""))
+    best = oriented(r, doc["name"], desc)
+    atomic_write_text(out / "best.yaml", to_yaml(best))
+    plot_progress(doc["progress"], out / "jcm.png")
+    plot_scores(doc["panels"], out / "best_vs_accuracy.png", best.name)
+    atomic_write_text(out / "summary.md", summary_table(doc))
+
+
+def summary_table(doc: dict) -> str:
+    """Markdown: the pick against every zoo proxy the run's statistics can score, per fold."""
+    rows = [("**pick** " + doc["name"], doc["pick"])] + sorted(
+        doc["zoo"], key=lambda t: -(t[1]["val"] if t[1]["val"] is not None else -9))
+    lines = [f"JCM ({doc['jcm']}, targets {', '.join(doc['targets'])}) on {'+'.join(doc['spaces'])}; "
+             f"folds: " + ", ".join(f"{k} {v}" for k, v in doc["folds"].items()) + " archs.",
+             "", "| proxy | train | val | test |", "|---|---|---|---|"]
+    fmt = (lambda v: "-" if v is None else f"{v:.3f}")
+    for n, r in rows:
+        lines.append(f"| {n} | {fmt(r['train'])} | {fmt(r['val'])} | {fmt(r['test'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _save(fig: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_progress(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps = [r["step"] for r in rows]
+    ax.plot(steps, [r["best_train"] for r in rows], label="best train JCM")
+    ax.plot(steps, [r["mean_train"] for r in rows], label="mean train JCM (valid)")
+    ax.plot(steps, [r["pick_val"] if r["pick_val"] is not None else float("nan") for r in rows],
+            label="pick's validation JCM")
+    ax.set_xlabel("step")
+    ax.set_ylabel("JCM")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_scores(panels: list[dict], path: Path, title: str) -> None:
+    """One panel per (space, target): score vs accuracy, coloured by fold."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3), squeeze=False)
+    for ax, pn in zip(axes[0], panels):
+        for fold, idx in pn["folds"].items():
+            if len(idx):
+                ax.scatter(pn["scores"][idx], pn["accuracy"][idx], s=10, label=fold)
+        ax.set_title(f"{pn['space']} {pn['target']}", fontsize=9)
+        ax.set_xlabel("score")
+        ax.set_ylabel("accuracy")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+    plt.close(fig)

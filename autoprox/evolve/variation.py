@@ -1,0 +1,249 @@
+"""Random generation, mutation and crossover of proxies, for evolution.
+
+Two genome structures, both plain lists of strings (JSON- and pickle-friendly):
+
+- ``autoprox_tree``: Auto-Prox's fixed tree, genes ``[input0, input1, u0, u1, u2, u3, binary]``
+  (``genotype.tree``). Mutation resamples each gene with probability ``gene_prob``;
+  crossover takes each gene from either parent.
+- ``free``: one gene, a canonical expression string of a free typed graph. Mutation swaps
+  an op, swaps an input, inserts or deletes a unary node, or regrows a subtree;
+  crossover swaps type-compatible subtrees. Children larger than ``max_nodes`` or
+  deeper than ``max_depth``, or ill-typed, are redrawn.
+
+Every draw comes from the ``random.Random`` passed in, so a seed fixes a whole run.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+import primitives
+from autoprox.proxy.genotype import tree
+from autoprox.proxy.graph import Expr, GraphError, _type, canonical_leaf, check, make, parse
+from autoprox.stats.base import AUTOPROX_INPUTS
+from autoprox.stats.passes import matrix_families
+
+Genome = list  # list[str]
+Path = tuple[int, ...]
+STRUCTURES = ("autoprox_tree", "free")
+DEFAULT_LEAVES = tuple(AUTOPROX_INPUTS.values()) + ("virtual_grad", "attention", "attention_grad", "fisher")
+SINGLE_LEAVES = ("num_params", "flops") + matrix_families()
+
+
+@dataclass(frozen=True)
+class VariationConfig:
+    """What evolution may build: structure, statistics, ops and size limits."""
+
+    structure: str = "free"
+    leaves: tuple[str, ...] = DEFAULT_LEAVES       # per-layer statistics
+    single_leaves: tuple[str, ...] = SINGLE_LEAVES  # one value per arch (free graphs only)
+    unary: tuple[str, ...] = ()        # default: every unary and reduce op
+    binary: tuple[str, ...] = ()       # default: every binary op (with its sampling weight)
+    aggregations: tuple[str, ...] = ()  # default: every aggregation
+    gene_prob: float = 0.5
+    max_nodes: int = 16
+    max_depth: int = 7
+    tries: int = 50
+
+    def __post_init__(self) -> None:
+        if self.structure not in STRUCTURES:
+            raise ValueError(f"structure must be one of {STRUCTURES}, got {self.structure!r}")
+        if not self.leaves:
+            raise ValueError("leaves must name at least one per-layer statistic")
+        for names, single in ((self.leaves, False), (self.single_leaves, True)):
+            for name in names:
+                if (canonical_leaf(name) in SINGLE_LEAVES) != single:
+                    where = "single_leaves" if not single else "leaves"
+                    raise ValueError(f"statistic {name!r} belongs under {where}")
+        for group, names in (("unary", self.unary), ("binary", self.binary), ("aggregate", self.aggregations)):
+            for n in names:
+                op = primitives.get_op(n)
+                if op.group not in ((group, "reduce") if group == "unary" else (group,)):
+                    raise ValueError(f"op {n!r} is a {op.group} op, not {group}")
+        if not 0.0 <= self.gene_prob <= 1.0 or self.max_nodes < 4 or self.max_depth < 3 or self.tries < 1:
+            raise ValueError("need 0 <= gene_prob <= 1, max_nodes >= 4, max_depth >= 3, tries >= 1")
+
+    def ops(self, group: str) -> list[str]:
+        chosen = {"unary": self.unary, "binary": self.binary, "aggregate": self.aggregations}[group]
+        if chosen:
+            return list(chosen)
+        if group == "unary":
+            return [n for n in primitives.list_ops("unary") + primitives.list_ops("reduce")
+                    if primitives.get_op(n).out_kind != "vector"]
+        return primitives.list_ops(group)
+
+
+def _pick(rng: random.Random, names: Sequence[str]) -> str:
+    weights = [primitives.get_op(n).weight if n in primitives.list_ops() else 1.0 for n in names]
+    return rng.choices(list(names), weights=weights)[0]
+
+
+# ---------------------------------------------------------------- genome <-> expression
+def to_expr(genome: Sequence[str], cfg: VariationConfig) -> Expr:
+    """The proxy expression a genome encodes (raises ``GraphError`` if ill-typed)."""
+    if cfg.structure == "autoprox_tree":
+        return tree(genome[:2], genome[2:6], genome[6])
+    return parse(genome[0])
+
+
+def random_genome(rng: random.Random, cfg: VariationConfig) -> Genome:
+    """A random well-typed genome."""
+    for _ in range(cfg.tries):
+        if cfg.structure == "autoprox_tree":
+            g = [rng.choice(cfg.leaves), rng.choice(cfg.leaves), *(_pick(rng, primitives.UNARY_ORDER)
+                                                                    for _ in range(4)),
+                 _pick(rng, primitives.BINARY_ORDER)]
+        else:
+            g = [str(_grow_root(rng, cfg, cfg.max_depth - 1))]
+        if _ok(g, cfg):
+            return g
+    raise GraphError("could not draw a valid proxy; widen the leaves/ops or raise max_nodes")
+
+
+def _ok(genome: Sequence[str], cfg: VariationConfig) -> bool:
+    try:
+        e = to_expr(genome, cfg)
+    except (GraphError, KeyError):
+        return False
+    return cfg.structure == "autoprox_tree" or (size(e) <= cfg.max_nodes and depth(e) <= cfg.max_depth)
+
+
+# ---------------------------------------------------------------- free graphs
+def size(e: Expr) -> int:
+    return 1 + sum(size(a) for a in e.args)
+
+
+def depth(e: Expr) -> int:
+    return 1 + max((depth(a) for a in e.args), default=0)
+
+
+def _grow_layered(rng: random.Random, cfg: VariationConfig, d: int) -> Expr:
+    if d <= 1 or rng.random() < 0.3:
+        return parse_leaf(rng.choice(cfg.leaves))
+    if rng.random() < 0.75:
+        return make(_pick(rng, cfg.ops("unary")), _grow_layered(rng, cfg, d - 1))
+    return make(_pick(rng, cfg.ops("binary")), _grow_layered(rng, cfg, d - 1), _grow_layered(rng, cfg, d - 1))
+
+
+def _grow_single(rng: random.Random, cfg: VariationConfig, d: int) -> Expr:
+    """A one-value-per-arch expression: an aggregation of per-layer values, or a single leaf."""
+    if cfg.single_leaves and rng.random() < 0.2:
+        leaf = parse_leaf(rng.choice(cfg.single_leaves))
+        return leaf if leaf.head in ("num_params", "flops") else make(_pick(rng, cfg.ops("unary")), leaf)
+    return make(_pick(rng, cfg.ops("aggregate")), _grow_layered(rng, cfg, d - 1))
+
+
+def _grow_root(rng: random.Random, cfg: VariationConfig, d: int) -> Expr:
+    if rng.random() < 0.7:
+        return _grow_single(rng, cfg, d)
+    return make(_pick(rng, cfg.ops("binary")), _grow_single(rng, cfg, d - 1), _grow_single(rng, cfg, d - 1))
+
+
+def parse_leaf(name: str) -> Expr:
+    return Expr(canonical_leaf(name))
+
+
+def paths(e: Expr, at: Path = ()) -> list[Path]:
+    """Every node's path (argument indices from the root), root first."""
+    out = [at]
+    for i, a in enumerate(e.args):
+        out += paths(a, at + (i,))
+    return out
+
+
+def get(e: Expr, p: Path) -> Expr:
+    for i in p:
+        e = e.args[i]
+    return e
+
+
+def replace(e: Expr, p: Path, new: Expr) -> Expr:
+    """``e`` with the node at ``p`` replaced (rebuilt canonically)."""
+    if not p:
+        return new
+    args = list(e.args)
+    args[p[0]] = replace(args[p[0]], p[1:], new)
+    return make(e.head, *args)
+
+
+def _layered(e: Expr) -> bool:
+    try:
+        return _type(e)[0]
+    except GraphError:
+        return False
+
+
+def _mutate_free(e: Expr, rng: random.Random, cfg: VariationConfig) -> Expr:
+    p = rng.choice(paths(e))
+    node = get(e, p)
+    kind = rng.choice(("op", "input", "insert", "delete", "subtree"))
+    if kind == "input" or (node.is_leaf and kind == "op"):
+        leaves = [q for q in paths(e) if get(e, q).is_leaf]
+        q = rng.choice(leaves)
+        pool = cfg.leaves if get(e, q).head not in SINGLE_LEAVES else cfg.single_leaves
+        return replace(e, q, parse_leaf(rng.choice(pool)))
+    if kind == "op":
+        group = primitives.get_op(node.head).group
+        pool = cfg.ops("unary" if group == "reduce" else group)
+        return replace(e, p, make(_pick(rng, pool), *node.args))
+    if kind == "insert":
+        return replace(e, p, make(_pick(rng, cfg.ops("unary")), node))
+    if kind == "delete":
+        unary = [q for q in paths(e) if len(get(e, q).args) == 1]
+        if not unary:
+            return e
+        q = rng.choice(unary)
+        return replace(e, q, get(e, q).args[0])
+    grown = _grow_layered(rng, cfg, 3) if _layered(node) else _grow_single(rng, cfg, 3)
+    return replace(e, p, grown)
+
+
+def mutate(genome: Sequence[str], rng: random.Random, cfg: VariationConfig) -> Genome:
+    """A valid mutant that differs from ``genome`` (or a copy of it if none is found)."""
+    for _ in range(cfg.tries):
+        if cfg.structure == "autoprox_tree":
+            fresh = random_genome(rng, cfg)
+            g = [f if rng.random() < cfg.gene_prob else old for old, f in zip(genome, fresh)]
+        else:
+            try:
+                g = [str(_mutate_free(parse(genome[0]), rng, cfg))]
+            except (GraphError, KeyError):
+                continue
+        if list(g) != list(genome) and _ok(g, cfg):
+            return g
+    return list(genome)
+
+
+def crossover(a: Sequence[str], b: Sequence[str], rng: random.Random, cfg: VariationConfig) -> tuple[Genome, Genome]:
+    """Two valid children (the parents themselves if no valid exchange is found)."""
+    for _ in range(cfg.tries):
+        if cfg.structure == "autoprox_tree":
+            take = [rng.random() < 0.5 for _ in a]
+            c1 = [x if t else y for x, y, t in zip(a, b, take)]
+            c2 = [y if t else x for x, y, t in zip(a, b, take)]
+        else:
+            ea, eb = parse(a[0]), parse(b[0])
+            pa = rng.choice(paths(ea)[1:] or [()])
+            want = _layered(get(ea, pa))
+            pool = [q for q in paths(eb)[1:] if _layered(get(eb, q)) == want]
+            if not pool:
+                continue
+            pb = rng.choice(pool)
+            try:
+                c1 = [str(replace(ea, pa, get(eb, pb)))]
+                c2 = [str(replace(eb, pb, get(ea, pa)))]
+            except (GraphError, KeyError):
+                continue
+        if _ok(c1, cfg) and _ok(c2, cfg):
+            return c1, c2
+    return list(a), list(b)
+
+
+def validate(genome: Sequence[str], cfg: VariationConfig) -> Genome:
+    """``genome`` checked against ``cfg`` (a clear error otherwise)."""
+    n = 7 if cfg.structure == "autoprox_tree" else 1
+    if len(genome) != n:
+        raise GraphError(f"a {cfg.structure} genome has {n} gene(s), got {len(genome)}: {list(genome)}")
+    check(to_expr(genome, cfg))
+    return list(genome)

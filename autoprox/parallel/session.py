@@ -1,0 +1,74 @@
+"""The Ray session: join a cluster (``address``) or start a local one, and stop only what we
+started. An unreachable address fails within ``connect_timeout`` seconds with one line."""
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+CONNECT_TIMEOUT = 60.0  # seconds to wait for a cluster at --address
+
+
+class ClusterError(ValueError):
+    """No Ray cluster at the given address, or one that cannot host the workers."""
+
+
+def check_workers(workers: int) -> None:
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"--workers must be a whole number >= 1, got {workers!r}")
+
+
+def _wait_for_port(address: str, timeout: float) -> None:
+    """Raise ``ClusterError`` unless ``host:port`` accepts a connection within ``timeout`` s."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--address {address!r}: expected HOST:PORT, 'auto' or ray://HOST:PORT")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=min(5.0, max(timeout, 0.1))):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise ClusterError(f"no Ray cluster answers at {address} after {timeout:g} s ({e.strerror or e}); "
+                                   f"start one with 'ray start --head' or drop --address") from None
+            time.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
+
+
+def start(address: str | None, num_cpus: int, connect_timeout: float = CONNECT_TIMEOUT) -> bool:
+    """Join ``address`` or start a local Ray with ``num_cpus``; True when this call started Ray
+    (then the caller shuts it down). Already initialised: nothing to do, False."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address is None:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        return True
+    if address != "auto" and not address.startswith("ray://"):
+        _wait_for_port(address, connect_timeout)
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, RuntimeError) as e:
+        raise ClusterError(f"cannot join the Ray cluster at {address!r}: {str(e).splitlines()[0]}") from None
+    return True
+
+
+def stop(started: bool) -> None:
+    import ray
+
+    if started and ray.is_initialized():
+        ray.shutdown()
+
+
+def check_resources(workers: int, cpus: float, gpus: float) -> None:
+    """Refuse (instead of waiting forever) when the cluster cannot host ``workers`` actors."""
+    import ray
+
+    have: dict[str, Any] = ray.cluster_resources()
+    for name, each in (("CPU", cpus), ("GPU", gpus)):
+        need = workers * each
+        if need > have.get(name, 0.0) + 1e-9:
+            raise ClusterError(f"{workers} workers need {need:g} {name}(s); the Ray cluster has "
+                               f"{have.get(name, 0.0):g}: lower --workers" +
+                               (" or --gpus-per-worker" if name == "GPU" else ""))

@@ -1,0 +1,47 @@
+"""``ScoringWorker``: owns a shard of archs of one space, their statistics, and scores
+proxy expressions on them. It receives plain data only (archs, family names, expression
+strings), never proxy objects or file names, so it runs the same in-process or on any Ray node.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from autoprox.proxy.graph import GraphProxy, parse, score_population
+from autoprox.stats.base import ArchStats
+from autoprox.stats.passes import get_pass
+from autoprox.stats.provider import ScoringConfig, StatsProvider
+
+
+class ScoringWorker:
+    """Owns a shard of archs of one space and their statistics (in memory)."""
+
+    def __init__(self, space: str, cfg: ScoringConfig, threads: int = 0) -> None:
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.provider = StatsProvider(space, cfg)
+        self.held: list[ArchStats] = []
+
+    def load(self, archs: list[dict], families: Sequence[str] | None = None) -> int:
+        """Compute or load the statistics of ``archs`` (replacing held ones); their count.
+        ``families`` default: the base pass's."""
+        fams = list(get_pass("base").families) if families is None else list(families)
+        self.held = [self.provider.get(a, fams) for a in archs]
+        return len(self.held)
+
+    def warm(self, archs: list[dict], families: Sequence[str]) -> int:
+        """Compute and cache the statistics of ``archs`` without holding them; their count."""
+        for a in archs:
+            self.provider.get(a, list(families))
+        return len(archs)
+
+    def score(self, exprs: list[str]) -> list[list[float]]:
+        """(archs x expressions) scores; NaN where an expression fails on an arch.
+        Expressions scored together share their common sub-expressions."""
+        proxies = [GraphProxy(e, parse(e)) for e in exprs]
+        return [score_population(proxies, s) for s in self.held]
+
+    def drop(self) -> None:
+        """Forget the held statistics."""
+        self.held = []

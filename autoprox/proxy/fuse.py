@@ -1,0 +1,102 @@
+"""Fused proxies: per-arch component proxies combined across the archs scored together.
+
+A fused proxy has ``name``, ``families``, ``parts`` (graph proxies, each scored per arch
+like any proxy) and ``combine(matrix)``: a (parts x archs) score matrix -> (archs,) scores.
+Its score of an arch depends on the other archs (rank-sum), so backends score the parts
+on the workers and fuse on the driver over all archs of the call (``parallel``).
+An arch with NaN in any part scores NaN; the other archs are ranked among themselves.
+Fusions are registered by name (``@register_fusion``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import hashlib
+from typing import Callable
+
+import numpy as np
+from scipy.stats import rankdata
+
+from autoprox.proxy.graph import GraphProxy
+from primitives.registry import Registry
+
+Fusion = Callable[[np.ndarray], np.ndarray]
+_FUSIONS: Registry[Fusion] = Registry("fusion")
+
+
+def register_fusion(name: str) -> Callable[[Fusion], Fusion]:
+    """Decorator adding a (parts x archs) -> (archs,) function; duplicates raise."""
+    return _FUSIONS.register(name)
+
+
+def get_fusion(name: str) -> Fusion:
+    return _FUSIONS.get(name)
+
+
+def list_fusions() -> list[str]:
+    return _FUSIONS.names()
+
+
+def _rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The matrix as float (parts x archs) and the archs with no NaN part."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2:
+        raise ValueError(f"fusion needs a (parts x archs) matrix, got shape {m.shape}")
+    return m, ~np.isnan(m).any(axis=0)
+
+
+def _sum_over_parts(matrix: np.ndarray, per_part) -> np.ndarray:
+    """Sum over parts of ``per_part(row)`` on the NaN-free archs; NaN elsewhere."""
+    m, ok = _rows(matrix)
+    out = np.full(m.shape[1], np.nan)
+    if ok.any():
+        out[ok] = sum((per_part(row[ok]) for row in m), np.zeros(int(ok.sum())))
+    return out
+
+
+@register_fusion("rank_sum")
+def rank_sum(matrix: np.ndarray) -> np.ndarray:
+    """Sum over parts of each arch's rank (1 = lowest, ties averaged) among the NaN-free archs."""
+    return _sum_over_parts(matrix, rankdata)
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    sd = x.std()
+    return np.zeros_like(x) if sd == 0 else (x - x.mean()) / sd  # inf -> NaN, left to fitness
+
+
+@register_fusion("sum_of_zscores")
+def sum_of_zscores(matrix: np.ndarray) -> np.ndarray:
+    """Sum over parts of (x - mean) / std over the NaN-free archs (a constant part adds 0)."""
+    return _sum_over_parts(matrix, _zscore)
+
+
+@dataclass(frozen=True)
+class FusedProxy:
+    """Graph-proxy ``parts`` fused across archs by the registered ``fusion``."""
+
+    name: str
+    parts: tuple[GraphProxy, ...]
+    fusion: str = "rank_sum"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            raise ValueError(f"fused proxy {self.name!r} needs at least one part")
+        get_fusion(self.fusion)  # unknown fusion: error naming the known ones
+
+    @property
+    def families(self) -> frozenset[str]:
+        return frozenset().union(*(p.families for p in self.parts))
+
+    fused = True  # its score of an arch depends on the other archs scored with it
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(":".join([self.fusion, *(p.hash for p in self.parts)]).encode()).hexdigest()[:16]
+
+    def combine(self, matrix: np.ndarray) -> np.ndarray:
+        """(parts x archs) part scores -> (archs,) fused scores; NaN in any part -> NaN."""
+        m = np.asarray(matrix, dtype=np.float64)
+        if m.shape[0] != len(self.parts):
+            raise ValueError(f"{self.name}: expected {len(self.parts)} part rows, got {m.shape[0]}")
+        return get_fusion(self.fusion)(m)

@@ -1,0 +1,10 @@
+"""Found by ``autoprox evolve --config runs/autoformer.yaml``, picked on the run's validation fold
+(folds 60/20/20 archs, ``split_seed`` 0; JCM = mean Kendall tau over the KD targets).
+Figures: benchmarks/RESULTS.md."""
+from autoprox.proxy.zoo.registry import register_proxy
+
+
+@register_proxy("evolved_autoformer")
+def evolved_autoformer() -> str:
+    """runs/autoformer.yaml: a NASWOT-kernel variant; AutoFormer JCM train 0.527, val 0.544, test 0.542."""
+    return "mean(max(sum(element_wise_sum(eigvalsh(max(naswot_kernel)),log(naswot_kernel)))))"

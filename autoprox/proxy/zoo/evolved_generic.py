@@ -1,0 +1,10 @@
+"""Found by ``autoprox evolve --config runs/generic.yaml`` (fitness: mean train-fold JCM over
+AutoFormer and PiT), picked on the mean validation JCM (folds 60/20/20 archs per space,
+``split_seed`` 0; JCM = mean Kendall tau over the KD targets). Figures: benchmarks/RESULTS.md."""
+from autoprox.proxy.zoo.registry import register_proxy
+
+
+@register_proxy("evolved_generic")
+def evolved_generic() -> str:
+    """runs/generic.yaml: sum_l sum |linear_input_l|; mean JCM over both spaces train 0.667, val 0.658, test 0.608."""
+    return "agg_sum(sum(abs(linear_input)))"

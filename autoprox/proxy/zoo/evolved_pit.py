@@ -1,0 +1,10 @@
+"""Found by ``autoprox evolve --config runs/pit.yaml``, picked on the run's validation fold
+(folds 60/20/20 archs, ``split_seed`` 0; JCM = mean Kendall tau over the KD targets).
+Figures: benchmarks/RESULTS.md."""
+from autoprox.proxy.zoo.registry import register_proxy
+
+
+@register_proxy("evolved_pit")
+def evolved_pit() -> str:
+    """runs/pit.yaml: mean_l(fisher_l + ||linear_input_l||_nuc); PiT JCM train 0.804, val 0.788, test 0.695."""
+    return "agg_mean(element_wise_sum(fisher,to_mean_scalar(abs(nuclear_norm(abs(linear_input))))))"

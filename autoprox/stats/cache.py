@@ -1,0 +1,205 @@
+"""On-disk statistics cache: one checksummed file per (arch, batch, seed, config, code).
+
+File layout: ``MAGIC | u64 header length | JSON header | payload | u32 crc32`` where
+the crc covers everything before it. A file that is truncated, corrupt, or of
+another format is reported as a miss (and recomputed by the caller), never used.
+float16 storage divides each tensor by its max |value| first (kept in the header),
+so tiny gradients do not underflow; tensors become float32 when first read.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import warnings
+import zlib
+from pathlib import Path
+from typing import Any, Collection, Iterator, Mapping, MutableSequence
+
+import numpy as np
+import torch
+
+from autoprox.core.io import atomic_write_bytes
+from autoprox.stats.base import ArchStats
+
+MAGIC = b"APXSTAT1"
+
+
+def default_cache_dir() -> Path:
+    """``$AUTOPROX_CACHE``, else ``$XDG_CACHE_HOME/autoprox``, else ``~/.cache/autoprox``."""
+    if os.environ.get("AUTOPROX_CACHE"):
+        return Path(os.environ["AUTOPROX_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "autoprox"
+
+
+def cache_key(parts: Mapping[str, Any]) -> str:
+    """Hash of everything that changes the values one statistics pass stores."""
+    return hashlib.sha256(json.dumps(dict(parts), sort_keys=True).encode()).hexdigest()[:32]
+
+
+class LazyList(MutableSequence):
+    """Per-layer tensors decoded from the file buffer to float32 at each access.
+
+    Nothing is kept besides the buffer, so held statistics stay at their stored
+    size; callers that reuse a tensor (the graph evaluator's memo) keep it.
+    """
+
+    def __init__(self, raw: list[tuple[np.ndarray, float, tuple]]) -> None:
+        self._raw = raw
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        arr, scale, shape = self._raw[range(len(self))[i]]
+        t = torch.from_numpy(arr.astype(np.float32, copy=True)).reshape(shape)
+        return t.mul_(scale) if scale != 1.0 else t
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def owned(self) -> "LazyList":
+        """The same tensors in their own memory, not views of the file buffer."""
+        return LazyList([(a.copy(), scale, shape) for a, scale, shape in self._raw])
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return (self[i] for i in range(len(self)))
+
+    def __setitem__(self, i, v):  # read-only
+        raise TypeError("cached statistics are read-only")
+
+    __delitem__ = __setitem__
+
+    def insert(self, i, v):
+        raise TypeError("cached statistics are read-only")
+
+
+def select(stats: ArchStats, families: Collection[str]) -> ArchStats:
+    """``stats`` restricted to ``families`` (scalars kept). Kept cached tensors are copied out of
+    their file buffer, so the buffer (the whole pass) can be freed once nothing else holds it."""
+    keep = {f: t for f, t in stats.tensors.items() if f in families}
+    if len(keep) == len(stats.tensors):
+        return stats
+    tensors = {f: t.owned() if isinstance(t, LazyList) else t for f, t in keep.items()}
+    return ArchStats(tensors, {f: stats.kinds[f] for f in keep}, dict(stats.scalars))  # type: ignore[arg-type]
+
+
+def encode(stats: ArchStats, dtype: str, meta: Mapping[str, Any]) -> bytes:
+    """Serialise ``stats`` (tensors in ``dtype``) with a crc32 trailer."""
+    np_dtype = np.float16 if dtype == "float16" else np.float32
+    entries, chunks, offset = [], [], 0
+    for family, tensors in stats.tensors.items():
+        for t in tensors:
+            a = t.detach().float().cpu().numpy()
+            scale = 1.0
+            if np_dtype == np.float16 and a.size:
+                m = float(np.max(np.abs(a)))
+                scale = m if np.isfinite(m) and m > 0 else 1.0
+            b = (a / scale).astype(np_dtype).tobytes()
+            entries.append({"family": family, "shape": list(a.shape), "offset": offset,
+                            "nbytes": len(b), "scale": scale})
+            chunks.append(b)
+            offset += len(b)
+    header = json.dumps({"format": 1, "dtype": dtype, "entries": entries, "kinds": stats.kinds,
+                         "scalars": stats.scalars, "meta": dict(meta), "payload": offset}).encode()
+    body = MAGIC + struct.pack("<Q", len(header)) + header + b"".join(chunks)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def read_header(buf: bytes | bytearray) -> tuple[dict, int] | None:
+    """(header, payload offset) of a whole, checksummed file; None if truncated, corrupt or foreign."""
+    if len(buf) < len(MAGIC) + 12 or buf[: len(MAGIC)] != MAGIC:
+        return None
+    (crc,) = struct.unpack("<I", buf[-4:])
+    if zlib.crc32(memoryview(buf)[:-4]) != crc:
+        return None
+    (hlen,) = struct.unpack("<Q", buf[len(MAGIC): len(MAGIC) + 8])
+    start = len(MAGIC) + 8
+    try:
+        header = json.loads(bytes(buf[start: start + hlen]))
+    except ValueError:
+        return None
+    base = start + hlen
+    if not isinstance(header, dict) or base + header.get("payload", -1) + 4 != len(buf):
+        return None
+    return header, base
+
+
+def with_meta(buf: bytes | bytearray, meta: Mapping[str, Any]) -> bytes | None:
+    """The file ``buf`` with its header's meta replaced (payload untouched, new crc); None if unreadable."""
+    got = read_header(buf)
+    if got is None:
+        return None
+    header, base = got
+    head = json.dumps({**header, "meta": dict(meta)}).encode()
+    body = MAGIC + struct.pack("<Q", len(head)) + head + bytes(buf[base:-4])
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def decode(buf: bytes | bytearray, key: str | None = None) -> ArchStats | None:
+    """Inverse of ``encode``; None for anything truncated, corrupt or foreign, or (given ``key``)
+    a file whose header names another key: a valid file of another arch is never used."""
+    got = read_header(buf)
+    if got is None:
+        return None
+    header, base = got
+    if key is not None and header.get("meta", {}).get("key") != key:
+        return None
+    np_dtype = np.float16 if header["dtype"] == "float16" else np.float32
+    raw: dict[str, list] = {}
+    for e in header["entries"]:
+        arr = np.frombuffer(buf, dtype=np_dtype, count=e["nbytes"] // np.dtype(np_dtype).itemsize,
+                            offset=base + e["offset"])
+        raw.setdefault(e["family"], []).append((arr, e["scale"], tuple(e["shape"])))
+    return ArchStats(tensors={f: LazyList(r) for f, r in raw.items()},  # type: ignore[misc]
+                     kinds=header["kinds"], scalars=header["scalars"])
+
+
+def as_stored(stats: ArchStats, dtype: str, meta: Mapping[str, Any]) -> ArchStats:
+    """``stats`` exactly as a cache file would give them back (quantised to ``dtype``)."""
+    return decode(bytearray(encode(stats, dtype, meta)))  # type: ignore[return-value]
+
+
+class StatsCache:
+    """Files under ``root/<space>/<key[:2]>/<key>.apx``."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self._read_only = False
+
+    def path(self, space: str, key: str) -> Path:
+        return self.root / space / key[:2] / f"{key}.apx"
+
+    def load(self, space: str, key: str) -> ArchStats | None:
+        p = self.path(space, key)
+        try:
+            buf = bytearray(p.stat().st_size)
+            with open(p, "rb") as f:
+                if f.readinto(buf) != len(buf):
+                    return None
+        except OSError:  # missing, a directory, unreadable: a miss
+            return None
+        return decode(buf, key)
+
+    def save(self, space: str, key: str, stats: ArchStats, dtype: str, meta: Mapping[str, Any]) -> ArchStats:
+        """Write ``stats``; return them as stored, so a fresh and a cached result score alike.
+        A cache that cannot be written (read-only, full, a directory in the way) is warned about
+        once and skipped: the values are returned all the same."""
+        data = encode(stats, dtype, {**meta, "key": key})
+        if not self._read_only:
+            try:
+                atomic_write_bytes(self.path(space, key), data)
+            except OSError as e:
+                self._read_only = True
+                warnings.warn(f"statistics cache {self.root} cannot be written ({e.strerror or e}); "
+                              f"going on without storing", RuntimeWarning, stacklevel=2)
+        return decode(bytearray(data))  # type: ignore[return-value]
+
+    def clean_temporaries(self) -> int:
+        """Remove ``.*.tmp`` files left by killed writes; their count."""
+        n = 0
+        for p in self.root.glob("*/*/.*.tmp") if self.root.is_dir() else ():
+            p.unlink(missing_ok=True)
+            n += 1
+        return n

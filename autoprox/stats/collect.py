@@ -1,0 +1,240 @@
+"""Hook-based collection of per-layer statistics from any torch ViT.
+
+Depends on torch alone: ``autoprox export --format python`` embeds this file
+verbatim, so exported proxies see exactly the statistics the engine sees.
+Weight layers are the modules tagged with ``KIND_ATTR`` (autoprox's own spaces);
+in an untagged model every Linear/Conv2d is one, its kind guessed from its name.
+Attention maps are the outputs of modules whose class is named ``AttentionMap``.
+Every pass function has one signature, ``(model, images, labels, seed, settings, families)
+-> (tensors, kinds, scalars)``; ``autoprox.stats.passes`` registers them.
+"""
+from __future__ import annotations
+
+from typing import Callable, Collection
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+KIND_ATTR = "autoprox_kind"  # = autoprox.spaces.layers.KIND_ATTR, spelled out: this file imports torch only
+_NAME_KINDS = (("qkv", "attn_qkv"), ("attn.proj", "attn_proj"), ("fc1", "mlp_fc1"), ("fc2", "mlp_fc2"),
+               ("patch", "patch"), ("head", "head"))
+
+
+def weight_layers(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """(module, kind) of every weight layer, in registration order."""
+    tagged = [(m, getattr(m, KIND_ATTR)) for m in model.modules() if hasattr(m, KIND_ATTR)]
+    if tagged:
+        return tagged
+    out = []
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            out.append((m, next((k for key, k in _NAME_KINDS if key in name), "other")))
+    return out
+
+
+def token_index(n: int, k: int) -> torch.Tensor:
+    """``k`` evenly spaced indices in [0, n) (all of them when n <= k)."""
+    if n <= k:
+        return torch.arange(n)
+    return torch.linspace(0, n - 1, k).round().long().unique()
+
+
+def subsample(x: torch.Tensor, samples: int, tokens: int) -> torch.Tensor:
+    """First ``samples`` images; ``tokens`` evenly spaced positions (queries and keys of maps)."""
+    x = x.detach()[:samples]
+    if x.dim() == 3:  # (B, N, C) tokens
+        x = x[:, token_index(x.shape[1], tokens).to(x.device)]
+    elif x.dim() == 4:  # (B, H, N, N) attention
+        i = token_index(x.shape[-1], tokens).to(x.device)
+        x = x[:, :, i][:, :, :, i]
+    return x.float().cpu().clone()
+
+
+class Recorder:
+    """Forward hooks storing subsampled activations; tensor hooks for their gradients."""
+
+    def __init__(self, samples: int, tokens: int, wants: Callable[[str], bool] = lambda f: True) -> None:
+        self.samples, self.tokens, self.wants = samples, tokens, wants
+        self.tensors: dict[str, list[torch.Tensor]] = {}
+        self.kinds: dict[str, list[str]] = {}
+        self.naswot: torch.Tensor | None = None
+        self.order: list[nn.Module] = []
+
+    def _store(self, family: str, kind: str, x: torch.Tensor) -> None:
+        for f in (family, family + "_grad"):
+            self.tensors.setdefault(f, [])
+            self.kinds.setdefault(f, []).append(kind)
+        self.tensors[family].append(subsample(x, self.samples, self.tokens))
+        g = self.tensors[family + "_grad"]
+        g.append(torch.zeros(0))
+        slot = len(g) - 1
+        if x.requires_grad:
+            x.register_hook(lambda grad: g.__setitem__(slot, subsample(grad, self.samples, self.tokens)))
+
+    def _act(self, family: str) -> bool:
+        return self.wants(family) or self.wants(family + "_grad")
+
+    def attach(self, model: nn.Module) -> list:
+        """Hooks for the wanted families only; weight layers are always tracked (forward order)."""
+        handles = [m.register_forward_hook(self._weight_hook(kind)) for m, kind in weight_layers(model)]
+        gelu = self._act("gelu_input") or self.wants("naswot_kernel")
+        for m in model.modules():
+            if isinstance(m, nn.GELU) and gelu:
+                handles.append(m.register_forward_hook(self._gelu_hook))
+            elif isinstance(m, nn.LayerNorm) and self._act("norm_output"):
+                handles.append(m.register_forward_hook(lambda m, i, o: self._store("norm_output", "norm", o)))
+            elif type(m).__name__ == "AttentionMap" and self._act("attention"):
+                handles.append(m.register_forward_hook(lambda m, i, o: self._store("attention", "attn_map", o)))
+        return handles
+
+    def _weight_hook(self, kind: str):
+        linear, fisher = self._act("linear_input"), self.wants("fisher")
+
+        def hook(m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            self.order.append(m)
+            if isinstance(m, nn.Linear):
+                if linear:
+                    self._store("linear_input", kind, inputs[0])
+                if fisher:
+                    self._fisher(kind, inputs[0])
+        return hook
+
+    def _fisher(self, kind: str, x: torch.Tensor) -> None:
+        """0.5 * mean over images of sum over channels of (sum over tokens of x * dL/dx)^2."""
+        out = self.tensors.setdefault("fisher", [])
+        self.kinds.setdefault("fisher", []).append(kind)
+        out.append(torch.tensor(float("nan")))
+        slot = len(out) - 1
+
+        xd = x.detach()  # the closure must not hold x itself: x -> hook -> x would be a cycle
+
+        def hook(g: torch.Tensor) -> None:
+            s = (xd * g).sum(dim=1) if xd.dim() == 3 else xd * g
+            out[slot] = (0.5 * s.float().pow(2).flatten(1).sum(1).mean()).cpu()
+        if x.requires_grad:
+            x.register_hook(hook)
+
+    def _gelu_hook(self, m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        x = inputs[0]
+        if self._act("gelu_input"):
+            self._store("gelu_input", "gelu", x)
+        if not self.wants("naswot_kernel"):
+            return
+        code = (x.detach() > 0).flatten(1).float() * 2 - 1  # +-1 codes per image
+        k = (code @ code.T + code.shape[1]) / 2  # number of agreeing units
+        self.naswot = k if self.naswot is None else self.naswot + k
+
+
+def _weights(layers: list[nn.Module], grad: bool) -> list[torch.Tensor]:
+    return [(m.weight.grad if grad else m.weight).detach().float().cpu().clone() for m in layers]
+
+
+GRAD_FAMILIES = ("weight_grad", "linear_input_grad", "gelu_input_grad", "norm_output_grad", "attention_grad",
+                 "fisher", "input_grad_corr")  # the base families that need the backward pass
+
+
+def collect(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int,
+            samples: int, tokens: int, families: Collection[str] | None = None) -> tuple[dict, dict, float]:
+    """(tensors, kinds, loss): one train-mode forward+backward, then the virtual pass.
+
+    ``families`` (default: all) limits the work to what they need: hooks only for wanted
+    activations, no backward without a gradient family, no virtual pass without
+    ``virtual_grad``; the wanted values are those of the full pass. ``model`` must sit on
+    the device of ``images``; after the virtual pass it holds |w| weights.
+    """
+    def wants(f: str) -> bool:
+        return families is None or f in families
+    device = images.device
+    rec = Recorder(samples, tokens, wants)
+    handles = rec.attach(model)
+    kind = dict((id(m), k) for m, k in weight_layers(model))
+    x = images.detach().requires_grad_(wants("input_grad_corr"))  # own .grad; the batch stays untouched
+    model.train()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        loss = F.cross_entropy(model(x), labels)
+        if any(wants(f) for f in GRAD_FAMILIES):
+            loss.backward()
+    for h in handles:
+        h.remove()
+    layers = rec.order
+    tensors, kinds = rec.tensors, rec.kinds
+    extra = {"weight": lambda: _weights(layers, False), "weight_grad": lambda: _weights(layers, True),
+             "naswot_kernel": lambda: [rec.naswot.cpu() if rec.naswot is not None else torch.zeros(0)],
+             "input_grad_corr": lambda: [torch.corrcoef(x.grad.flatten(1)).float().cpu()],
+             "virtual_grad": lambda: virtual_grad(model, layers, images.shape[-1], device)}
+    for f, make in extra.items():  # in this order: the virtual pass changes the weights
+        if wants(f):
+            tensors[f] = make()
+            kinds[f] = [kind[id(m)] for m in layers] if f in ("weight", "weight_grad", "virtual_grad") else ["batch"]
+    return tensors, kinds, float(loss.detach())
+
+
+def base_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, settings: dict,
+              families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
+    """The base pass: ``collect`` with the subsample of ``settings``; the loss as a scalar."""
+    tensors, kinds, loss = collect(model, images, labels, seed, settings["act_samples"], settings["act_tokens"],
+                                   families)
+    return tensors, kinds, {"loss": loss}
+
+
+def virtual_grad(model: nn.Module, layers: list[nn.Module], res: int, device: torch.device) -> list[torch.Tensor]:
+    """SynFlow-style: |w| for every parameter, all-ones input, eval mode, d sum(logits) / dW."""
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.abs_()
+    model(torch.ones(1, 3, res, res, device=device)).sum().backward()
+    return _weights(layers, True)
+
+
+def _forward(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple:
+    """Seeded train-mode cross-entropy; (loss, weight layers in forward order, kind by id)."""
+    order: list[nn.Module] = []
+    layers = weight_layers(model)
+    handles = [m.register_forward_hook(lambda m, i, o: order.append(m)) for m, _ in layers]
+    model.train()
+    device = images.device
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            loss = F.cross_entropy(model(images.detach()), labels)
+    finally:
+        for h in handles:
+            h.remove()
+    return loss, order, {id(m): k for m, k in layers}
+
+
+def hessian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, settings: dict,
+                 families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
+    """GraSP's Hessian-gradient product per weight layer: Hg = d/dW sum(g * stop_grad(g)), g = dL/dW."""
+    loss, order, kind = _forward(model, images, labels, seed)
+    ws = [m.weight for m in order]
+    g = torch.autograd.grad(loss, ws, create_graph=True)
+    hg = torch.autograd.grad(sum((gi * gi.detach()).sum() for gi in g), ws)
+    return ({"hessian_grad": [h.detach().float().cpu() for h in hg]},
+            {"hessian_grad": [kind[id(m)] for m in order]}, {})
+
+
+def grad_groups_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, settings: dict,
+                     families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
+    """ZiCo's gradient signal-to-noise per weight: mean |g| / std g over ``settings["grad_groups"]``
+    equal splits of the batch (population std; 0 where the std is 0)."""
+    groups = settings["grad_groups"]
+    if not 2 <= groups <= images.shape[0]:
+        raise ValueError(f"grad_groups must be in [2, batch size {images.shape[0]}], got {groups}")
+    per: list[list[torch.Tensor]] = []
+    for idx in torch.arange(images.shape[0]).chunk(groups):
+        model.zero_grad(set_to_none=True)
+        loss, order, kind = _forward(model, images[idx.to(images.device)], labels[idx.to(labels.device)], seed)
+        loss.backward()
+        per.append([m.weight.grad.detach().float() for m in order])
+    model.zero_grad(set_to_none=True)
+    snr = []
+    for layer in zip(*per):
+        g = torch.stack(layer)
+        std = g.std(0, unbiased=False)
+        snr.append(torch.where(std > 0, g.abs().mean(0) / std.clamp_min(1e-30), torch.zeros_like(std)).cpu())
+    return {"grad_snr": snr}, {"grad_snr": [kind[id(m)] for m in order]}, {}

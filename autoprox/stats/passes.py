@@ -1,0 +1,139 @@
+"""The statistics passes: one registry, one record per pass.
+
+A pass computes some statistic *families* of one arch from the proxy batch. Each is
+registered once, with everything the engine needs to know about it:
+
+| pass        | families                                    | what                                   |
+|-------------|---------------------------------------------|----------------------------------------|
+| base        | weight(_grad), virtual_grad, activations and | one train-mode forward+backward, then  |
+|             | their gradients, naswot_kernel,              | a SynFlow-style pass (see ``collect``) |
+|             | input_grad_corr, fisher                      |                                        |
+| hessian     | hessian_grad                                 | GraSP's Hg (double backward)           |
+| grad_groups | grad_snr                                     | ZiCo's gradient signal-to-noise        |
+| teacher     | teacher_gap                                  | TVT's gap to a ConvNet teacher         |
+
+A pass's cache key holds its ``version`` and the ``StatsConfig`` ``fields`` it reads, never
+a hash of source code: refactoring keeps caches valid. Whoever changes a pass's values bumps
+its version; ``tests/test_passes_golden.py`` fails until they do (regenerate the golden file
+with ``python tests/golden.py``). Adding a pass = one ``register_pass`` call here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from primitives.registry import Registry
+from autoprox.stats import collect, teacher
+
+RunFn = Callable[..., tuple[dict, dict, dict]]
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One statistics pass: ``run(model, images, labels, seed, settings, families[, teacher])``."""
+
+    name: str
+    families: tuple[str, ...]
+    version: int
+    run: RunFn
+    fields: tuple[str, ...] = ()   # StatsConfig fields its values depend on (cache key)
+    matrix: tuple[str, ...] = ()   # families holding one (B x B) matrix per arch
+    scalar: tuple[str, ...] = ()   # families holding one number per arch
+    needs: tuple[str, ...] = ()    # resources beyond model and batch: "teacher"
+    last: bool = False             # alters the model's weights: runs after every other pass
+
+    @property
+    def single(self) -> tuple[str, ...]:
+        return self.matrix + self.scalar
+
+
+_PASSES: Registry[Pass] = Registry("statistics pass")
+
+
+def register_pass(name: str, *, families: Iterable[str], version: int, fields: Iterable[str] = (),
+                  matrix: Iterable[str] = (), scalar: Iterable[str] = (), needs: Iterable[str] = (),
+                  last: bool = False) -> Callable[[RunFn], RunFn]:
+    """Decorator registering ``run`` as statistics pass ``name``; a family has one pass."""
+    def deco(run: RunFn) -> RunFn:
+        p = Pass(name, tuple(families), int(version), run, tuple(fields), tuple(matrix), tuple(scalar),
+                 tuple(needs), last)
+        taken = set(p.families) & set(all_families())
+        if taken:
+            raise ValueError(f"pass {name!r}: families {sorted(taken)} belong to another pass")
+        if not set(p.single) <= set(p.families) or p.version < 1:
+            raise ValueError(f"pass {name!r}: matrix/scalar families must be its own; version >= 1")
+        _PASSES.add(name, p)
+        _TABLES.clear()
+        return run
+    return deco
+
+
+_TABLES: dict[str, tuple[str, ...]] = {}  # derived family tables, rebuilt after a registration
+
+
+def _table(kind: str) -> tuple[str, ...]:
+    if kind not in _TABLES:
+        _TABLES[kind] = tuple(f for n in _PASSES.order() for f in getattr(_PASSES.get(n), kind))
+    return _TABLES[kind]
+
+
+def get_pass(name: str) -> Pass:
+    return _PASSES.get(name)
+
+
+def list_passes() -> list[str]:
+    """Pass names in run order (registration order, ``last`` passes at the end)."""
+    items = [_PASSES.get(n) for n in _PASSES.order()]
+    return [p.name for p in sorted(items, key=lambda p: p.last)]
+
+
+def all_families() -> tuple[str, ...]:
+    return _table("families")
+
+
+def single_families() -> tuple[str, ...]:
+    """Families with one value per arch (not per layer)."""
+    return _table("single")
+
+
+def scalar_families() -> tuple[str, ...]:
+    return _table("scalar")
+
+
+def matrix_families() -> tuple[str, ...]:
+    return _table("matrix")
+
+
+def pass_of(family: str) -> Pass:
+    for n in _PASSES.order():
+        if family in _PASSES.get(n).families:
+            return _PASSES.get(n)
+    raise KeyError(f"unknown statistic {family!r}; known: {', '.join(all_families())}")
+
+
+def passes_for(families: Iterable[str]) -> list[str]:
+    """The passes (in run order) that yield ``families``; an unknown family raises."""
+    fams = set(families)
+    unknown = fams - set(all_families())
+    if unknown:
+        raise KeyError(f"unknown statistic(s) {sorted(unknown)}; known: {', '.join(all_families())}")
+    return [n for n in list_passes() if fams & set(get_pass(n).families)]
+
+
+def families_of_passes(names: Iterable[str]) -> tuple[str, ...]:
+    """Every family the named passes yield."""
+    return tuple(f for n in names for f in get_pass(n).families)
+
+
+# ---------------------------------------------------------------- the built-in passes
+BASE_FAMILIES = ("weight", "weight_grad", "virtual_grad", "linear_input", "linear_input_grad", "gelu_input",
+                 "gelu_input_grad", "norm_output", "norm_output_grad", "attention", "attention_grad",
+                 "naswot_kernel", "input_grad_corr", "fisher")
+
+register_pass("hessian", families=("hessian_grad",), version=1, fields=("drop_path",))(collect.hessian_pass)
+register_pass("grad_groups", families=("grad_snr",), version=1,
+              fields=("drop_path", "grad_groups"))(collect.grad_groups_pass)
+register_pass("teacher", families=("teacher_gap",), version=1, fields=("drop_path",), scalar=("teacher_gap",),
+              needs=("teacher",))(teacher.teacher_pass)
+register_pass("base", families=BASE_FAMILIES, version=1, fields=("act_samples", "act_tokens", "drop_path"),
+              matrix=("naswot_kernel", "input_grad_corr"), last=True)(collect.base_pass)

@@ -1,0 +1,128 @@
+"""``StatsProvider``: an arch's statistics from the cache, or computed (and stored).
+
+It owns the proxy batch, the cache and (for passes that need one) the teacher of one
+space; backends in ``autoprox.parallel`` map it over architectures.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+import torch
+
+from autoprox.spaces import get_space
+from autoprox.stats.base import ArchStats, StatsConfig
+from autoprox.stats.batch import Batch, BatchConfig, make_batch
+from autoprox.stats.cache import StatsCache, as_stored, cache_key, select
+from autoprox.stats.extract import extract, meta_stats
+from autoprox.stats.passes import get_pass, passes_for
+from autoprox.stats.teacher import NO_TEACHER, TeacherTarget, checksum, teacher_target
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Everything that defines the statistics an arch is scored from."""
+
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    seed: int = 0
+    device: str = "cpu"
+    cache_dir: str | None = None
+    use_cache: bool = True
+    teacher: str | None = None  # ConvNet teacher checkpoint for teacher_gap (tvt); see autoprox.stats.teacher
+
+
+def key_parts(space: str, arch_key: str, batch_fingerprint: str, cfg: ScoringConfig, pass_name: str,
+              teacher_sum: str | None = None) -> dict:
+    """What one pass's stored values depend on: the parts of its cache key."""
+    p = get_pass(pass_name)
+    parts = {"space": space, "arch": arch_key, "batch": batch_fingerprint, "classes": cfg.batch.num_classes,
+             "seed": cfg.seed, "device": torch.device(cfg.device).type, "pass": p.name, "version": p.version,
+             "torch": torch.__version__.split("+")[0], "dtype": cfg.stats.dtype,
+             "cfg": {f: getattr(cfg.stats, f) for f in p.fields}}
+    if "teacher" in p.needs:
+        parts["teacher"] = teacher_sum
+    return parts
+
+
+class StatsProvider:
+    """Loads an arch's statistics from the cache, or computes and stores them."""
+
+    def __init__(self, space: str, cfg: ScoringConfig) -> None:
+        self.space_name = space
+        self.space = get_space(space)
+        self.cfg = cfg
+        self.cache = StatsCache(cfg.cache_dir)
+        self._batch: Batch | None = None
+        self._teacher: TeacherTarget | None = None  # the teacher's map of the batch, built once
+        self._teacher_sum: str | None = None
+
+    @property
+    def batch(self) -> Batch:
+        if self._batch is None:
+            self._batch = make_batch(self.cfg.batch)
+        return self._batch
+
+    def key(self, arch: Mapping, pass_name: str = "base") -> str:
+        """Cache key of one statistics pass of ``arch``."""
+        tsum = None
+        if "teacher" in get_pass(pass_name).needs:  # the teacher's weights change the values
+            if self._teacher_sum is None:
+                self._teacher_sum = checksum(self._teacher_path())
+            tsum = self._teacher_sum
+        return cache_key(key_parts(self.space_name, self.space.key(arch), self.batch.fingerprint, self.cfg,
+                                   pass_name, tsum))
+
+    def get(self, arch: Mapping, families: Iterable[str] = ()) -> ArchStats:
+        """Statistics of ``arch``: data-free when no family is needed, else the passes that
+        yield ``families``, each loaded from the cache or computed (all missing passes on one
+        model build) and stored. Without the cache only the work ``families`` need is done;
+        either way values go through the stored form, so every path gives one score."""
+        families = frozenset(families)
+        arch = self.space.validate(arch)
+        c = self.cfg
+        out = meta_stats(self.space, arch, c.batch.num_classes, c.batch.resolution)
+        parts: dict[str, ArchStats] = {}
+        missing = []
+        for p in passes_for(families):
+            hit = self.cache.load(self.space_name, self.key(arch, p)) if c.use_cache else None
+            if hit is None:
+                missing.append(p)
+            else:
+                parts[p] = hit
+        if missing:
+            b = self.batch
+            lean = None if c.use_cache else families  # a cache entry holds a whole pass
+            teacher = self._teacher_target() if any("teacher" in get_pass(p).needs for p in missing) else None
+            fresh = extract(self.space, arch, b.images, b.labels, c.batch.num_classes, c.seed, c.stats,
+                            c.device, missing, lean, teacher)
+            for p in missing:
+                parts[p] = self._store(arch, p, fresh)
+        for s in parts.values():
+            s = select(s, families)  # hold only what was asked: a pass's other families are freed
+            out.tensors.update(s.tensors)
+            out.kinds.update(s.kinds)
+            out.scalars.update(s.scalars)
+        return out
+
+    def _teacher_path(self) -> str:
+        if self.cfg.teacher is None:
+            raise ValueError(NO_TEACHER)
+        return self.cfg.teacher
+
+    def _teacher_target(self) -> TeacherTarget:
+        """The teacher's map of the batch; the teacher runs once per provider."""
+        if self._teacher is None:
+            self._teacher = teacher_target(self._teacher_path(), self.batch.images, self.cfg.device)
+        return self._teacher
+
+    def _store(self, arch: dict, pass_name: str, fresh: ArchStats) -> ArchStats:
+        """The families of one pass from ``fresh``, as the cache stores them (quantised to
+        ``stats.dtype``), written to the cache when it is used."""
+        fams = [f for f in get_pass(pass_name).families if f in fresh.tensors]
+        s = ArchStats({f: fresh.tensors[f] for f in fams}, {f: fresh.kinds[f] for f in fams},
+                      dict(fresh.scalars) if pass_name == "base" else {})
+        meta = {"space": self.space_name, "arch": arch, "seed": self.cfg.seed, "pass": pass_name}
+        if not self.cfg.use_cache:
+            return as_stored(s, self.cfg.stats.dtype, meta)
+        return self.cache.save(self.space_name, self.key(arch, pass_name), s, self.cfg.stats.dtype, meta)

@@ -1,7 +1,0 @@
-from .registry import register_proxy
-
-
-@register_proxy("flops")
-def flops() -> str:
-    """Multiply-accumulates of one forward pass on one image (analytic, no data)."""
-    return "flops"

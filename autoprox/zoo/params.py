@@ -1,7 +1,0 @@
-from .registry import register_proxy
-
-
-@register_proxy("params")
-def params() -> str:
-    """Number of parameters of the model (analytic, no data)."""
-    return "num_params"
