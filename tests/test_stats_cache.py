@@ -298,3 +298,44 @@ def test_pass_keys_depend_only_on_their_fields(tiny_scoring):
     assert a.key(arch, "grad_groups") != b.key(arch, "grad_groups")
     keys = {a.key(arch, p) for p in ("base", "hessian", "grad_groups")}
     assert len(keys) == 3  # the pass is part of the key
+
+
+def test_migrate_rekeys_entries_of_the_old_format(tiny_scoring, monkeypatch):
+    """An entry stored under the pre-0.2 key (code hash, no key in its header) is renamed to its
+    versioned key without recomputing; afterwards it is a cache hit with the same values."""
+    import torch as _torch
+    from autoprox.data.benchmark import load_archs
+    from autoprox.stats import migrate as mig
+    from autoprox.stats.cache import read_header, with_meta
+    import autoprox.stats.provider as prov
+    arch = load_archs("pit")[1][0]
+    p = StatsProvider("pit", tiny_scoring)
+    want = p.get(arch, {"weight"})
+    new = p.cache.path("pit", p.key(arch))
+    buf = new.read_bytes()
+    meta = {k: v for k, v in read_header(buf)[0]["meta"].items() if k != "key"}
+    monkeypatch.setattr(_torch, "__version__", "2.13.0+cpu")  # the legacy hashes are known for 2.13.0
+    old = p.cache.path("pit", mig.legacy_key(p, arch, "base"))
+    old.parent.mkdir(parents=True, exist_ok=True)
+    old.write_bytes(with_meta(buf, meta))
+    new.unlink()
+    assert StatsCache(tiny_scoring.cache_dir).load("pit", p.key(arch)) is None
+    assert mig.migrate("pit", tiny_scoring) == 1
+    assert new.is_file() and not old.exists()
+    monkeypatch.setattr(prov, "extract", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    got = StatsProvider("pit", tiny_scoring).get(arch, {"weight"})
+    assert all(torch.equal(a, b) for a, b in zip(got.get("weight"), want.get("weight")))
+    monkeypatch.setattr(_torch, "__version__", "9.9.9")
+    with pytest.raises(ValueError, match="torch 2.13.0 only"):
+        mig.migrate("pit", tiny_scoring)
+
+
+def test_pass_registry_rules():
+    from autoprox.stats.passes import register_pass
+    assert list_passes()[-1] == "base"  # it alters the weights: every other pass runs first
+    with pytest.raises(ValueError, match="belong to another pass"):
+        register_pass("mine", families=("weight",), version=1)(lambda *a: ({}, {}, {}))
+    with pytest.raises(KeyError, match="unknown statistics pass 'nope'"):
+        get_pass("nope")
+    with pytest.raises(KeyError, match="did you mean 'hessian'"):
+        get_pass("hesian")

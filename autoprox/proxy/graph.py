@@ -29,7 +29,6 @@ from autoprox.proxy.evalcore import apply_op, leaf_value
 from autoprox.stats.base import AUTOPROX_INPUTS, SCALARS, ArchStats
 from autoprox.stats.passes import all_families, scalar_families, single_families
 
-SCALAR_LEAVES = SCALARS
 DATA_FREE = frozenset({"num_params", "flops"})
 # Errors a proxy may raise on an arch's statistics: they score NaN (then invalid), never crash a run.
 SCORE_ERRORS = (ArithmeticError, RuntimeError, ValueError, IndexError)
@@ -37,7 +36,7 @@ SCORE_ERRORS = (ArithmeticError, RuntimeError, ValueError, IndexError)
 
 def leaf_names() -> tuple[str, ...]:
     """Every leaf a graph may read: the registered statistic families and the scalars."""
-    return all_families() + SCALAR_LEAVES
+    return all_families() + SCALARS
 
 
 class GraphError(ValueError):
@@ -79,7 +78,7 @@ def _op(name: str) -> primitives.Op:
 def _type(e: Expr) -> tuple[bool, bool]:
     """(layered, scalar) of an expression, raising GraphError on a mismatch."""
     if e.is_leaf:
-        return (e.head not in SCALAR_LEAVES + single_families(), e.head in SCALAR_LEAVES + scalar_families())
+        return (e.head not in SCALARS + single_families(), e.head in SCALARS + scalar_families())
     op = _op(e.head)
     if len(e.args) != op.arity:
         raise GraphError(f"op {op.name!r} takes {op.arity} input(s), got {len(e.args)}")
@@ -211,7 +210,7 @@ def evaluate(e: Expr, stats: ArchStats, memo: MutableMapping[str, Any] | None = 
     key = str(e)
     if key not in memo:
         if e.is_leaf:
-            if e.head in SCALAR_LEAVES and e.head not in stats.scalars:
+            if e.head in SCALARS and e.head not in stats.scalars:
                 raise KeyError(f"scalar {e.head!r} not in statistics")
             memo[key] = leaf_value(e.head, stats.tensors, stats.kinds, stats.scalars, single_families())
         else:
