@@ -11,6 +11,7 @@ import numpy as np
 
 from autoprox.core.config import save_config
 from autoprox.core.io import atomic_write_text
+from autoprox.core.progress import Progress
 from autoprox.data.benchmark import Benchmark, load_archs
 from autoprox.eval.fitness import JcmVariant, correlations, jcm
 from autoprox.parallel.backends import make_backend, score_proxies
@@ -67,7 +68,8 @@ def run_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2,
     families = sorted(set().union(*(p.families for p in proxies)))
     be = make_backend(backend, cfg.space, cfg.scoring, workers=workers, address=address)
     try:
-        be.load(archs, families)
+        with Progress(f"bench {cfg.space}: statistics", len(archs)) as prog:
+            be.load(archs, families, prog.advance)
         scores = score_proxies(be, proxies)
     finally:
         be.close()

@@ -18,6 +18,7 @@ import numpy as np
 
 from scipy.stats import rankdata
 
+from autoprox.core.progress import Progress
 from autoprox.data.benchmark import DEFAULT_TARGETS, load_archs, split3
 from autoprox.eval.fitness import INVALID, JcmVariant, invalid_reason, jcm
 from autoprox.parallel import session
@@ -84,11 +85,13 @@ class Objective:
             session.check_workers(workers)
             self._owns_ray = session.start(address, workers * len(self.spaces))
         waits = []
-        for sd in self.spaces:
-            sd.backend = make_backend(kind, sd.name, self.cfg.scoring, workers=workers, address=address)
-            waits.append(sd.backend.start_load(sd.archs, self.families))
-        for wait in waits:  # on Ray every space's statistics load (or are computed) at once
-            wait()
+        total = sum(len(sd.archs) for sd in self.spaces)
+        with Progress("evolve: statistics of " + "+".join(sd.name for sd in self.spaces), total) as prog:
+            for sd in self.spaces:
+                sd.backend = make_backend(kind, sd.name, self.cfg.scoring, workers=workers, address=address)
+                waits.append(sd.backend.start_load(sd.archs, self.families, prog.advance))
+            for wait in waits:  # on Ray every space's statistics load (or are computed) at once
+                wait()
 
     def close(self) -> None:
         """Stop the backends, and the local Ray session if ``open`` started it."""

@@ -23,9 +23,11 @@ class Backend(Protocol):
     ``start_load`` and ``submit`` start the work and return a call that waits for it (so
     several backends can run at once); ``load`` and ``score`` wait at once."""
 
-    def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> Callable[[], Any]: ...
+    def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None,
+                   progress: Callable[[int], None] | None = None) -> Callable[[], Any]: ...
 
-    def load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> None: ...
+    def load(self, archs: Sequence[dict], families: Sequence[str] | None = None,
+             progress: Callable[[int], None] | None = None) -> None: ...
 
     def warm(self, archs: Sequence[dict], families: Sequence[str]) -> None: ...
 
@@ -56,8 +58,10 @@ def _matrix(rows: list[list[float]], n_exprs: int) -> np.ndarray:
 class _Waiting:
     """``load`` and ``score`` of a backend as its ``start_load`` / ``submit``, waited for."""
 
-    def load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> None:
-        self.start_load(archs, families)()  # type: ignore[attr-defined]
+    def load(self, archs: Sequence[dict], families: Sequence[str] | None = None,
+             progress: Callable[[int], None] | None = None) -> None:
+        """Load and wait; ``progress(n)`` is told of every ``n`` archs done."""
+        self.start_load(archs, families, progress)()  # type: ignore[attr-defined]
 
     def score(self, exprs: Sequence[str]) -> np.ndarray:
         return self.submit(exprs)()  # type: ignore[attr-defined]
@@ -69,8 +73,10 @@ class SerialBackend(_Waiting):
     def __init__(self, space: str, cfg: ScoringConfig, threads: int = 0) -> None:
         self.worker = ScoringWorker(space, cfg, threads)
 
-    def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> Callable[[], Any]:
-        self.worker.load(list(archs), None if families is None else list(families))  # in-process: done
+    def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None,
+                   progress: Callable[[int], None] | None = None) -> Callable[[], Any]:
+        self.worker.load(list(archs), None if families is None else list(families),
+                         None if progress is None else (lambda: progress(1)))  # in-process: done
         return lambda: None
 
     def warm(self, archs: Sequence[dict], families: Sequence[str]) -> None:
@@ -120,11 +126,21 @@ class RayBackend(_Waiting):
         self.actors[i] = self._spawn()
         return self.actors[i].load.remote(self.shards[i], self.families)
 
-    def _submit(self, method: str, args_for: Callable[[int], tuple]) -> Callable[[], list[Any]]:
+    def _submit(self, method: str, args_for: Callable[[int], tuple],
+                done: Callable[[int], None] | None = None) -> Callable[[], list[Any]]:
         """Start ``method(*args_for(i))`` on every actor ``i``; the returned call waits for the
-        results, replacing a dead actor (re-loading its shard) and retrying up to ``max_retries``."""
+        results, replacing a dead actor (re-loading its shard) and retrying up to ``max_retries``;
+        ``done(i)`` follows each actor's result."""
         refs = [getattr(a, method).remote(*args_for(i)) for i, a in enumerate(self.actors)]
-        return lambda: [self._gather(i, ref, method, args_for) for i, ref in enumerate(refs)]
+
+        def wait() -> list[Any]:
+            out = []
+            for i, ref in enumerate(refs):
+                out.append(self._gather(i, ref, method, args_for))
+                if done is not None:
+                    done(i)
+            return out
+        return wait
 
     def _gather(self, i: int, ref: Any, method: str, args_for: Callable[[int], tuple]) -> Any:
         import ray
@@ -148,11 +164,13 @@ class RayBackend(_Waiting):
                 ref = getattr(self.actors[i], method).remote(*args_for(i))
         raise AssertionError("unreachable")
 
-    def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None) -> Callable[[], Any]:
+    def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None,
+                   progress: Callable[[int], None] | None = None) -> Callable[[], Any]:
         n = len(self.actors)
         self.shards = [list(archs[i::n]) for i in range(n)]
         self.families = None if families is None else list(families)
-        return self._submit("load", lambda i: (self.shards[i], self.families))
+        done = None if progress is None else (lambda i: progress(len(self.shards[i])))  # per shard
+        return self._submit("load", lambda i: (self.shards[i], self.families), done)
 
     def warm(self, archs: Sequence[dict], families: Sequence[str]) -> None:
         """Compute and cache ``archs``' statistics on the actors (round-robin), holding nothing."""

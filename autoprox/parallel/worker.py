@@ -4,7 +4,7 @@ strings), never proxy objects or file names, so it runs the same in-process or o
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -23,11 +23,16 @@ class ScoringWorker:
         self.provider = StatsProvider(space, cfg)
         self.held: list[ArchStats] = []
 
-    def load(self, archs: list[dict], families: Sequence[str] | None = None) -> int:
+    def load(self, archs: list[dict], families: Sequence[str] | None = None,
+             on_arch: Callable[[], None] | None = None) -> int:
         """Compute or load the statistics of ``archs`` (replacing held ones); their count.
-        ``families`` default: the base pass's."""
+        ``families`` default: the base pass's; ``on_arch`` is called after each arch."""
         fams = list(get_pass("base").families) if families is None else list(families)
-        self.held = [self.provider.get(a, fams) for a in archs]
+        self.held = []
+        for a in archs:
+            self.held.append(self.provider.get(a, fams))
+            if on_arch is not None:
+                on_arch()
         return len(self.held)
 
     def warm(self, archs: list[dict], families: Sequence[str]) -> int:

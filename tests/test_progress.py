@@ -1,0 +1,25 @@
+"""The one progress display: periodic one-line reports when output is not a terminal."""
+import io
+
+from autoprox.core.progress import Progress, track
+
+
+def test_log_lines_report_count_and_eta(monkeypatch):
+    import autoprox.core.progress as P
+    now = [100.0]
+    monkeypatch.setattr(P.time, "monotonic", lambda: now[0])
+    out = io.StringIO()
+    with Progress("statistics pit", 10, stream=out, every=30.0, tty=False) as prog:
+        now[0] = 110.0
+        prog.update(2)              # 10 s in: below the period, nothing printed
+        assert out.getvalue() == ""
+        now[0] = 140.0
+        prog.update(4, note="x")    # 40 s in, 4 of 10: 60 s to go
+    lines = out.getvalue().splitlines()
+    assert lines == ["statistics pit: 4/10 in 0:00:40 eta 0:01:00  x", "statistics pit: 4/10 in 0:00:40 eta 0:01:00  x"]
+
+
+def test_track_counts_every_item():
+    out = io.StringIO()
+    assert list(track(range(3), "t", 3, stream=out, tty=False)) == [0, 1, 2]
+    assert out.getvalue().startswith("t: 3/3 in ")
