@@ -57,15 +57,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from autoprox.proxy.export import formula
+    from autoprox.proxy.export import proxy_formula
     from autoprox.proxy.graph import leaves
     from autoprox.proxy.zoo import get_proxy, list_proxies
     print("| proxy | statistics | formula |\n|---|---|---|")
     for name in list_proxies():
         p = get_proxy(name)
         stats = ", ".join(sorted(set().union(*(leaves(q.expr) for q in p.parts))))
-        text = ", ".join(f"`{formula(q.expr)}`" for q in p.parts)
-        print(f"| {name} | {stats} | " + (f"{p.fusion}({text}) over archs" if p.fused else text) + " |")
+        print(f"| {name} | {stats} | `{proxy_formula(p)}`" + (" over archs" if p.fused else "") + " |")
     return 0
 
 

@@ -32,9 +32,8 @@ from autoprox.core.io import atomic_write_text, check_writable_dir
 from autoprox.eval.fitness import INVALID
 from autoprox.evolve.objective import Objective, ObjectiveConfig, families_of
 from autoprox.proxy.genotype import to_genotype
-from autoprox.proxy.graph import proxy_hash
-from autoprox.proxy.spec import resolve_graph
-from autoprox.evolve.variation import VariationConfig, crossover, mutate, random_genome, to_expr, validate
+from autoprox.proxy.spec import resolve, resolve_graph
+from autoprox.evolve.variation import VariationConfig, crossover, mutate, random_genome, to_proxy, validate
 
 MODES = ("paper", "generational")
 
@@ -55,6 +54,8 @@ class EvolveConfig:
     mutants: int = 8                # paper: children scored together per try
     max_tries: int = 4              # paper: tries before the iteration gives up
     hall_of_fame: int = 20
+    repair: int = 3                 # rounds of redrawing candidates that fail the probe (0: off)
+    probe_archs: int = 3            # archs per worker (per space) a candidate is probed on first
     seed_proxies: tuple[str, ...] = ()  # genomes (expressions / genotype genes) to start from
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     variation: VariationConfig = field(default_factory=VariationConfig)
@@ -66,6 +67,8 @@ class EvolveConfig:
             raise ValueError("need population >= 2, steps >= 0, offspring >= 1, hall_of_fame >= 1")
         if not 0 < self.pool_ratio <= 1 or self.top_k < 1 or self.mutants < 1 or self.max_tries < 1:
             raise ValueError("need 0 < pool_ratio <= 1, top_k >= 1, mutants >= 1, max_tries >= 1")
+        if self.repair < 0 or self.probe_archs < 2:
+            raise ValueError(f"need repair >= 0 and probe_archs >= 2, got {self.repair}, {self.probe_archs}")
 
 
 def make_types() -> tuple[type, type]:
@@ -89,6 +92,7 @@ class Run:
         self.rng = random.Random(cfg.seed)
         self.step_no = 0
         self.evals = 0
+        self.rejected = 0   # candidates redrawn because they failed the probe
         self.elapsed = 0.0
         self.history_path = self.out / "history.jsonl"
         self.progress_rows: list[dict] = []
@@ -96,8 +100,8 @@ class Run:
     # ------------------------------------------------------------ scoring
     def evaluate(self, genomes: list[list[str]]) -> list:
         """Individuals for ``genomes``; each distinct proxy is scored once per run."""
-        parsed = [to_expr(g, self.cfg.variation) for g in genomes]
-        exprs, hashes = [str(e) for e in parsed], [proxy_hash(e) for e in parsed]
+        parsed = [to_proxy(g, self.cfg.variation) for g in genomes]
+        exprs, hashes = [p.text for p in parsed], [p.hash for p in parsed]
         todo = sorted({h: e for h, e in zip(hashes, exprs) if h not in self.memo}.items())
         if todo:
             t0 = time.perf_counter()
@@ -114,6 +118,23 @@ class Run:
                 f.write("\n".join(lines) + "\n")
         return [self._individual(g, h) for g, h in zip(genomes, hashes)]
 
+    def screened(self, genomes: list[list[str]], redraw: Callable[[], list[str]]) -> list[list[str]]:
+        """``genomes`` with each new one that fails the probe (non-finite or constant on a few
+        archs) redrawn, for up to ``repair`` rounds; what still fails is evaluated (and counted
+        invalid). Already scored proxies are not probed again."""
+        var = self.cfg.variation
+        out = list(genomes)
+        for _ in range(self.cfg.repair):
+            new = [i for i, g in enumerate(out) if to_proxy(g, var).hash not in self.memo]
+            reasons = self.obj.probe([to_proxy(out[i], var).text for i in new], self.cfg.probe_archs)
+            bad = [i for i, r in zip(new, reasons) if r is not None]
+            if not bad:
+                break
+            self.rejected += len(bad)
+            for i in bad:
+                out[i] = redraw()
+        return out
+
     def _individual(self, genome: list[str], h: str) -> Any:
         """An individual for ``genome`` carrying its scored record (by proxy hash ``h``)."""
         ind = self.Individual(genome)
@@ -125,16 +146,18 @@ class Run:
     def initialise(self) -> None:
         var = self.cfg.variation
         genomes = seed_genomes(self.cfg)
-        seen = {proxy_hash(to_expr(g, var)) for g in genomes}
+        seen = {to_proxy(g, var).hash for g in genomes}
         tries = 0
         while len(genomes) < self.cfg.population and tries < 100 * self.cfg.population:
             g = random_genome(self.rng, var)
             tries += 1
-            h = proxy_hash(to_expr(g, var))
+            h = to_proxy(g, var).hash
             if h not in seen:
                 seen.add(h)
                 genomes.append(g)
-        self.population = self.evaluate(genomes[: self.cfg.population])
+        n_seeds = len(self.cfg.seed_proxies)
+        drawn = self.screened(genomes[n_seeds: self.cfg.population], lambda: random_genome(self.rng, var))
+        self.population = self.evaluate(genomes[:n_seeds] + drawn)
         self.hof.update(self.population)
 
     def step(self) -> None:
@@ -146,14 +169,12 @@ class Run:
 
     def _generation(self) -> None:
         c, var, rng = self.cfg, self.cfg.variation, self.rng
-        children = []
-        while len(children) < c.offspring:
+        def child() -> list[str]:
             if rng.random() < c.cxpb:
                 a, b = rng.sample(self.population, 2)
-                children.append(crossover(a, b, rng, var)[0])
-            else:
-                children.append(mutate(rng.choice(self.population), rng, var))
-        kids = self.evaluate(children)
+                return crossover(a, b, rng, var)[0]
+            return mutate(rng.choice(self.population), rng, var)
+        kids = self.evaluate(self.screened([child() for _ in range(c.offspring)], child))
         self.hof.update(kids)
         self.population = _best_unique(self.population + kids, c.population)
 
@@ -163,7 +184,8 @@ class Run:
         parent = rng.choice(tools.selBest(pool, min(c.top_k, len(pool))))
         bar = parent.fitness.values[0] + c.margin
         for _ in range(c.max_tries):
-            kids = self.evaluate([mutate(parent, rng, var) for _ in range(c.mutants)])
+            kids = self.evaluate(self.screened([mutate(parent, rng, var) for _ in range(c.mutants)],
+                                               lambda: mutate(parent, rng, var)))
             self.hof.update(kids)
             winner = next((k for k in kids if k.fitness.values[0] > bar), None)
             if winner is not None:
@@ -173,7 +195,7 @@ class Run:
 
     # ------------------------------------------------------------ checkpoint
     def checkpoint(self) -> None:
-        state = {"config": to_dict(self.cfg), "step": self.step_no, "evals": self.evals,
+        state = {"config": to_dict(self.cfg), "step": self.step_no, "evals": self.evals, "rejected": self.rejected,
                  "elapsed": self.elapsed, "rng": rng_to_json(self.rng),
                  "population": [list(i) for i in self.population], "hall_of_fame": [list(i) for i in self.hof],
                  "history_lines": len(self.memo), "progress": self.progress_rows}
@@ -198,6 +220,7 @@ class Run:
             r = json.loads(ln)
             self.memo[r["hash"]] = r
         self.step_no, self.evals, self.elapsed = state["step"], state["evals"], state["elapsed"]
+        self.rejected = state.get("rejected", 0)
         self.rng = rng_from_json(state["rng"])
         self.progress_rows = state["progress"]
         self.population = self._individuals(state["population"])
@@ -207,7 +230,7 @@ class Run:
         return True
 
     def _individuals(self, genomes: list) -> list:
-        return [self._individual(g, proxy_hash(to_expr(g, self.cfg.variation))) for g in genomes]
+        return [self._individual(g, to_proxy(g, self.cfg.variation).hash) for g in genomes]
 
     # ------------------------------------------------------------ summaries
     def summary(self) -> dict:
@@ -215,7 +238,9 @@ class Run:
         fits = [i.fitness.values[0] for i in self.population]
         valid = [f for f in fits if f > INVALID]
         best = self.pick()
-        return {"step": self.step_no, "evals": self.evals, "unique": len(self.memo),
+        invalid = sum(1 for r in self.memo.values() if r.get("reason"))
+        return {"step": self.step_no, "evals": self.evals, "unique": len(self.memo), "invalid": invalid,
+                "invalid_pct": 100.0 * invalid / max(len(self.memo), 1), "rejected": self.rejected,
                 "best_train": max(fits), "mean_train": sum(valid) / len(valid) if valid else INVALID,
                 "pick_val": best.record["val"] if best is not None else None,
                 "evals_per_s": self.evals / self.elapsed if self.elapsed else 0.0}
@@ -241,7 +266,11 @@ def seed_genomes(cfg: EvolveConfig) -> list[list[str]]:
 
 
 def _genome(spec: str, var: VariationConfig) -> list[str]:
-    """A seed proxy as a genome of ``var.structure``."""
+    """A seed proxy as a genome of ``var.structure`` (a fused seed needs ``max_parts`` parts and
+    the run's ``fusion``)."""
+    p = resolve(spec)
+    if p.fused and var.structure == "free" and len(p.parts) <= var.max_parts and p.fusion == var.fusion:
+        return sorted(str(q.expr) for q in p.parts)
     expr = resolve_graph(spec, "seed proxy").expr
     if var.structure == "free":
         return [str(expr)]
@@ -291,7 +320,7 @@ def report(run: Run) -> dict:
                  "folds": {k: len(v) for k, v in run.obj.spaces[0].folds.items()},
                  "zoo": list(zip([n for n, _ in zoo], run.obj.evaluate([str(p.expr) for _, p in zoo])))}
     if pick is not None:
-        scores = run.obj.scores([str(oriented(pick.record, "pick").expr)])
+        scores = run.obj.proxy_scores([oriented(pick.record, "pick").text])
         doc["panels"] = [{"space": sd.name, "target": t, "scores": scores[sd.name][0], "accuracy": y,
                           "folds": sd.folds} for sd in run.obj.spaces for t, y in sd.targets.items()]
     return doc

@@ -22,8 +22,9 @@ from autoprox.core.progress import Progress
 from autoprox.data.benchmark import DEFAULT_TARGETS, load_archs, split3
 from autoprox.eval.fitness import INVALID, JcmVariant, invalid_reason, jcm
 from autoprox.parallel import session
-from autoprox.parallel.backends import Backend, make_backend
+from autoprox.parallel.backends import Backend, combine, make_backend, part_expressions
 from autoprox.proxy.graph import DATA_FREE
+from autoprox.proxy.spec import resolve
 from autoprox.stats.passes import families_of_passes, passes_for
 from autoprox.stats.provider import ScoringConfig
 
@@ -109,12 +110,33 @@ class Objective:
         waits = {sd.name: sd.backend.submit(list(exprs)) for sd in self.spaces}  # type: ignore[union-attr]
         return {name: wait() for name, wait in waits.items()}  # every space's workers busy at once
 
-    def evaluate(self, exprs: Sequence[str]) -> list[dict]:
-        """One record per expression: sign, train/val/test JCM, per-space and per-target figures."""
-        if not exprs:
+    def proxy_scores(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """(proxies x archs) scores per space of proxy texts (expressions or fused ``fusion[a | b]``):
+        every distinct part scored once, fused proxies combined over each space's archs."""
+        proxies = [resolve(t) for t in texts]
+        exprs = part_expressions(proxies)
+        return {name: combine(proxies, exprs, m) for name, m in self.scores(exprs).items()}
+
+    def probe(self, texts: Sequence[str], first: int = 3) -> list[str | None]:
+        """Why each proxy text is useless on the first ``first`` archs of every worker of every
+        space (a part non-finite there, or constant across them), or None: a cheap screen
+        before the full evaluation."""
+        proxies = [resolve(t) for t in texts]
+        exprs = part_expressions(proxies)
+        bad: dict[str, str] = {}
+        for sd in self.spaces:
+            m = sd.backend.probe(exprs, first)  # type: ignore[union-attr]
+            for e, row in zip(exprs, m):
+                if e not in bad and (reason := invalid_reason(row)):
+                    bad[e] = f"{sd.name}: {reason} on {len(row)} probe archs"
+        return [next((bad[str(q.expr)] for q in p.parts if str(q.expr) in bad), None) for p in proxies]
+
+    def evaluate(self, texts: Sequence[str]) -> list[dict]:
+        """One record per proxy text: sign, train/val/test JCM, per-space and per-target figures."""
+        if not texts:
             return []
-        mats = self.scores(exprs)
-        return [self.record({sd.name: mats[sd.name][i] for sd in self.spaces}) for i in range(len(exprs))]
+        mats = self.proxy_scores(texts)
+        return [self.record({sd.name: mats[sd.name][i] for sd in self.spaces}) for i in range(len(texts))]
 
     def record(self, scores: dict[str, np.ndarray]) -> dict:
         """Fold JCMs of one proxy from its per-space score vectors."""

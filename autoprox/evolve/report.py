@@ -9,28 +9,30 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from autoprox.proxy.export import formula, to_yaml
-from autoprox.proxy.graph import GraphProxy, make, parse
+from autoprox.proxy.export import proxy_formula, to_yaml
+from autoprox.proxy.spec import Proxy, resolve
 from autoprox.core.io import atomic_write_bytes, atomic_write_text
 
-PROGRESS_COLUMNS = ("step", "evals", "unique", "best_train", "mean_train", "pick_val", "evals_per_s")
+PROGRESS_COLUMNS = ("step", "evals", "unique", "invalid", "invalid_pct", "rejected", "best_train", "mean_train",
+                    "pick_val", "evals_per_s")
 
 
-def oriented(record: dict, name: str, description: str = "") -> GraphProxy:
-    """The proxy of a history record, negated when its JCM orientation is negative."""
-    e = parse(record["expression"])
-    return GraphProxy(name, make("negate", e) if record["sign"] < 0 else e, description)
+def oriented(record: dict, name: str, description: str = "") -> Proxy:
+    """The proxy of a history record (graph or fused), negated when its orientation is negative."""
+    p = resolve(record["expression"])
+    return dataclasses.replace(p.negated() if record["sign"] < 0 else p, name=name, description=description)
 
 
 def _figures(r: dict) -> dict:
     keep = ("hash", "expression", "sign", "train", "val", "test", "per_space", "step")
-    return {k: r[k] for k in keep if k in r} | {"formula": formula(parse(r["expression"]))}
+    return {k: r[k] for k in keep if k in r} | {"formula": proxy_formula(resolve(r["expression"]))}
 
 
 def write_outputs(out: Path, doc: dict) -> None:

@@ -8,7 +8,10 @@ Two genome structures, both plain lists of strings (JSON- and pickle-friendly):
 - ``free``: one gene, a canonical expression string of a free typed graph. Mutation swaps
   an op, swaps an input, inserts or deletes a unary node, or regrows a subtree;
   crossover swaps type-compatible subtrees. Children larger than ``max_nodes`` or
-  deeper than ``max_depth``, or ill-typed, are redrawn.
+  deeper than ``max_depth``, or ill-typed, are redrawn. With ``max_parts`` > 1 a genome
+  may hold up to that many expressions (sorted), fused across archs by ``fusion``
+  (``rank_sum``: a size term plus a trainability term, say); mutation then also adds or
+  drops a part (probability ``fuse_prob``), and crossover of fused genomes mixes parts.
 
 Every draw comes from the ``random.Random`` passed in, so a seed fixes a whole run.
 """
@@ -19,8 +22,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import primitives
+from autoprox.proxy.fuse import FusedProxy, get_fusion
 from autoprox.proxy.genotype import tree
-from autoprox.proxy.graph import Expr, GraphError, _type, canonical_leaf, check, make, parse
+from autoprox.proxy.graph import Expr, GraphError, GraphProxy, _type, canonical_leaf, check, make, parse
 from autoprox.stats.base import AUTOPROX_INPUTS
 from autoprox.stats.passes import matrix_families
 
@@ -45,6 +49,9 @@ class VariationConfig:
     max_nodes: int = 16
     max_depth: int = 7
     tries: int = 50
+    max_parts: int = 1             # free only: > 1 lets genomes fuse that many expressions
+    fusion: str = "rank_sum"       # how parts combine across archs (autoprox.proxy.fuse)
+    fuse_prob: float = 0.3         # chance a new genome, or a mutation, adds (or drops) a part
 
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURES:
@@ -63,6 +70,11 @@ class VariationConfig:
                     raise ValueError(f"op {n!r} is a {op.group} op, not {group}")
         if not 0.0 <= self.gene_prob <= 1.0 or self.max_nodes < 4 or self.max_depth < 3 or self.tries < 1:
             raise ValueError("need 0 <= gene_prob <= 1, max_nodes >= 4, max_depth >= 3, tries >= 1")
+        if not 1 <= self.max_parts <= 3 or (self.max_parts > 1 and self.structure != "free"):
+            raise ValueError(f"max_parts must be in [1, 3] (above 1 only with structure free), got {self.max_parts}")
+        if not 0.0 <= self.fuse_prob <= 1.0:
+            raise ValueError(f"fuse_prob must be in [0, 1], got {self.fuse_prob}")
+        get_fusion(self.fusion)  # unknown fusion: error naming the known ones
 
     def ops(self, group: str) -> list[str]:
         chosen = {"unary": self.unary, "binary": self.binary, "aggregate": self.aggregations}[group]
@@ -81,10 +93,20 @@ def _pick(rng: random.Random, names: Sequence[str]) -> str:
 
 # ---------------------------------------------------------------- genome <-> expression
 def to_expr(genome: Sequence[str], cfg: VariationConfig) -> Expr:
-    """The proxy expression a genome encodes (raises ``GraphError`` if ill-typed)."""
+    """The proxy expression of a one-part genome (raises ``GraphError`` if ill-typed)."""
     if cfg.structure == "autoprox_tree":
         return tree(genome[:2], genome[2:6], genome[6])
     return parse(genome[0])
+
+
+def to_proxy(genome: Sequence[str], cfg: VariationConfig) -> GraphProxy | FusedProxy:
+    """The proxy a genome encodes: one graph, or its parts fused by ``cfg.fusion``."""
+    if cfg.structure == "autoprox_tree" or len(genome) == 1:
+        e = to_expr(genome, cfg)
+        return GraphProxy(str(e), e)
+    parts = tuple(GraphProxy.from_text(f"part{i}", g) for i, g in enumerate(sorted(genome)))
+    f = FusedProxy("", parts, cfg.fusion)
+    return FusedProxy(f.text, parts, cfg.fusion)
 
 
 def random_genome(rng: random.Random, cfg: VariationConfig) -> Genome:
@@ -96,17 +118,30 @@ def random_genome(rng: random.Random, cfg: VariationConfig) -> Genome:
                  _pick(rng, primitives.BINARY_ORDER)]
         else:
             g = [str(_grow_root(rng, cfg, cfg.max_depth - 1))]
+            while len(g) < cfg.max_parts and rng.random() < cfg.fuse_prob:
+                g = sorted({*g, str(_grow_root(rng, cfg, cfg.max_depth - 1))})
         if _ok(g, cfg):
             return g
     raise GraphError("could not draw a valid proxy; widen the leaves/ops or raise max_nodes")
 
 
 def _ok(genome: Sequence[str], cfg: VariationConfig) -> bool:
-    try:
-        e = to_expr(genome, cfg)
-    except (GraphError, KeyError):
+    if cfg.structure == "autoprox_tree":
+        try:
+            to_expr(genome, cfg)
+        except (GraphError, KeyError):
+            return False
+        return True
+    if not 1 <= len(genome) <= cfg.max_parts or len(set(genome)) != len(genome) or list(genome) != sorted(genome):
         return False
-    return cfg.structure == "autoprox_tree" or (size(e) <= cfg.max_nodes and depth(e) <= cfg.max_depth)
+    for g in genome:
+        try:
+            e = parse(g)
+        except (GraphError, KeyError):
+            return False
+        if size(e) > cfg.max_nodes or depth(e) > cfg.max_depth:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- free graphs
@@ -207,7 +242,7 @@ def mutate(genome: Sequence[str], rng: random.Random, cfg: VariationConfig) -> G
             g = [f if rng.random() < cfg.gene_prob else old for old, f in zip(genome, fresh)]
         else:
             try:
-                g = [str(_mutate_free(parse(genome[0]), rng, cfg))]
+                g = _mutate_parts(list(genome), rng, cfg)
             except (GraphError, KeyError):
                 continue
         if list(g) != list(genome) and _ok(g, cfg):
@@ -215,10 +250,31 @@ def mutate(genome: Sequence[str], rng: random.Random, cfg: VariationConfig) -> G
     return list(genome)
 
 
+def _mutate_parts(genome: list[str], rng: random.Random, cfg: VariationConfig) -> Genome:
+    """A free genome with one part mutated, or (``fuse_prob``) a part added or dropped."""
+    if cfg.max_parts == 1:  # plain graphs: the same draws as before fusion existed
+        return [str(_mutate_free(parse(genome[0]), rng, cfg))]
+    r = rng.random()
+    if len(genome) < cfg.max_parts and r < cfg.fuse_prob / 2:
+        return sorted({*genome, str(_grow_root(rng, cfg, cfg.max_depth - 1))})
+    if len(genome) > 1 and r < cfg.fuse_prob:
+        return sorted(g for i, g in enumerate(genome) if i != rng.randrange(len(genome)))
+    i = rng.randrange(len(genome))
+    return sorted({*genome[:i], *genome[i + 1:], str(_mutate_free(parse(genome[i]), rng, cfg))})
+
+
+def _mix_parts(a: Sequence[str], b: Sequence[str], rng: random.Random) -> tuple[Genome, Genome]:
+    """Children of fused parents: each as many parts as a parent, drawn from both parents' parts."""
+    pool = sorted({*a, *b})
+    return (sorted(rng.sample(pool, min(len(a), len(pool)))), sorted(rng.sample(pool, min(len(b), len(pool)))))
+
+
 def crossover(a: Sequence[str], b: Sequence[str], rng: random.Random, cfg: VariationConfig) -> tuple[Genome, Genome]:
     """Two valid children (the parents themselves if no valid exchange is found)."""
     for _ in range(cfg.tries):
-        if cfg.structure == "autoprox_tree":
+        if cfg.structure == "free" and (len(a) > 1 or len(b) > 1):
+            c1, c2 = _mix_parts(a, b, rng)
+        elif cfg.structure == "autoprox_tree":
             take = [rng.random() < 0.5 for _ in a]
             c1 = [x if t else y for x, y, t in zip(a, b, take)]
             c2 = [y if t else x for x, y, t in zip(a, b, take)]
@@ -242,8 +298,13 @@ def crossover(a: Sequence[str], b: Sequence[str], rng: random.Random, cfg: Varia
 
 def validate(genome: Sequence[str], cfg: VariationConfig) -> Genome:
     """``genome`` checked against ``cfg`` (a clear error otherwise)."""
-    n = 7 if cfg.structure == "autoprox_tree" else 1
-    if len(genome) != n:
-        raise GraphError(f"a {cfg.structure} genome has {n} gene(s), got {len(genome)}: {list(genome)}")
-    check(to_expr(genome, cfg))
-    return list(genome)
+    if cfg.structure == "autoprox_tree":
+        if len(genome) != 7:
+            raise GraphError(f"an autoprox_tree genome has 7 genes, got {len(genome)}: {list(genome)}")
+        check(to_expr(genome, cfg))
+        return list(genome)
+    if not 1 <= len(genome) <= cfg.max_parts:
+        raise GraphError(f"a free genome has 1 to max_parts={cfg.max_parts} parts, got {len(genome)}: {list(genome)}")
+    for g in genome:
+        check(parse(g))
+    return sorted(genome)

@@ -35,19 +35,30 @@ class Backend(Protocol):
 
     def score(self, exprs: Sequence[str]) -> np.ndarray: ...
 
+    def probe(self, exprs: Sequence[str], first: int) -> np.ndarray: ...
+
     def close(self) -> None: ...
+
+
+def part_expressions(proxies: Sequence[Any]) -> list[str]:
+    """Every distinct part expression of ``proxies``, in order: what workers score."""
+    return list(dict.fromkeys(str(part.expr) for p in proxies for part in p.parts))
+
+
+def combine(proxies: Sequence[Any], exprs: Sequence[str], m: np.ndarray) -> np.ndarray:
+    """(proxies x archs) from the (exprs x archs) scores of ``part_expressions(proxies)``."""
+    row = {e: i for i, e in enumerate(exprs)}
+    return np.array([np.asarray(p.combine(m[[row[str(q.expr)] for q in p.parts]]), dtype=np.float64)
+                     for p in proxies]).reshape(len(proxies), m.shape[1] if m.ndim == 2 else 0)
 
 
 def score_proxies(backend: Backend, proxies: Sequence[Any]) -> np.ndarray:
     """(proxies x archs) scores of resolved proxies on the loaded archs: every part's
     expression scored in one call (shared parts once), then combined per proxy."""
-    exprs = list(dict.fromkeys(str(part.expr) for p in proxies for part in p.parts))
     if not proxies:
         return np.zeros((0, 0))
-    m = backend.score(exprs)
-    row = {e: i for i, e in enumerate(exprs)}
-    return np.array([np.asarray(p.combine(m[[row[str(q.expr)] for q in p.parts]]), dtype=np.float64)
-                     for p in proxies])
+    exprs = part_expressions(proxies)
+    return combine(proxies, exprs, backend.score(exprs))
 
 
 def _matrix(rows: list[list[float]], n_exprs: int) -> np.ndarray:
@@ -85,6 +96,10 @@ class SerialBackend(_Waiting):
     def submit(self, exprs: Sequence[str]) -> Callable[[], np.ndarray]:
         m = _matrix(self.worker.score(list(exprs)), len(exprs))  # in-process: done at once
         return lambda: m
+
+    def probe(self, exprs: Sequence[str], first: int) -> np.ndarray:
+        """(exprs x a few archs): scores on the first ``first`` loaded archs only."""
+        return _matrix(self.worker.score(list(exprs), first), len(exprs))
 
     def close(self) -> None:
         self.worker.drop()
@@ -187,6 +202,11 @@ class RayBackend(_Waiting):
                 out[:, i::len(self.actors)] = _matrix(rows, len(args[0]))
             return out
         return assemble
+
+    def probe(self, exprs: Sequence[str], first: int) -> np.ndarray:
+        """(exprs x a few archs): scores on the first ``first`` archs of every actor's shard."""
+        rows = self._submit("score", lambda i: (list(exprs), first))()
+        return np.concatenate([_matrix(r, len(exprs)) for r in rows], axis=1)
 
     def close(self) -> None:
         """Kill the actors; shut Ray down only if this backend started it."""

@@ -41,11 +41,11 @@ class ScoringWorker:
             self.provider.get(a, list(families))
         return len(archs)
 
-    def score(self, exprs: list[str]) -> list[list[float]]:
-        """(archs x expressions) scores; NaN where an expression fails on an arch.
-        Expressions scored together share their common sub-expressions."""
+    def score(self, exprs: list[str], first: int | None = None) -> list[list[float]]:
+        """(archs x expressions) scores on the held archs (only the ``first`` few: a probe);
+        NaN where an expression fails on an arch. Expressions share common sub-expressions."""
         proxies = [GraphProxy(e, parse(e)) for e in exprs]
-        return [score_population(proxies, s) for s in self.held]
+        return [score_population(proxies, s) for s in self.held[:first]]
 
     def drop(self) -> None:
         """Forget the held statistics."""

@@ -9,6 +9,7 @@ import yaml
 
 from autoprox.proxy.graph import (DATA_FREE, Expr, GraphError, GraphProxy, _op, graph_from_mapping, graph_to_mapping,
                     leaves, parse, to_expr, to_graph)
+from autoprox.proxy.fuse import FusedProxy, parse_fused
 from autoprox.proxy.genotype import parse_genotype, to_genotype
 from autoprox.core.io import atomic_write_text
 from autoprox.stats.passes import get_pass, matrix_families, passes_for
@@ -19,7 +20,8 @@ _PKG = Path(__file__).resolve().parent.parent  # autoprox/
 _EMBED = [_PKG.parent / "primitives" / f for f in ("_tensor.py", "reduce.py", "unary.py", "binary.py",
                                                      "aggregate.py")] + [_PKG / "stats" / "collect.py",
                                                                          _PKG / "proxy" / "evalcore.py"]
-YAML_KEYS = {"autoprox_proxy", "name", "description", "hash", "expression", "genotype", "formula", "graph"}
+YAML_KEYS = {"autoprox_proxy", "name", "description", "hash", "expression", "genotype", "formula", "graph",
+             "fusion", "parts"}
 
 
 def formula(e: Expr, latex: bool = False) -> str:
@@ -30,7 +32,21 @@ def formula(e: Expr, latex: bool = False) -> str:
     return (op.latex if latex else op.text).format(*(formula(a, latex) for a in e.args))
 
 
-def to_yaml(p: GraphProxy) -> str:
+def proxy_formula(p: GraphProxy | FusedProxy, latex: bool = False) -> str:
+    """The formula of a proxy; a fused one as ``fusion(part; part)``."""
+    if not p.fused:
+        return formula(p.parts[0].expr, latex)
+    return f"{p.fusion}(" + "; ".join(formula(q.expr, latex) for q in sorted(p.parts, key=lambda q: str(q.expr))) + ")"
+
+
+def to_yaml(p: GraphProxy | FusedProxy) -> str:
+    """The proxy file (``load_proxy`` reads it back); a fused proxy lists its parts."""
+    if p.fused:
+        parts = sorted(p.parts, key=lambda q: str(q.expr))
+        return yaml.safe_dump({"autoprox_proxy": 1, "name": p.name, "description": p.description, "hash": p.hash,
+                               "fusion": p.fusion, "parts": [str(q.expr) for q in parts],
+                               "formula": proxy_formula(p)},
+                              sort_keys=False, width=120)
     doc: dict[str, Any] = {"autoprox_proxy": 1, "name": p.name, "description": p.description,
                            "hash": p.hash, "expression": str(p.expr)}
     g = to_genotype(p.expr)
@@ -41,8 +57,9 @@ def to_yaml(p: GraphProxy) -> str:
     return yaml.safe_dump(doc, sort_keys=False, width=120)
 
 
-def load_proxy(path: str | Path) -> GraphProxy:
-    """A proxy file: its ``graph`` (else ``expression``, else ``genotype``); hash checked."""
+def load_proxy(path: str | Path) -> GraphProxy | FusedProxy:
+    """A proxy file: its ``graph`` (else ``expression``, else ``genotype``, else ``fusion`` and
+    ``parts``); hash checked."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"proxy file not found: {p}")
@@ -55,6 +72,16 @@ def load_proxy(path: str | Path) -> GraphProxy:
     unknown = sorted(set(doc) - YAML_KEYS)
     if unknown:
         raise GraphError(f"{p}: unknown key(s) {unknown}; allowed: {sorted(YAML_KEYS)}")
+    if "parts" in doc and "graph" not in doc:
+        parts = doc["parts"] if isinstance(doc["parts"], list) else []
+        fused = parse_fused(f"{doc.get('fusion', 'rank_sum')}[{' | '.join(map(str, parts))}]",
+                            str(doc.get("name") or p.stem), str(doc.get("description") or ""))
+        if fused is None or len(parts) < 2:
+            raise GraphError(f"{p}: 'parts' must list at least two expressions and 'fusion' name a fusion")
+        if "hash" in doc and str(doc["hash"]) != fused.hash:
+            raise GraphError(f"{p}: the proxy hashes to {fused.hash}, not the recorded {doc['hash']}; "
+                             f"it was edited: delete the 'hash' line to accept it")
+        return fused
     if "graph" in doc:
         expr = to_expr(graph_from_mapping(doc["graph"]))
     elif "expression" in doc:

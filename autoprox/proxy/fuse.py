@@ -70,6 +70,17 @@ def sum_of_zscores(matrix: np.ndarray) -> np.ndarray:
     return _sum_over_parts(matrix, _zscore)
 
 
+def parse_fused(text: str, name: str | None = None, description: str = "") -> "FusedProxy | None":
+    """The fused proxy of a ``fusion[expr | expr ...]`` text; None if ``text`` is not of that form."""
+    head, sep, rest = text.strip().partition("[")
+    if not sep or not rest.endswith("]") or head.strip() not in _FUSIONS:
+        return None
+    parts = [p.strip() for p in rest[:-1].split("|")]
+    graphs = tuple(GraphProxy.from_text(f"part{i}", p) for i, p in enumerate(parts))
+    f = FusedProxy(name or "", graphs, head.strip(), description)
+    return f if name else FusedProxy(f.text, graphs, f.fusion, description)
+
+
 @dataclass(frozen=True)
 class FusedProxy:
     """Graph-proxy ``parts`` fused across archs by the registered ``fusion``."""
@@ -91,8 +102,18 @@ class FusedProxy:
     fused = True  # its score of an arch depends on the other archs scored with it
 
     @property
+    def text(self) -> str:
+        """Canonical text, ``fusion[part | part]`` (parts sorted: fusions are symmetric);
+        ``autoprox.proxy.spec.resolve`` reads it back."""
+        return f"{self.fusion}[{' | '.join(sorted(str(p.expr) for p in self.parts))}]"
+
+    def negated(self) -> "FusedProxy":
+        """The same proxy ranking archs the other way round (every part negated)."""
+        return FusedProxy(self.name, tuple(p.negated() for p in self.parts), self.fusion, self.description)
+
+    @property
     def hash(self) -> str:
-        return hashlib.sha256(":".join([self.fusion, *(p.hash for p in self.parts)]).encode()).hexdigest()[:16]
+        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
 
     def combine(self, matrix: np.ndarray) -> np.ndarray:
         """(parts x archs) part scores -> (archs,) fused scores; NaN in any part -> NaN."""

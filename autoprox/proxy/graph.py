@@ -246,6 +246,15 @@ class GraphProxy:
 
     fused = False  # its score of an arch does not depend on the other archs
 
+    @property
+    def text(self) -> str:
+        """Canonical text (the expression); ``autoprox.proxy.spec.resolve`` reads it back."""
+        return str(self.expr)
+
+    def negated(self) -> "GraphProxy":
+        """The same proxy ranking archs the other way round."""
+        return GraphProxy(self.name, make("negate", self.expr), self.description)
+
     def combine(self, matrix: Any) -> Any:
         """(parts x archs) part scores -> (archs,) scores: the one row."""
         return matrix[0]

@@ -13,7 +13,7 @@ from typing import Any, Protocol, Union
 
 from autoprox.proxy.genotype import parse_genotype
 from autoprox.proxy.graph import GraphError, GraphProxy, parse
-from autoprox.proxy.fuse import FusedProxy
+from autoprox.proxy.fuse import FusedProxy, parse_fused
 from autoprox.proxy.zoo import get_proxy, has_proxy, unknown_proxy
 
 
@@ -23,6 +23,11 @@ class Proxy(Protocol):
     name: str
     description: str
     fused: bool
+
+    @property
+    def text(self) -> str: ...
+
+    def negated(self) -> "Proxy": ...
 
     @property
     def parts(self) -> tuple[GraphProxy, ...]: ...
@@ -53,6 +58,9 @@ def resolve(spec: ProxyLike, name: str | None = None) -> Proxy:
     if path.suffix in (".yaml", ".yml") or path.is_file():
         from autoprox.proxy.export import load_proxy  # export reads files; it imports this module's peers
         return load_proxy(path)
+    fused = parse_fused(text, name)
+    if fused is not None:
+        return fused
     try:
         expr = parse_genotype(text) if text.startswith("INPUT:") else parse(text)
     except GraphError as e:

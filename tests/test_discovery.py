@@ -1,0 +1,92 @@
+"""Discovery beyond single graphs: fused genomes, proxy texts, the probe that redraws
+structurally useless candidates."""
+import random
+
+import numpy as np
+import pytest
+
+from autoprox.evolve.loop import EvolveConfig, evolve
+from autoprox.evolve.objective import Objective, ObjectiveConfig
+from autoprox.evolve.variation import VariationConfig, crossover, mutate, random_genome, to_proxy, validate
+from autoprox.proxy.export import load_proxy, to_yaml
+from autoprox.proxy.fuse import rank_sum
+from autoprox.proxy.spec import resolve
+
+VAR = VariationConfig(leaves=("weight", "weight_grad", "linear_input"), single_leaves=("num_params",),
+                      max_nodes=8, max_parts=2, fuse_prob=0.6)
+
+
+def test_fused_genomes_stay_valid_sorted_and_within_max_parts():
+    rng = random.Random(0)
+    pop = [random_genome(rng, VAR) for _ in range(30)]
+    assert {len(g) for g in pop} == {1, 2}  # fuse_prob 0.6: both kinds are drawn
+    for _ in range(60):
+        a, b = rng.sample(pop, 2)
+        for child in (mutate(a, rng, VAR), *crossover(a, b, rng, VAR)):
+            assert 1 <= len(child) <= 2 and child == sorted(child) == validate(child, VAR)
+    fused = next(g for g in pop if len(g) == 2)
+    p = to_proxy(fused, VAR)
+    assert p.fused and p.text == f"rank_sum[{fused[0]} | {fused[1]}]"
+    assert resolve(p.text).hash == p.hash == to_proxy(fused[::-1], VAR).hash  # part order does not matter
+
+
+def test_plain_configs_draw_exactly_as_before_fusion():
+    """max_parts 1 (the default) keeps every seeded draw: old runs reproduce."""
+    cfg = VariationConfig()
+    assert cfg.max_parts == 1
+    rng = random.Random(3)
+    g = random_genome(rng, cfg)
+    state = rng.getstate()
+    rng2 = random.Random(3)
+    assert random_genome(rng2, cfg) == g and rng2.getstate() == state
+    assert len(mutate(g, rng, cfg)) == 1
+
+
+def test_fused_proxy_file_and_negation(tmp_path):
+    p = resolve("rank_sum[num_params | agg_sum(abs(weight))]", "x")
+    (tmp_path / "x.yaml").write_text(to_yaml(p))
+    q = load_proxy(tmp_path / "x.yaml")
+    assert q.fused and q.hash == p.hash and q.name == "x"
+    m = np.array([[1.0, 2.0, 3.0], [3.0, 1.0, 2.0]])
+    np.testing.assert_array_equal(p.combine(m), rank_sum(m))
+    np.testing.assert_array_equal(p.negated().combine(-m), rank_sum(-m))  # reversed ranking: 8 - fused
+    np.testing.assert_array_equal(rank_sum(-m), 8 - rank_sum(m))
+
+
+@pytest.fixture(scope="module")
+def tiny_obj(tmp_path_factory, tiny_batch_cfg):
+    from autoprox.stats.base import StatsConfig
+    from autoprox.stats.provider import ScoringConfig
+    scoring = ScoringConfig(batch=tiny_batch_cfg, stats=StatsConfig(act_samples=2, act_tokens=4),
+                            cache_dir=str(tmp_path_factory.mktemp("disc-cache")))
+    return ObjectiveConfig(spaces=("pit",), limit=12, val_fraction=0.25, test_fraction=0.25, scoring=scoring)
+
+
+def test_probe_names_non_finite_and_constant_candidates(tiny_obj):
+    obj = Objective(tiny_obj, ["weight", "input_grad_corr"])
+    obj.open()
+    try:
+        reasons = obj.probe(["num_params", "log(negate(num_params))", "max(input_grad_corr)",
+                             "rank_sum[num_params | max(input_grad_corr)]"], first=3)
+        full = obj.proxy_scores(["max(input_grad_corr)"])["pit"][0]
+    finally:
+        obj.close()
+    assert reasons[0] is None
+    assert "3 non-finite" in reasons[1] and "all scores equal" in reasons[2] and "all scores equal" in reasons[3]
+    np.testing.assert_array_equal(full, np.ones(12))  # a correlation matrix's max is its diagonal: 1 everywhere
+
+
+def test_evolution_with_fused_genomes_and_repair(tiny_obj, tmp_path):
+    var = VariationConfig(leaves=("weight", "weight_grad", "linear_input", "norm_output_grad"),
+                          single_leaves=("num_params",), max_nodes=10, max_parts=2, fuse_prob=0.5)
+    cfg = EvolveConfig(population=6, steps=2, offspring=6, hall_of_fame=4, objective=tiny_obj, variation=var,
+                       seed_proxies=("rank_sum[num_params | agg_sum(abs(weight))]", "snip"))
+    run = evolve(cfg, tmp_path / "r")
+    rows = run.progress_rows
+    assert rows[-1]["unique"] == len(run.memo) and rows[-1]["invalid"] == sum(bool(r["reason"]) for r in run.memo.values())
+    assert any(resolve(r["expression"]).fused for r in run.memo.values())
+    best = resolve(str(tmp_path / "r" / "best.yaml"))
+    assert best.hash == (resolve(run.pick().record["expression"]).negated() if run.pick().record["sign"] < 0
+                         else resolve(run.pick().record["expression"])).hash
+    again = evolve(cfg, tmp_path / "again")
+    assert (tmp_path / "r" / "history.jsonl").read_text() == (tmp_path / "again" / "history.jsonl").read_text()
