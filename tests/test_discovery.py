@@ -90,3 +90,20 @@ def test_evolution_with_fused_genomes_and_repair(tiny_obj, tmp_path):
                          else resolve(run.pick().record["expression"])).hash
     again = evolve(cfg, tmp_path / "again")
     assert (tmp_path / "r" / "history.jsonl").read_text() == (tmp_path / "again" / "history.jsonl").read_text()
+
+
+def test_cross_validation_reports_out_of_fold_picks_and_picks_without_test(tiny_obj, tmp_path):
+    from autoprox.evolve.cv import cross_validate
+    var = VariationConfig(leaves=("weight", "linear_input"), single_leaves=("num_params",), max_nodes=8)
+    cfg = EvolveConfig(population=4, steps=1, offspring=4, hall_of_fame=3, objective=tiny_obj, variation=var,
+                       seed_proxies=("params",))
+    rows, final = cross_validate(cfg, tmp_path / "cv", 2)
+    assert [r["fold"] for r in rows] == [0, 1] and all(r["test"] is not None and r["params"] is not None for r in rows)
+    folds = [(tmp_path / "cv" / f"fold-{i}" / "config.yaml").read_text() for i in range(2)]
+    assert "cv_folds: 2" in folds[0] and "cv_fold: 1" in folds[1]
+    assert len(final.obj.spaces[0].folds["test"]) == 0 and final.pick().record["test"] is None
+    assert (tmp_path / "cv" / "best.yaml").read_text() == (tmp_path / "cv" / "final" / "best.yaml").read_text()
+    text = (tmp_path / "cv" / "cv.md").read_text()
+    assert "held-out" in text and text.count("\n| ") == 4  # header, two folds, mean
+    again, _ = cross_validate(cfg, tmp_path / "cv", 2, resume=True)  # finished: resumes to the same figures
+    assert again == rows

@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--config", required=True, help="YAML evolve config (e.g. runs/quick.yaml)")
     ev.add_argument("--out", help="run folder (default runs/<config name>)")
     ev.add_argument("--resume", action="store_true", help="continue the run in the folder after a kill")
+    ev.add_argument("--cv", type=int, metavar="K",
+                    help="run the discovery K times, each with one fold held out, report the picks' out-of-fold "
+                         "JCM (OUT/cv.md), and pick from a final run without test fold (OUT/best.yaml)")
     add_backend_flags(ev)
     ev.set_defaults(fn=cmd_evolve)
     _add_search_parser(sub)

@@ -119,7 +119,13 @@ def cmd_evolve(args: argparse.Namespace) -> int:
             val = "-" if row["pick_val"] is None else f"{row['pick_val']:.3f}"
             prog.update(row["step"], note=f"evals {row['evals']} ({row['evals_per_s']:.1f}/s)  "
                                           f"best train {row['best_train']:.3f}  pick val {val}")
-        run = evolve(cfg, out, args.resume, args.backend, args.workers, args.address, on_step=on_step)
+        if args.cv is not None:
+            from autoprox.evolve.cv import cross_validate
+            _, run = cross_validate(cfg, out, args.cv, args.resume, on_step, backend=args.backend,
+                                    workers=args.workers, address=args.address)
+            print((out / "cv.md").read_text())
+        else:
+            run = evolve(cfg, out, args.resume, args.backend, args.workers, args.address, on_step=on_step)
     best = run.pick()
     if best is not None:
         r = best.record

@@ -125,6 +125,20 @@ def load_archs(space: str, bench: str | None = None, limit: int | None = None,
     return b, archs, chosen
 
 
+def split_cv(n: int, k: int, fold: int, val: float, seed: int) -> dict[str, np.ndarray]:
+    """Fold ``fold`` of a seeded ``k``-way partition as the test fold; of the rest, a seeded
+    ``val`` fraction (of all ``n``) as validation and the others as train."""
+    if not 2 <= k <= n // 3 or not 0 <= fold < k:
+        raise ValueError(f"cv needs 2 <= folds <= {n // 3} and 0 <= fold < folds, got folds {k}, fold {fold}")
+    parts = np.array_split(np.random.default_rng(seed).permutation(n), k)
+    test, rest = parts[fold], np.concatenate([p for i, p in enumerate(parts) if i != fold])
+    rest = np.random.default_rng(seed + 1).permutation(rest)
+    n_val = max(2, round(val * n))
+    if len(rest) - n_val < 3:
+        raise ValueError(f"{n} archs are too few for {k} folds with val_fraction {val}")
+    return {"val": np.sort(rest[:n_val]), "test": np.sort(test), "train": np.sort(rest[n_val:])}
+
+
 def split3(n: int, val: float, test: float, seed: int) -> dict[str, np.ndarray]:
     """Reproducible disjoint train / val / test index folds of ``n`` archs."""
     perm = np.random.default_rng(seed).permutation(n)

@@ -96,6 +96,7 @@ class Run:
         self.elapsed = 0.0
         self.history_path = self.out / "history.jsonl"
         self.progress_rows: list[dict] = []
+        self.report: dict | None = None  # plain records of the finished run (``report``)
 
     # ------------------------------------------------------------ scoring
     def evaluate(self, genomes: list[list[str]]) -> list:
@@ -361,7 +362,8 @@ def evolve(cfg: EvolveConfig, out: str | Path, resume: bool = False, backend: st
             run.step()
             _step_done(run, on_step)
         from autoprox.evolve.report import write_outputs
-        write_outputs(out, report(run))
+        run.report = report(run)
+        write_outputs(out, run.report)
     finally:
         obj.close()
     return run

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from autoprox.core.progress import Progress
-from autoprox.data.benchmark import DEFAULT_TARGETS, load_archs, split3
+from autoprox.data.benchmark import DEFAULT_TARGETS, load_archs, split3, split_cv
 from autoprox.eval.fitness import INVALID, JcmVariant, invalid_reason, jcm
 from autoprox.parallel import session
 from autoprox.parallel.backends import Backend, combine, make_backend, part_expressions
@@ -41,6 +41,8 @@ class ObjectiveConfig:
     val_fraction: float = 0.2
     test_fraction: float = 0.2
     split_seed: int = 0
+    cv_folds: int = 0               # >= 2: the test fold is fold ``cv_fold`` of a cv_folds-way partition
+    cv_fold: int = 0
     limit: int | None = None
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
 
@@ -49,6 +51,8 @@ class ObjectiveConfig:
             raise ValueError("objective needs at least one space and one target")
         if self.val_fraction <= 0 or self.test_fraction < 0 or self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("need val_fraction > 0, test_fraction >= 0 and their sum < 0.9")
+        if self.cv_folds and (self.cv_folds < 2 or not 0 <= self.cv_fold < self.cv_folds):
+            raise ValueError(f"need cv_folds >= 2 and 0 <= cv_fold < cv_folds, got {self.cv_folds}, {self.cv_fold}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"objective.limit must be >= 1, got {self.limit}")
 
@@ -74,7 +78,8 @@ class Objective:
         for space in cfg.spaces:
             bench, archs, _ = load_archs(space, limit=cfg.limit, targets=cfg.targets)
             ys = {t: bench.values(t)[:len(archs)] for t in cfg.targets}
-            folds = split3(len(archs), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+            folds = (split_cv(len(archs), cfg.cv_folds, cfg.cv_fold, cfg.val_fraction, cfg.split_seed)
+                     if cfg.cv_folds else split3(len(archs), cfg.val_fraction, cfg.test_fraction, cfg.split_seed))
             self.spaces.append(SpaceData(space, archs, ys, folds))
         self._backend = (backend, workers, address)
         self._owns_ray = False
