@@ -78,15 +78,21 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def load_config(cls: type[T], path: str | Path) -> T:
-    """Load ``cls`` from a YAML file; a clear error for a missing or malformed file."""
+def read_yaml(path: str | Path, what: str, error: type[Exception] = ConfigError) -> Any:
+    """The YAML document in ``path``; ``error`` naming the file when it is missing or no YAML text."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+        raise (FileNotFoundError if error is not ConfigError else error)(f"{what} not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text())
+        return yaml.safe_load(p.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: not a YAML config: {e}") from None
+        raise error(f"{p}: not a YAML {what}: {e}") from None
+
+
+def load_config(cls: type[T], path: str | Path) -> T:
+    """Load ``cls`` from a YAML file; a clear error for a missing, malformed or empty file."""
+    p = Path(path)
+    data = read_yaml(p, "config file")
     if data is None:
         raise ConfigError(f"{p} is empty: write the settings you want (every key has a default, "
                           f"so an empty file would silently run all defaults)")

@@ -11,6 +11,7 @@ from autoprox.proxy.graph import (DATA_FREE, Expr, GraphError, GraphProxy, _op, 
                     leaves, parse, to_expr, to_graph)
 from autoprox.proxy.fuse import FusedProxy, parse_fused
 from autoprox.proxy.genotype import parse_genotype, to_genotype
+from autoprox.core.config import read_yaml
 from autoprox.core.io import atomic_write_text
 from autoprox.stats.passes import get_pass, matrix_families, passes_for
 
@@ -61,12 +62,7 @@ def load_proxy(path: str | Path) -> GraphProxy | FusedProxy:
     """A proxy file: its ``graph`` (else ``expression``, else ``genotype``, else ``fusion`` and
     ``parts``); hash checked."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"proxy file not found: {p}")
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise GraphError(f"{p}: not a YAML proxy file: {e}") from None
+    doc = read_yaml(p, "proxy file", GraphError)
     if not isinstance(doc, dict):
         raise GraphError(f"{p}: expected a mapping with 'graph', 'expression' or 'genotype'")
     unknown = sorted(set(doc) - YAML_KEYS)
