@@ -107,3 +107,20 @@ def test_cross_validation_reports_out_of_fold_picks_and_picks_without_test(tiny_
     assert "held-out" in text and text.count("\n| ") == 4  # header, two folds, mean
     again, _ = cross_validate(cfg, tmp_path / "cv", 2, resume=True)  # finished: resumes to the same figures
     assert again == rows
+
+
+def test_beyond_size_objective_rewards_the_partial_tau_given_params(tiny_obj):
+    import dataclasses
+    from autoprox.eval.uncertainty import partial_kendall
+    obj = Objective(dataclasses.replace(tiny_obj, beyond_size=0.5), ["weight"])
+    obj.open()
+    try:
+        size_rec, w_rec = obj.evaluate(["num_params", "agg_sum(abs(weight))"])
+        w = obj.proxy_scores(["agg_sum(abs(weight))"])["pit"][0]
+    finally:
+        obj.close()
+    assert size_rec["beyond_train"] == 0.0 and size_rec["fitness"] == size_rec["train"]  # nothing beyond size
+    sd = obj.spaces[0]
+    idx = sd.folds["train"]
+    want = np.mean([partial_kendall(w_rec["sign"] * w[idx], y[idx], sd.size[idx]) for y in sd.targets.values()])
+    assert w_rec["beyond_train"] == pytest.approx(want) and w_rec["fitness"] == pytest.approx(w_rec["train"] + 0.5 * want)

@@ -140,7 +140,7 @@ class Run:
         """An individual for ``genome`` carrying its scored record (by proxy hash ``h``)."""
         ind = self.Individual(genome)
         ind.record = self.memo[h]
-        ind.fitness.values = (ind.record["train"],)
+        ind.fitness.values = (ind.record.get("fitness", ind.record["train"]),)
         return ind
 
     # ------------------------------------------------------------ the loop

@@ -21,10 +21,12 @@ from scipy.stats import rankdata
 from autoprox.core.progress import Progress
 from autoprox.data.benchmark import DEFAULT_TARGETS, load_archs, split3, split_cv
 from autoprox.eval.fitness import INVALID, JcmVariant, invalid_reason, jcm
+from autoprox.eval.uncertainty import partial_kendall
 from autoprox.parallel import session
 from autoprox.parallel.backends import Backend, combine, make_backend, part_expressions
 from autoprox.proxy.graph import DATA_FREE
 from autoprox.proxy.spec import resolve
+from autoprox.spaces import get_space
 from autoprox.stats.passes import families_of_passes, passes_for
 from autoprox.stats.provider import ScoringConfig
 
@@ -43,6 +45,7 @@ class ObjectiveConfig:
     split_seed: int = 0
     cv_folds: int = 0               # >= 2: the test fold is fold ``cv_fold`` of a cv_folds-way partition
     cv_fold: int = 0
+    beyond_size: float = 0.0        # fitness = train JCM + this * train partial tau given #params
     limit: int | None = None
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
 
@@ -51,6 +54,8 @@ class ObjectiveConfig:
             raise ValueError("objective needs at least one space and one target")
         if self.val_fraction <= 0 or self.test_fraction < 0 or self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("need val_fraction > 0, test_fraction >= 0 and their sum < 0.9")
+        if not 0.0 <= self.beyond_size <= 10.0:
+            raise ValueError(f"beyond_size must be in [0, 10], got {self.beyond_size}")
         if self.cv_folds and (self.cv_folds < 2 or not 0 <= self.cv_fold < self.cv_folds):
             raise ValueError(f"need cv_folds >= 2 and 0 <= cv_fold < cv_folds, got {self.cv_folds}, {self.cv_fold}")
         if self.limit is not None and self.limit < 1:
@@ -64,6 +69,7 @@ class SpaceData:
     targets: dict[str, np.ndarray]
     folds: dict[str, np.ndarray]
     backend: Backend | None = None
+    size: np.ndarray | None = None  # #params of each arch (as the num_params leaf counts it)
 
 
 class Objective:
@@ -80,7 +86,9 @@ class Objective:
             ys = {t: bench.values(t)[:len(archs)] for t in cfg.targets}
             folds = (split_cv(len(archs), cfg.cv_folds, cfg.cv_fold, cfg.val_fraction, cfg.split_seed)
                      if cfg.cv_folds else split3(len(archs), cfg.val_fraction, cfg.test_fraction, cfg.split_seed))
-            self.spaces.append(SpaceData(space, archs, ys, folds))
+            sc = cfg.scoring.batch
+            size = np.array([get_space(space).num_params(a, sc.num_classes, sc.resolution) for a in archs], float)
+            self.spaces.append(SpaceData(space, archs, ys, folds, size=size))
         self._backend = (backend, workers, address)
         self._owns_ray = False
 
@@ -163,7 +171,17 @@ class Objective:
             out[fold] = float(np.mean(vals)) if vals and np.all(np.isfinite(vals)) else None
         if out["train"] is None:
             out.update(train=INVALID, reason="undefined train correlation")
+        elif self.cfg.beyond_size > 0:
+            beyond = float(np.mean([self._beyond(sd, sign * scores[sd.name]) for sd in self.spaces]))
+            out.update(beyond_train=beyond, fitness=out["train"] + self.cfg.beyond_size * beyond)
         return out
+
+    def _beyond(self, sd: SpaceData, oriented: np.ndarray) -> float:
+        """Mean over targets of the train fold's partial Kendall tau given #params (0 when undefined:
+        a proxy that ranks exactly as #params shows nothing beyond size)."""
+        idx = sd.folds["train"]
+        vals = [partial_kendall(oriented[idx], y[idx], sd.size[idx]) for y in sd.targets.values()]  # type: ignore[index]
+        return float(np.nan_to_num(np.mean(vals), nan=0.0))
 
     def _fold_figures(self, sd: SpaceData, scores: np.ndarray, sign: int) -> dict:
         """JCM and per-target Kendall tau of one space's scores on each non-empty fold."""
