@@ -111,13 +111,13 @@ class RayBackend(_Waiting):
     def __init__(self, space: str, cfg: ScoringConfig, workers: int = 2, address: str | None = None,
                  threads_per_worker: int = 1, max_retries: int = 2, gpus_per_worker: float | None = None,
                  connect_timeout: float = session.CONNECT_TIMEOUT) -> None:
-        import ray
-
         session.check_workers(workers)
         gpus = (1.0 if cfg.device.startswith("cuda") else 0.0) if gpus_per_worker is None else gpus_per_worker
         if gpus < 0:
             raise ValueError(f"--gpus-per-worker must be >= 0, got {gpus}")
         self.owns_ray = session.start(address, workers, connect_timeout)
+        import ray
+
         try:
             session.check_resources(workers, 1.0, gpus)
         except session.ClusterError:

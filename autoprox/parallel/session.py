@@ -2,8 +2,10 @@
 started. An unreachable address fails within ``connect_timeout`` seconds with one line."""
 from __future__ import annotations
 
+import os
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 CONNECT_TIMEOUT = 60.0  # seconds to wait for a cluster at --address
@@ -38,6 +40,8 @@ def _wait_for_port(address: str, timeout: float) -> None:
 def start(address: str | None, num_cpus: int, connect_timeout: float = CONNECT_TIMEOUT) -> bool:
     """Join ``address`` or start a local Ray with ``num_cpus``; True when this call started Ray
     (then the caller shuts it down). Already initialised: nothing to do, False."""
+    if address is not None:
+        _token_auth()  # before Ray is first imported: it reads the mode once, at import
     import ray
 
     if ray.is_initialized():
@@ -52,6 +56,16 @@ def start(address: str | None, num_cpus: int, connect_timeout: float = CONNECT_T
     except (ConnectionError, RuntimeError) as e:
         raise ClusterError(f"cannot join the Ray cluster at {address!r}: {str(e).splitlines()[0]}") from None
     return True
+
+
+def _token_auth() -> None:
+    """Ray >= 2.5x clusters from ``ray start`` require token authentication, which a driver uses
+    only with ``RAY_AUTH_MODE=token``: turn it on when a token is available and the user chose nothing.
+    Ray reads the mode when it is imported: a program that imported Ray already sets it itself."""
+    token = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") \
+        or (Path.home() / ".ray" / "auth_token").is_file()
+    if token and "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def stop(started: bool) -> None:

@@ -1,0 +1,58 @@
+"""A real local Ray cluster (``ray start --head``), joined with an address: the same scores as
+the serial path; a cluster that cannot host the workers is refused, not waited for."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from autoprox.parallel.session import _wait_for_port
+
+pytestmark = pytest.mark.skipif(shutil.which("ray") is None, reason="the ray command line is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    port = _free_port()
+    cmd = ["ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
+           "--disable-usage-stats", "--block"]
+    head = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_for_port(f"127.0.0.1:{port}", 120)
+        yield f"127.0.0.1:{port}"
+    finally:  # only this cluster: 'ray stop' would end every Ray process on the machine
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+
+
+def test_joined_cluster_scores_like_serial(cluster, tmp_path):
+    """``autoprox bench --backend ray --address`` against the serial path: the same bench.csv, byte for byte."""
+    for out, extra in (("serial", []), ("ray", ["--backend", "ray", "--workers", "2", "--address", cluster])):
+        r = _bench(tmp_path, "--out", str(tmp_path / out), *extra)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "ray" / "bench.csv").read_text() == (tmp_path / "serial" / "bench.csv").read_text()
+
+
+def _bench(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    """``autoprox bench`` in a fresh process (Ray reads its auth mode when first imported)."""
+    cmd = [sys.executable, "-m", "autoprox.cli.main", "bench", "--space", "pit", "--limit", "4", "--proxy", "snip",
+           "params", "--batch-size", "4", "--resolution", "32", "--num-classes", "10",
+           "--cache-dir", str(tmp_path / "c"), *extra]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    env.pop("RAY_AUTH_MODE", None)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_workers_the_cluster_cannot_host_are_refused(cluster, tmp_path):
+    r = _bench(tmp_path, "--out", str(tmp_path / "o"), "--backend", "ray", "--workers", "3", "--address", cluster)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "3 workers need 3 CPU(s); the Ray cluster has 2" in r.stderr and not (tmp_path / "o").exists()
