@@ -79,15 +79,14 @@ def bench(space: str, proxies: Sequence[str] = ("params",), targets: Sequence[st
           out: str | Path | None = None, backend: str = "serial", workers: int = 2,
           address: str | None = None) -> list[dict]:
     """``autoprox bench``: one row per (proxy, target) and a JCM row per proxy, as in
-    ``bench.csv``; with ``out`` the verb's files are written there too."""
-    from autoprox.eval.bench import BenchConfig, run_bench, write_bench
+    ``bench.csv``; with ``out`` the verb's files (bench.csv, scores.csv, config.yaml) are written there."""
+    from autoprox.eval.bench import BenchConfig, bench_to, run_bench
     from autoprox.stats.provider import ScoringConfig
     cfg = BenchConfig(space=space, bench=bench_file, proxies=tuple(proxies), targets=tuple(targets),
                       limit=limit, scoring=scoring or ScoringConfig())
-    rows = run_bench(cfg, backend, workers, address)
-    if out is not None:
-        write_bench(rows, cfg, Path(out))
-    return rows
+    if out is None:
+        return run_bench(cfg, backend, workers, address)
+    return bench_to(Path(out), cfg, backend, workers, address)
 
 
 def search(out: str | Path | None = None, resume: bool = False, backend: str = "serial", workers: int = 2,

@@ -13,7 +13,7 @@ from autoprox.core.progress import Progress
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from autoprox.eval.bench import BenchConfig, run_bench, to_markdown, write_bench
+    from autoprox.eval.bench import BenchConfig, bench_to, to_markdown
     base = to_dict(load_config(BenchConfig, args.config)) if args.config else {}
     top = {"space": args.space, "bench": args.bench, "jcm": args.jcm, "limit": args.limit,
            "proxies": args.proxy, "targets": args.targets.split(",") if args.targets else None}
@@ -21,10 +21,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/bench-{cfg.space}")
     check_writable_dir(out)
     check_device(cfg.scoring.device, args.backend)
-    rows = run_bench(cfg, args.backend, args.workers, args.address)
-    write_bench(rows, cfg, out)
+    rows = bench_to(out, cfg, args.backend, args.workers, args.address)
     print(to_markdown(rows))
-    print(f"\nwrote {out / 'bench.csv'} and {out / 'config.yaml'}")
+    print(f"\nwrote {out / 'bench.csv'}, {out / 'scores.csv'} and {out / 'config.yaml'}")
     return 0
 
 
