@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from autoprox.cli.flags import overlay
+from autoprox.cli.flags import apply_sets, bench_files, overlay
 from autoprox.core.config import from_dict, load_config, to_dict
 from autoprox.core.io import check_writable_dir
 from autoprox.core.progress import Progress
@@ -80,6 +80,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from autoprox.search.config import SearchConfig, parse_window
     from autoprox.search.report import regret_markdown, top_markdown
+    from autoprox.proxy.spec import resolve
     from autoprox.search.run import search
     base = to_dict(load_config(SearchConfig, args.config)) if args.config else {}
     top = {"proxy": args.proxy, "space": args.space, "budget": args.budget, "strategy": args.strategy,
@@ -94,6 +95,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise ValueError(f"search needs --{missing[0]} (or '{missing[0]}:' in --config)")
     cfg = from_dict(SearchConfig, merged, "search config")
     check_device(cfg.scoring.device, args.backend)
+    resolve(cfg.proxy)  # an unknown proxy: one line before any progress is shown
     out = Path(args.out)
     with Progress(f"search {cfg.space} with {cfg.proxy}") as prog:
         def progress(done: int, total: int, best: float | None) -> None:
@@ -110,8 +112,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_evolve(args: argparse.Namespace) -> int:
-    from autoprox.evolve.loop import evolve, load_evolve_config
+    from dataclasses import replace
+    from autoprox.evolve.loop import EvolveConfig, evolve, load_evolve_config
     cfg = load_evolve_config(args.config)
+    if args.set:
+        cfg = from_dict(EvolveConfig, apply_sets(to_dict(cfg), args.set), f"{Path(args.config).name} with --set")
+    if args.bench:
+        files = {**cfg.objective.bench, **bench_files(args.bench, cfg.objective.spaces)}
+        cfg = replace(cfg, objective=replace(cfg.objective, bench=files))
     check_device(cfg.objective.scoring.device, args.backend)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     with Progress("evolve", cfg.steps) as prog:

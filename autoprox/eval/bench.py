@@ -37,6 +37,7 @@ class BenchConfig:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         if not self.proxies:
             raise ValueError("bench needs at least one proxy")
+        get_space(self.space)  # unknown space: the error names the nearest and the known ones
 
 
 def bench_rows(names: Sequence[str], scores: np.ndarray, bench: Benchmark, targets: Sequence[str],
@@ -110,8 +111,8 @@ def write_bench(rows: list[dict], cfg: BenchConfig, out: Path) -> None:
 def scores_csv(names: Sequence[str], scores: np.ndarray, bench: Benchmark, archs: Sequence[dict],
                targets: Sequence[str], cfg: BenchConfig) -> str:
     """``scores.csv``: one row per arch (benchmark order): its index, the arch as JSON, the score
-    of every proxy (column ``score_<proxy>``), ``num_params`` and ``flops`` (at the proxy batch's classes and resolution, as
-    the ``params``/``flops`` proxies see them) and the value of every target."""
+    of every proxy (column ``score_<proxy>``), ``num_params`` and ``flops`` (at the proxy batch's
+    classes and resolution, as the ``params``/``flops`` proxies see them) and every target's value."""
     space = get_space(cfg.space)
     c, res = cfg.scoring.batch.num_classes, cfg.scoring.batch.resolution
     buf = io.StringIO()
