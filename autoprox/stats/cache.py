@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import struct
 import warnings
@@ -107,12 +108,32 @@ def encode(stats: ArchStats, dtype: str, meta: Mapping[str, Any]) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def read_header(buf: bytes | bytearray) -> tuple[dict, int] | None:
+_CRC_CHUNK = 1 << 23  # 8 MiB, a multiple of the page size
+
+
+def _crc32(buf: bytes | bytearray | mmap.mmap) -> int:
+    """crc32 of all but the 4-byte trailer. A memory map is read in chunks, each chunk's pages
+    given back after it is summed (they stay in the page cache), so checking a file does not
+    hold the whole file in this process's memory."""
+    if not isinstance(buf, mmap.mmap):
+        return zlib.crc32(memoryview(buf)[:-4])
+    crc, end = 0, len(buf) - 4
+    drop = getattr(mmap, "MADV_DONTNEED", None)
+    with memoryview(buf) as mv:
+        for off in range(0, end, _CRC_CHUNK):
+            with mv[off:min(off + _CRC_CHUNK, end)] as chunk:
+                crc = zlib.crc32(chunk, crc)
+            if drop is not None:
+                buf.madvise(drop, off, min(_CRC_CHUNK, len(buf) - off))
+    return crc
+
+
+def read_header(buf: bytes | bytearray | mmap.mmap) -> tuple[dict, int] | None:
     """(header, payload offset) of a whole, checksummed file; None if truncated, corrupt or foreign."""
     if len(buf) < len(MAGIC) + 12 or buf[: len(MAGIC)] != MAGIC:
         return None
     (crc,) = struct.unpack("<I", buf[-4:])
-    if zlib.crc32(memoryview(buf)[:-4]) != crc:
+    if _crc32(buf) != crc:
         return None
     (hlen,) = struct.unpack("<Q", buf[len(MAGIC): len(MAGIC) + 8])
     start = len(MAGIC) + 8
@@ -137,7 +158,7 @@ def with_meta(buf: bytes | bytearray, meta: Mapping[str, Any]) -> bytes | None:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def decode(buf: bytes | bytearray, key: str | None = None) -> ArchStats | None:
+def decode(buf: bytes | bytearray | mmap.mmap, key: str | None = None) -> ArchStats | None:
     """Inverse of ``encode``; None for anything truncated, corrupt or foreign, or (given ``key``)
     a file whose header names another key: a valid file of another arch is never used."""
     got = read_header(buf)
@@ -172,15 +193,20 @@ class StatsCache:
         return self.root / space / key[:2] / f"{key}.apx"
 
     def load(self, space: str, key: str) -> ArchStats | None:
+        """The entry of ``key``, memory-mapped read-only: the crc check reads every page once,
+        a chunk at a time (``_crc32``), and afterwards only the families a caller reads are
+        paged in; ``select`` copies the kept ones out, and the mapping goes with the last view
+        of it. Files are only ever replaced by a rename, never truncated in place."""
         p = self.path(space, key)
         try:
-            buf = bytearray(p.stat().st_size)
             with open(p, "rb") as f:
-                if f.readinto(buf) != len(buf):
-                    return None
-        except OSError:  # missing, a directory, unreadable: a miss
+                buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # missing, a directory, unreadable, empty: a miss
             return None
-        return decode(buf, key)
+        out = decode(buf, key)
+        if out is None:
+            buf.close()
+        return out
 
     def save(self, space: str, key: str, stats: ArchStats, dtype: str, meta: Mapping[str, Any]) -> ArchStats:
         """Write ``stats``; return them as stored, so a fresh and a cached result score alike.
