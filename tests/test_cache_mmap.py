@@ -36,3 +36,14 @@ def test_mapped_entries_check_every_chunk(tiny_scoring, monkeypatch):
     path.unlink()
     path.mkdir()
     assert p.cache.load("pit", key) is None
+
+
+def test_without_spare_descriptors_entries_are_read(tiny_scoring, monkeypatch):
+    """Before Python 3.13 a map holds a descriptor: at half the limit files are read instead."""
+    p = StatsProvider("pit", tiny_scoring)
+    mapped = p.get(PIT_SMALL, {"weight"})
+    monkeypatch.setattr(cache_mod, "_open_fds", lambda: 10**9)
+    read = p.cache.load("pit", p.key(PIT_SMALL))
+    import sys
+    assert read.tensors["weight"].mapped is (sys.version_info >= (3, 13))
+    assert all(torch.equal(a, b) for a, b in zip(read.tensors["weight"], mapped.tensors["weight"], strict=True))

@@ -13,6 +13,7 @@ import json
 import mmap
 import os
 import struct
+import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -20,6 +21,11 @@ from typing import Any, Collection, Iterator, Mapping, MutableSequence
 
 import numpy as np
 import torch
+
+try:
+    import resource
+except ImportError:  # not on Unix
+    resource = None  # type: ignore[assignment]
 
 from autoprox.core.io import atomic_write_bytes
 from autoprox.stats.base import ArchStats
@@ -44,21 +50,33 @@ class LazyList(MutableSequence):
     """Per-layer tensors decoded from the file buffer to float32 at each access.
 
     Nothing is kept besides the buffer, so held statistics stay at their stored
-    size; callers that reuse a tensor (the graph evaluator's memo) keep it.
+    size; callers that reuse a tensor (the graph evaluator's memo) keep it. When the
+    buffer is a memory-mapped cache file (``mapping``: the map and its address), the
+    pages an access read are given back right after it: held statistics cost no memory
+    until they are read, and then only while the decoded tensor lives.
     """
 
-    def __init__(self, raw: list[tuple[np.ndarray, float, tuple]]) -> None:
+    def __init__(self, raw: list[tuple[np.ndarray, float, tuple]],
+                 mapping: tuple[mmap.mmap, int] | None = None) -> None:
         self._raw = raw
+        self._map = mapping
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
             return [self[j] for j in range(len(self))[i]]
         arr, scale, shape = self._raw[range(len(self))[i]]
         t = torch.from_numpy(arr.astype(np.float32, copy=True)).reshape(shape)
+        if self._map is not None and arr.nbytes:
+            _give_back(self._map, arr)
         return t.mul_(scale) if scale != 1.0 else t
 
     def __len__(self) -> int:
         return len(self._raw)
+
+    @property
+    def mapped(self) -> bool:
+        """Views of a memory-mapped file (resident only while read)."""
+        return self._map is not None
 
     def owned(self) -> "LazyList":
         """The same tensors in their own memory, not views of the file buffer."""
@@ -76,13 +94,42 @@ class LazyList(MutableSequence):
         raise TypeError("cached statistics are read-only")
 
 
+def _map_file(f: Any) -> mmap.mmap | None:
+    """``f`` mapped read-only; None when it should be read instead: before Python 3.13 each map
+    holds a duplicate file descriptor, so maps stop at half the process's descriptor limit."""
+    if sys.version_info >= (3, 13):
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ, trackfd=False)
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0] if resource is not None else None
+    if soft is not None and soft != resource.RLIM_INFINITY and _open_fds() >= soft // 2:
+        return None
+    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:  # no /proc: assume few
+        return 0
+
+
+def _give_back(mapping: tuple[mmap.mmap, int], arr: np.ndarray) -> None:
+    """Drop the pages under ``arr`` from this process (they stay in the page cache)."""
+    m, addr = mapping
+    drop = getattr(mmap, "MADV_DONTNEED", None)
+    if drop is not None:
+        start = arr.ctypes.data - addr
+        lo = start - start % mmap.PAGESIZE
+        m.madvise(drop, lo, start + arr.nbytes - lo)
+
+
 def select(stats: ArchStats, families: Collection[str]) -> ArchStats:
-    """``stats`` restricted to ``families`` (scalars kept). Kept cached tensors are copied out of
-    their file buffer, so the buffer (the whole pass) can be freed once nothing else holds it."""
+    """``stats`` restricted to ``families`` (scalars kept). Kept tensors of an in-memory buffer
+    are copied out of it, so the buffer (the whole pass) can be freed once nothing else holds it;
+    those of a memory-mapped file stay views (not resident until read)."""
     keep = {f: t for f, t in stats.tensors.items() if f in families}
     if len(keep) == len(stats.tensors):
         return stats
-    tensors = {f: t.owned() if isinstance(t, LazyList) else t for f, t in keep.items()}
+    tensors = {f: t.owned() if isinstance(t, LazyList) and not t.mapped else t for f, t in keep.items()}
     return ArchStats(tensors, {f: stats.kinds[f] for f in keep}, dict(stats.scalars))  # type: ignore[arg-type]
 
 
@@ -168,12 +215,13 @@ def decode(buf: bytes | bytearray | mmap.mmap, key: str | None = None) -> ArchSt
     if key is not None and header.get("meta", {}).get("key") != key:
         return None
     np_dtype = np.float16 if header["dtype"] == "float16" else np.float32
+    mapping = (buf, np.frombuffer(buf, np.uint8, count=1).ctypes.data) if isinstance(buf, mmap.mmap) else None
     raw: dict[str, list] = {}
     for e in header["entries"]:
         arr = np.frombuffer(buf, dtype=np_dtype, count=e["nbytes"] // np.dtype(np_dtype).itemsize,
                             offset=base + e["offset"])
         raw.setdefault(e["family"], []).append((arr, e["scale"], tuple(e["shape"])))
-    return ArchStats(tensors={f: LazyList(r) for f, r in raw.items()},  # type: ignore[misc]
+    return ArchStats(tensors={f: LazyList(r, mapping) for f, r in raw.items()},  # type: ignore[misc]
                      kinds=header["kinds"], scalars=header["scalars"])
 
 
@@ -194,17 +242,21 @@ class StatsCache:
 
     def load(self, space: str, key: str) -> ArchStats | None:
         """The entry of ``key``, memory-mapped read-only: the crc check reads every page once,
-        a chunk at a time (``_crc32``), and afterwards only the families a caller reads are
-        paged in; ``select`` copies the kept ones out, and the mapping goes with the last view
-        of it. Files are only ever replaced by a rename, never truncated in place."""
+        a chunk at a time (``_crc32``), giving the pages back; afterwards a tensor's pages are
+        read when it is (``LazyList``), and the mapping goes with the last view of it. Files
+        are only ever replaced by a rename, never truncated in place."""
         p = self.path(space, key)
         try:
             with open(p, "rb") as f:
-                buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                buf = _map_file(f)
+                if buf is None:  # no file descriptors to spare: read the file into memory
+                    buf = bytearray(os.fstat(f.fileno()).st_size)
+                    if f.readinto(buf) != len(buf):
+                        return None
         except (OSError, ValueError):  # missing, a directory, unreadable, empty: a miss
             return None
         out = decode(buf, key)
-        if out is None:
+        if out is None and isinstance(buf, mmap.mmap):
             buf.close()
         return out
 
