@@ -36,7 +36,7 @@ def test_bench_pit_with_user_file_and_targets(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,msg", [
     (["bench", "--space", "pit", "--proxy", "nope"], "unknown proxy 'nope'"),
-    (["bench", "--space", "vit", "--proxy", "params"], "no shipped benchmark"),
+    (["bench", "--space", "vit", "--proxy", "params"], "unknown search space 'vit'"),
     (["bench", "--space", "pit", "--proxy", "params", "--targets", "xx"], "unknown target 'xx'"),
 ])
 def test_bench_errors(tmp_path, capsys, argv, msg):

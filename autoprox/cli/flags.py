@@ -2,7 +2,24 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Sequence
+
+import yaml
+
+from autoprox.spaces import list_spaces
+
+SPACE_HELP = "search space: " + ", ".join(list_spaces())
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every ``--help`` shows choices and argparse defaults; a flag whose default is ``None`` (its
+    value then comes from the config file or the config's own default, named in its help) or
+    an on/off switch shows none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
 
 SCORING_FLAGS = {  # flag -> (path in ScoringConfig, type, help)
     "batch_source": (("batch", "source"), str, "synthetic (default, offline), cifar100 or folder"),
@@ -30,7 +47,7 @@ def add_backend_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("parallelism")
     g.add_argument("--backend", choices=("serial", "ray"), default="serial",
                    help="serial (in-process) or ray (actors own shards of archs)")
-    g.add_argument("--workers", type=int, default=2, help="Ray actors, one CPU each (default 2)")
+    g.add_argument("--workers", type=int, default=2, help="Ray actors, one CPU each")
     g.add_argument("--address", help="join an existing Ray cluster (HOST:PORT or auto) instead of starting one")
 
 
@@ -48,3 +65,40 @@ def overlay(base: dict, args: argparse.Namespace, top: dict[str, Any]) -> dict:
         sc["use_cache"] = False
     base.update({k: v for k, v in top.items() if v is not None})
     return base
+
+
+def apply_sets(data: dict, items: Sequence[str]) -> dict:
+    """``--set KEY=VALUE`` overrides on a plain config dict: ``KEY`` a dotted path
+    (``objective.limit``), ``VALUE`` a YAML scalar or flow collection (``20``, ``true``,
+    ``[pit]``). Unknown keys are left for the config loader to reject."""
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set objective.limit=20")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {item!r}: not a YAML value: {str(e).splitlines()[0]}") from None
+        parts = key.strip().split(".")
+        d = data
+        for i, k in enumerate(parts[:-1]):
+            d = d.setdefault(k, {})
+            if not isinstance(d, dict):
+                raise ValueError(f"--set {item!r}: {'.'.join(parts[:i + 1])} is a value, not a section")
+        d[parts[-1]] = value
+    return data
+
+
+def bench_files(items: Sequence[str], spaces: Sequence[str]) -> dict[str, str]:
+    """``--bench SPACE=FILE`` (repeatable), or ``--bench FILE`` when there is a single space."""
+    out: dict[str, str] = {}
+    for item in items:
+        space, sep, path = item.partition("=")
+        if sep and space in list_spaces():
+            out[space] = path
+        elif len(spaces) == 1:
+            out[spaces[0]] = item
+        else:
+            raise ValueError(f"--bench {item}: the objective has spaces {list(spaces)}; "
+                             f"give --bench SPACE=FILE for each space to replace")
+    return out

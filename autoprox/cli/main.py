@@ -6,31 +6,38 @@ import sys
 from typing import Any, Sequence
 
 from autoprox import __version__
-from autoprox.cli.flags import add_backend_flags, add_scoring_flags
+from autoprox.cli.flags import SPACE_HELP, HelpFormatter, add_backend_flags, add_scoring_flags
 from autoprox.cli.verbs import cmd_bench, cmd_cache, cmd_evolve, cmd_export, cmd_search, cmd_stats, cmd_zoo
 from autoprox.core.config import ConfigError
 from autoprox.stats.passes import list_passes
 
 
+def _verb(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    """A verb's parser: its --help shows choices and defaults."""
+    return sub.add_parser(name, help=help, formatter_class=HelpFormatter)
+
+
 def _add_search_parser(sub: Any) -> None:
-    se = sub.add_parser("search", help="training-free ViT search with a proxy under params/FLOPs limits")
-    se.add_argument("--proxy", help="zoo name, proxy file or expression")
-    se.add_argument("--space", help="search space (autoformer, pit)")
-    se.add_argument("--params", help="parameter window in millions, MIN-MAX (e.g. 4-9; '4-' = at least 4)")
-    se.add_argument("--flops", help="FLOPs (multiply-accumulates) window in millions, MIN-MAX")
+    se = _verb(sub, "search", "training-free ViT search with a proxy under params/FLOPs limits")
+    se.add_argument("--proxy", help="zoo name, proxy file or expression (required, or proxy: in --config)")
+    se.add_argument("--space", help=SPACE_HELP + " (required, or space: in --config)")
+    se.add_argument("--params",
+                    help="parameter window in millions, MIN-MAX (e.g. 4-9; '4-' = at least 4; default: none)")
+    se.add_argument("--flops", help="FLOPs (multiply-accumulates) window in millions, MIN-MAX (default: none)")
     se.add_argument("--budget", type=int, help="candidates to score (default 1000)")
-    se.add_argument("--strategy", choices=("random", "evolution"), help="default random (best of N)")
+    se.add_argument("--strategy", choices=("random", "evolution"),
+                    help="random (best of N) or evolution (default random)")
     se.add_argument("--top-k", dest="top_k", type=int, help="archs kept in result.yaml (default 5)")
     se.add_argument("--search-seed", dest="search_seed", type=int,
-                    help="seed of sampling/evolution (--seed is the statistics seed)")
+                    help="seed of sampling/evolution (default 0; --seed is the statistics seed)")
     se.add_argument("--chunk", type=int,
                     help="candidates scored between checkpoints (default 32; a multiple of --workers)")
-    se.add_argument("--population", type=int, help="evolution: random candidates before evolving")
+    se.add_argument("--population", type=int, help="evolution: random candidates before evolving (default 32)")
     se.add_argument("--minimize", action="store_true", help="lower proxy score is better")
     se.add_argument("--bench-only", dest="bench_only", action="store_true",
                     help="candidates are the labelled ViT-Bench-101 archs; report true accuracy and regret")
     se.add_argument("--bench", help="benchmark JSON file for --bench-only (default: the shipped one)")
-    se.add_argument("--targets", help="--bench-only: comma-separated targets, e.g. c100_kd,flower_kd")
+    se.add_argument("--targets", help="--bench-only: comma-separated targets (default c100_kd,flower_kd,chaoyang_kd)")
     se.add_argument("--config", help="YAML search config (flags override it)")
     se.add_argument("--out", required=True,
                     help="run folder (config.yaml, state.json, history.csv, result.yaml)")
@@ -41,50 +48,56 @@ def _add_search_parser(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="autoprox", description=__doc__,
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(prog="autoprox", description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--version", action="version", version=f"autoprox {__version__}")
     sub = ap.add_subparsers(dest="verb", required=True)
-    b = sub.add_parser("bench", help="correlate proxies with ViT-Bench-101 accuracies")
-    b.add_argument("--space", choices=None, help="search space (autoformer, pit)")
+    b = _verb(sub, "bench", "correlate proxies with ViT-Bench-101 accuracies")
+    b.add_argument("--space", help=SPACE_HELP + " (default autoformer)")
     b.add_argument("--bench", help="benchmark JSON file (default: the shipped one)")
     b.add_argument("--proxy", nargs="+", action="extend",
-                   help="zoo names, proxy files or expressions (repeatable: --proxy a --proxy b)")
-    b.add_argument("--targets", help="comma-separated targets, e.g. c100_kd,flower_kd")
-    b.add_argument("--jcm", choices=("mean_tau", "mean_abs_tau"))
-    b.add_argument("--limit", type=int, help="only the first N archs")
+                   help="zoo names, proxy files or expressions (repeatable: --proxy a --proxy b; default params)")
+    b.add_argument("--targets", help="comma-separated targets (default c100_kd,flower_kd,chaoyang_kd)")
+    b.add_argument("--jcm", choices=("mean_tau", "mean_abs_tau"), help="joint correlation metric (default mean_tau)")
+    b.add_argument("--limit", type=int, help="only the first N archs (default: all)")
     b.add_argument("--config", help="YAML bench config (flags override it)")
     b.add_argument("--out", help="output folder (default runs/bench-<space>)")
     add_backend_flags(b)
     add_scoring_flags(b)
     b.set_defaults(fn=cmd_bench)
-    st = sub.add_parser("stats", help="compute and cache the statistics of a benchmark's archs")
-    st.add_argument("--space", required=True, help="search space (autoformer, pit)")
+    st = _verb(sub, "stats", "compute and cache the statistics of a benchmark's archs")
+    st.add_argument("--space", required=True, help=SPACE_HELP)
     st.add_argument("--bench", help="benchmark JSON file (default: the shipped one)")
-    st.add_argument("--limit", type=int, help="only the first N archs")
+    st.add_argument("--limit", type=int, help="only the first N archs (default: all)")
     st.add_argument("--pass", dest="passes", action="append", choices=[p for p in list_passes() if p != "base"],
                     help="also run and cache an optional statistics pass (repeatable)")
     add_backend_flags(st)
     add_scoring_flags(st)
     st.set_defaults(fn=cmd_stats)
-    z = sub.add_parser("zoo", help="list every named proxy with its formula and statistics")
+    z = _verb(sub, "zoo", "list every named proxy with its formula and statistics")
     z.set_defaults(fn=cmd_zoo)
-    ex = sub.add_parser("export", help="write a proxy as text, LaTeX, YAML or standalone Python")
+    ex = _verb(sub, "export", "write a proxy as text, LaTeX, YAML or standalone Python")
     ex.add_argument("proxy", help="zoo name or proxy file")
-    ex.add_argument("--format", choices=("text", "latex", "yaml", "python"), default="text")
+    ex.add_argument("--format", choices=("text", "latex", "yaml", "python"), default="text",
+                    help="formula (text, LaTeX), proxy file (yaml) or standalone torch file (python)")
     ex.add_argument("--out", help="output file (default: print)")
     ex.set_defaults(fn=cmd_export)
-    ev = sub.add_parser("evolve", help="evolve proxies with DEAP against ViT-Bench-101 (checkpointed)")
+    ev = _verb(sub, "evolve", "evolve proxies with DEAP against ViT-Bench-101 (checkpointed)")
     ev.add_argument("--config", required=True, help="YAML evolve config (e.g. runs/quick.yaml)")
     ev.add_argument("--out", help="run folder (default runs/<config name>)")
     ev.add_argument("--resume", action="store_true", help="continue the run in the folder after a kill")
     ev.add_argument("--cv", type=int, metavar="K",
                     help="run the discovery K times, each with one fold held out, report the picks' out-of-fold "
                          "JCM (OUT/cv.md), and pick from a final run without test fold (OUT/best.yaml)")
+    ev.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a config key, a dotted path with a YAML value (repeatable): "
+                         "--set steps=2 --set objective.limit=20")
+    ev.add_argument("--bench", action="append", metavar="[SPACE=]FILE",
+                    help="benchmark JSON for a space of the objective instead of the shipped one "
+                         "(repeatable; FILE alone only for a single-space objective)")
     add_backend_flags(ev)
     ev.set_defaults(fn=cmd_evolve)
     _add_search_parser(sub)
-    ca = sub.add_parser("cache", help="the statistics cache: info, clean temporaries, migrate old entries")
+    ca = _verb(sub, "cache", "the statistics cache: info, clean temporaries, migrate old entries")
     ca.add_argument("action", choices=("info", "clean", "migrate"),
                     help="info: size; clean: remove temporaries of killed writes; migrate: re-key entries "
                          "written by autoprox < 0.2 (torch 2.13.0, for the given statistics settings)")

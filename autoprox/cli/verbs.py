@@ -6,14 +6,14 @@ import argparse
 import time
 from pathlib import Path
 
-from autoprox.cli.flags import overlay
+from autoprox.cli.flags import apply_sets, bench_files, overlay
 from autoprox.core.config import from_dict, load_config, to_dict
 from autoprox.core.io import check_writable_dir
 from autoprox.core.progress import Progress
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from autoprox.eval.bench import BenchConfig, run_bench, to_markdown, write_bench
+    from autoprox.eval.bench import BenchConfig, bench_to, to_markdown
     base = to_dict(load_config(BenchConfig, args.config)) if args.config else {}
     top = {"space": args.space, "bench": args.bench, "jcm": args.jcm, "limit": args.limit,
            "proxies": args.proxy, "targets": args.targets.split(",") if args.targets else None}
@@ -21,10 +21,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/bench-{cfg.space}")
     check_writable_dir(out)
     check_device(cfg.scoring.device, args.backend)
-    rows = run_bench(cfg, args.backend, args.workers, args.address)
-    write_bench(rows, cfg, out)
+    rows = bench_to(out, cfg, args.backend, args.workers, args.address)
     print(to_markdown(rows))
-    print(f"\nwrote {out / 'bench.csv'} and {out / 'config.yaml'}")
+    print(f"\nwrote {out / 'bench.csv'}, {out / 'scores.csv'} and {out / 'config.yaml'}")
     return 0
 
 
@@ -80,6 +79,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from autoprox.search.config import SearchConfig, parse_window
     from autoprox.search.report import regret_markdown, top_markdown
+    from autoprox.proxy.spec import resolve
     from autoprox.search.run import search
     base = to_dict(load_config(SearchConfig, args.config)) if args.config else {}
     top = {"proxy": args.proxy, "space": args.space, "budget": args.budget, "strategy": args.strategy,
@@ -94,6 +94,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise ValueError(f"search needs --{missing[0]} (or '{missing[0]}:' in --config)")
     cfg = from_dict(SearchConfig, merged, "search config")
     check_device(cfg.scoring.device, args.backend)
+    resolve(cfg.proxy)  # an unknown proxy: one line before any progress is shown
     out = Path(args.out)
     with Progress(f"search {cfg.space} with {cfg.proxy}") as prog:
         def progress(done: int, total: int, best: float | None) -> None:
@@ -110,8 +111,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_evolve(args: argparse.Namespace) -> int:
-    from autoprox.evolve.loop import evolve, load_evolve_config
+    from dataclasses import replace
+    from autoprox.evolve.loop import EvolveConfig, evolve, load_evolve_config
     cfg = load_evolve_config(args.config)
+    if args.set:
+        cfg = from_dict(EvolveConfig, apply_sets(to_dict(cfg), args.set), f"{Path(args.config).name} with --set")
+    if args.bench:
+        files = {**cfg.objective.bench, **bench_files(args.bench, cfg.objective.spaces)}
+        cfg = replace(cfg, objective=replace(cfg.objective, bench=files))
     check_device(cfg.objective.scoring.device, args.backend)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     with Progress("evolve", cfg.steps) as prog:

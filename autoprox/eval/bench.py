@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +17,7 @@ from autoprox.data.benchmark import Benchmark, load_archs
 from autoprox.eval.fitness import JcmVariant, correlations, jcm
 from autoprox.parallel.backends import make_backend, score_proxies
 from autoprox.proxy.spec import resolve
+from autoprox.spaces import get_space
 from autoprox.stats.provider import ScoringConfig
 
 COLUMNS = ("proxy", "dataset", "n", "kendall", "spearman", "pearson")
@@ -36,6 +38,7 @@ class BenchConfig:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         if not self.proxies:
             raise ValueError("bench needs at least one proxy")
+        get_space(self.space)  # unknown space: the error names the nearest and the known ones
 
 
 def bench_rows(names: Sequence[str], scores: np.ndarray, bench: Benchmark, targets: Sequence[str],
@@ -58,6 +61,13 @@ def bench_rows(names: Sequence[str], scores: np.ndarray, bench: Benchmark, targe
 def run_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2,
               address: str | None = None) -> list[dict]:
     """Score every proxy on the benchmark's archs through a scoring backend."""
+    names, scores, bench, _, targets = score_bench(cfg, backend, workers, address)
+    return bench_rows(names, scores, bench, targets, cfg.jcm)
+
+
+def score_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2, address: str | None = None
+                ) -> tuple[list[str], np.ndarray, Benchmark, list[dict], list[str]]:
+    """(proxy names, (proxies x archs) scores, benchmark, archs, targets) of a bench run."""
     bench, archs, targets = load_archs(cfg.space, cfg.bench, cfg.limit, cfg.targets)
     if len(archs) < 2:
         raise ValueError(f"cannot rank: {len(archs)} arch(s); bench needs at least 2")
@@ -73,7 +83,7 @@ def run_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2,
         scores = score_proxies(be, proxies)
     finally:
         be.close()
-    return bench_rows([p.name for p in proxies], scores, bench, targets, cfg.jcm)
+    return [p.name for p in proxies], scores, bench, archs, list(targets)
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -94,6 +104,39 @@ def to_markdown(rows: list[dict]) -> str:
 
 
 def write_bench(rows: list[dict], cfg: BenchConfig, out: Path) -> None:
-    """``out/bench.csv`` and the resolved config beside it."""
+    """``out/bench.csv`` and beside it the config with the values used (targets, cache folder)."""
     atomic_write_text(out / "bench.csv", to_csv(rows))
-    save_config(cfg, out / "config.yaml")
+    targets = tuple(dict.fromkeys(r["dataset"] for r in rows if r["dataset"] != "JCM"))
+    save_config(replace(cfg, targets=targets, scoring=cfg.scoring.resolved()), out / "config.yaml")
+
+
+def scores_csv(names: Sequence[str], scores: np.ndarray, bench: Benchmark, archs: Sequence[dict],
+               targets: Sequence[str], cfg: BenchConfig) -> str:
+    """``scores.csv``: one row per arch (benchmark order): its index, the arch as JSON, the score
+    of every proxy (column ``score_<proxy>``), ``num_params`` and ``flops`` (at the proxy batch's
+    classes and resolution, as the ``params``/``flops`` proxies see them) and every target's value."""
+    space = get_space(cfg.space)
+    c, res = cfg.scoring.batch.num_classes, cfg.scoring.batch.resolution
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["index", "arch", *(f"score_{n}" for n in names), "num_params", "flops", *targets])
+    ys = [bench.values(t) for t in targets]
+    for i, arch in enumerate(archs):
+        w.writerow([i, json.dumps(arch, sort_keys=True), *(repr(float(v)) for v in scores[:, i]),
+                    space.num_params(arch, c, res), space.flops(arch, c, res), *(repr(float(y[i])) for y in ys)])
+    return buf.getvalue()
+
+
+def bench_to(out: Path, cfg: BenchConfig, backend: str = "serial", workers: int = 2,
+             address: str | None = None) -> list[dict]:
+    """``run_bench``, writing ``bench.csv``, ``scores.csv`` and ``config.yaml`` into ``out``."""
+    names, scores, bench, archs, targets = score_bench(cfg, backend, workers, address)
+    rows = bench_rows(names, scores, bench, targets, cfg.jcm)
+    write_bench(rows, cfg, out)
+    write_scores(names, scores, bench, archs, targets, cfg, out)
+    return rows
+
+
+def write_scores(names: Sequence[str], scores: np.ndarray, bench: Benchmark, archs: Sequence[dict],
+                 targets: Sequence[str], cfg: BenchConfig, out: Path) -> None:
+    atomic_write_text(out / "scores.csv", scores_csv(names, scores, bench, archs, targets, cfg))

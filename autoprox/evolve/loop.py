@@ -20,7 +20,7 @@ import json
 import random
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -352,7 +352,8 @@ def evolve(cfg: EvolveConfig, out: str | Path, resume: bool = False, backend: st
     fresh = not (resume and run.restore())
     if fresh:
         run.history_path.unlink(missing_ok=True)
-    save_config(cfg, out / "config.yaml")
+    save_config(replace(cfg, objective=replace(cfg.objective, scoring=cfg.objective.scoring.resolved())),
+                out / "config.yaml")
     obj.open()
     try:
         if fresh:

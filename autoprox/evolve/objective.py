@@ -48,8 +48,13 @@ class ObjectiveConfig:
     beyond_size: float = 0.0        # fitness = train JCM + this * train partial tau given #params
     limit: int | None = None
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    bench: dict[str, str] = field(default_factory=dict)  # space -> benchmark JSON (default: the shipped one)
 
     def __post_init__(self) -> None:
+        stray = sorted(set(self.bench) - set(self.spaces))
+        if stray:
+            raise ValueError(f"objective.bench names space(s) {stray} that are not in objective.spaces "
+                             f"{list(self.spaces)}")
         if not self.spaces or not self.targets:
             raise ValueError("objective needs at least one space and one target")
         if self.val_fraction <= 0 or self.test_fraction < 0 or self.val_fraction + self.test_fraction >= 0.9:
@@ -82,7 +87,7 @@ class Objective:
         passes_for(self.families)  # unknown statistic -> clear error before any work
         self.spaces: list[SpaceData] = []
         for space in cfg.spaces:
-            bench, archs, _ = load_archs(space, limit=cfg.limit, targets=cfg.targets)
+            bench, archs, _ = load_archs(space, cfg.bench.get(space), limit=cfg.limit, targets=cfg.targets)
             ys = {t: bench.values(t)[:len(archs)] for t in cfg.targets}
             folds = (split_cv(len(archs), cfg.cv_folds, cfg.cv_fold, cfg.val_fraction, cfg.split_seed)
                      if cfg.cv_folds else split3(len(archs), cfg.val_fraction, cfg.test_fraction, cfg.split_seed))

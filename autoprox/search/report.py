@@ -86,7 +86,7 @@ def result_doc(res: "SearchResult") -> dict:
         "strategy": "bench-only" if c.bench_only else c.strategy,
         "budget": c.budget, "scored": len(res.history),
         "nan_scores": sum(1 for h in res.history if not math.isfinite(h["score"])),
-        "exhausted": res.exhausted, "seed": c.seed, "minimize": c.minimize,
+        **({} if c.bench_only else {"exhausted": res.exhausted}), "seed": c.seed, "minimize": c.minimize,
         "constraints": {"params_m": None if c.params is None else list(c.params),
                         "flops_m": None if c.flops is None else list(c.flops),
                         "num_classes": c.num_classes, "img_size": c.img_size},

@@ -79,7 +79,7 @@ def _save_state(out: Path, cfg: SearchConfig, proxy: Proxy, st: State) -> None:
            "rng": rng_to_json(st.rng), "exhausted": st.exhausted, "done": st.done,
            "history": [{**h, "score": h["score"] if math.isfinite(h["score"]) else None}
                        for h in st.history]}
-    save_config(cfg, out / "config.yaml")
+    save_config(replace(cfg, scoring=cfg.scoring.resolved()), out / "config.yaml")
     atomic_write_text(out / "history.csv", history_csv(st.history))
     save_state(out / "state.json", doc)
 
@@ -167,6 +167,8 @@ def search(cfg: SearchConfig, out: Path | str | None = None, resume: bool = Fals
             raise ValueError(f"proxy {proxy.name!r} fuses its parts across archs, so its scores are only "
                              f"comparable within one scored set: use --bench-only or rank_archs() on a list")
         cfg = replace(cfg, chunk=max(len(pool), 1))  # the whole pool in one chunk
+    if pool is not None:  # the whole labelled pool is scored: that is the budget, and the targets used
+        cfg = replace(cfg, budget=max(len(pool), 1), targets=tuple(targets))
     total = len(pool) if pool is not None else cfg.budget
     st = _start(cfg, proxy, out, resume)
     t: dict[str, float] = {}

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import struct
+import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -19,6 +21,11 @@ from typing import Any, Collection, Iterator, Mapping, MutableSequence
 
 import numpy as np
 import torch
+
+try:
+    import resource
+except ImportError:  # not on Unix
+    resource = None  # type: ignore[assignment]
 
 from autoprox.core.io import atomic_write_bytes
 from autoprox.stats.base import ArchStats
@@ -43,21 +50,33 @@ class LazyList(MutableSequence):
     """Per-layer tensors decoded from the file buffer to float32 at each access.
 
     Nothing is kept besides the buffer, so held statistics stay at their stored
-    size; callers that reuse a tensor (the graph evaluator's memo) keep it.
+    size; callers that reuse a tensor (the graph evaluator's memo) keep it. When the
+    buffer is a memory-mapped cache file (``mapping``: the map and its address), the
+    pages an access read are given back right after it: held statistics cost no memory
+    until they are read, and then only while the decoded tensor lives.
     """
 
-    def __init__(self, raw: list[tuple[np.ndarray, float, tuple]]) -> None:
+    def __init__(self, raw: list[tuple[np.ndarray, float, tuple]],
+                 mapping: tuple[mmap.mmap, int] | None = None) -> None:
         self._raw = raw
+        self._map = mapping
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
             return [self[j] for j in range(len(self))[i]]
         arr, scale, shape = self._raw[range(len(self))[i]]
         t = torch.from_numpy(arr.astype(np.float32, copy=True)).reshape(shape)
+        if self._map is not None and arr.nbytes:
+            _give_back(self._map, arr)
         return t.mul_(scale) if scale != 1.0 else t
 
     def __len__(self) -> int:
         return len(self._raw)
+
+    @property
+    def mapped(self) -> bool:
+        """Views of a memory-mapped file (resident only while read)."""
+        return self._map is not None
 
     def owned(self) -> "LazyList":
         """The same tensors in their own memory, not views of the file buffer."""
@@ -75,13 +94,42 @@ class LazyList(MutableSequence):
         raise TypeError("cached statistics are read-only")
 
 
+def _map_file(f: Any) -> mmap.mmap | None:
+    """``f`` mapped read-only; None when it should be read instead: before Python 3.13 each map
+    holds a duplicate file descriptor, so maps stop at half the process's descriptor limit."""
+    if sys.version_info >= (3, 13):
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ, trackfd=False)
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0] if resource is not None else None
+    if soft is not None and soft != resource.RLIM_INFINITY and _open_fds() >= soft // 2:
+        return None
+    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:  # no /proc: assume few
+        return 0
+
+
+def _give_back(mapping: tuple[mmap.mmap, int], arr: np.ndarray) -> None:
+    """Drop the pages under ``arr`` from this process (they stay in the page cache)."""
+    m, addr = mapping
+    drop = getattr(mmap, "MADV_DONTNEED", None)
+    if drop is not None:
+        start = arr.ctypes.data - addr
+        lo = start - start % mmap.PAGESIZE
+        m.madvise(drop, lo, start + arr.nbytes - lo)
+
+
 def select(stats: ArchStats, families: Collection[str]) -> ArchStats:
-    """``stats`` restricted to ``families`` (scalars kept). Kept cached tensors are copied out of
-    their file buffer, so the buffer (the whole pass) can be freed once nothing else holds it."""
+    """``stats`` restricted to ``families`` (scalars kept). Kept tensors of an in-memory buffer
+    are copied out of it, so the buffer (the whole pass) can be freed once nothing else holds it;
+    those of a memory-mapped file stay views (not resident until read)."""
     keep = {f: t for f, t in stats.tensors.items() if f in families}
     if len(keep) == len(stats.tensors):
         return stats
-    tensors = {f: t.owned() if isinstance(t, LazyList) else t for f, t in keep.items()}
+    tensors = {f: t.owned() if isinstance(t, LazyList) and not t.mapped else t for f, t in keep.items()}
     return ArchStats(tensors, {f: stats.kinds[f] for f in keep}, dict(stats.scalars))  # type: ignore[arg-type]
 
 
@@ -107,12 +155,32 @@ def encode(stats: ArchStats, dtype: str, meta: Mapping[str, Any]) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def read_header(buf: bytes | bytearray) -> tuple[dict, int] | None:
+_CRC_CHUNK = 1 << 23  # 8 MiB, a multiple of the page size
+
+
+def _crc32(buf: bytes | bytearray | mmap.mmap) -> int:
+    """crc32 of all but the 4-byte trailer. A memory map is read in chunks, each chunk's pages
+    given back after it is summed (they stay in the page cache), so checking a file does not
+    hold the whole file in this process's memory."""
+    if not isinstance(buf, mmap.mmap):
+        return zlib.crc32(memoryview(buf)[:-4])
+    crc, end = 0, len(buf) - 4
+    drop = getattr(mmap, "MADV_DONTNEED", None)
+    with memoryview(buf) as mv:
+        for off in range(0, end, _CRC_CHUNK):
+            with mv[off:min(off + _CRC_CHUNK, end)] as chunk:
+                crc = zlib.crc32(chunk, crc)
+            if drop is not None:
+                buf.madvise(drop, off, min(_CRC_CHUNK, len(buf) - off))
+    return crc
+
+
+def read_header(buf: bytes | bytearray | mmap.mmap) -> tuple[dict, int] | None:
     """(header, payload offset) of a whole, checksummed file; None if truncated, corrupt or foreign."""
     if len(buf) < len(MAGIC) + 12 or buf[: len(MAGIC)] != MAGIC:
         return None
     (crc,) = struct.unpack("<I", buf[-4:])
-    if zlib.crc32(memoryview(buf)[:-4]) != crc:
+    if _crc32(buf) != crc:
         return None
     (hlen,) = struct.unpack("<Q", buf[len(MAGIC): len(MAGIC) + 8])
     start = len(MAGIC) + 8
@@ -137,7 +205,7 @@ def with_meta(buf: bytes | bytearray, meta: Mapping[str, Any]) -> bytes | None:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def decode(buf: bytes | bytearray, key: str | None = None) -> ArchStats | None:
+def decode(buf: bytes | bytearray | mmap.mmap, key: str | None = None) -> ArchStats | None:
     """Inverse of ``encode``; None for anything truncated, corrupt or foreign, or (given ``key``)
     a file whose header names another key: a valid file of another arch is never used."""
     got = read_header(buf)
@@ -147,12 +215,13 @@ def decode(buf: bytes | bytearray, key: str | None = None) -> ArchStats | None:
     if key is not None and header.get("meta", {}).get("key") != key:
         return None
     np_dtype = np.float16 if header["dtype"] == "float16" else np.float32
+    mapping = (buf, np.frombuffer(buf, np.uint8, count=1).ctypes.data) if isinstance(buf, mmap.mmap) else None
     raw: dict[str, list] = {}
     for e in header["entries"]:
         arr = np.frombuffer(buf, dtype=np_dtype, count=e["nbytes"] // np.dtype(np_dtype).itemsize,
                             offset=base + e["offset"])
         raw.setdefault(e["family"], []).append((arr, e["scale"], tuple(e["shape"])))
-    return ArchStats(tensors={f: LazyList(r) for f, r in raw.items()},  # type: ignore[misc]
+    return ArchStats(tensors={f: LazyList(r, mapping) for f, r in raw.items()},  # type: ignore[misc]
                      kinds=header["kinds"], scalars=header["scalars"])
 
 
@@ -172,15 +241,24 @@ class StatsCache:
         return self.root / space / key[:2] / f"{key}.apx"
 
     def load(self, space: str, key: str) -> ArchStats | None:
+        """The entry of ``key``, memory-mapped read-only: the crc check reads every page once,
+        a chunk at a time (``_crc32``), giving the pages back; afterwards a tensor's pages are
+        read when it is (``LazyList``), and the mapping goes with the last view of it. Files
+        are only ever replaced by a rename, never truncated in place."""
         p = self.path(space, key)
         try:
-            buf = bytearray(p.stat().st_size)
             with open(p, "rb") as f:
-                if f.readinto(buf) != len(buf):
-                    return None
-        except OSError:  # missing, a directory, unreadable: a miss
+                buf = _map_file(f)
+                if buf is None:  # no file descriptors to spare: read the file into memory
+                    buf = bytearray(os.fstat(f.fileno()).st_size)
+                    if f.readinto(buf) != len(buf):
+                        return None
+        except (OSError, ValueError):  # missing, a directory, unreadable, empty: a miss
             return None
-        return decode(buf, key)
+        out = decode(buf, key)
+        if out is None and isinstance(buf, mmap.mmap):
+            buf.close()
+        return out
 
     def save(self, space: str, key: str, stats: ArchStats, dtype: str, meta: Mapping[str, Any]) -> ArchStats:
         """Write ``stats``; return them as stored, so a fresh and a cached result score alike.

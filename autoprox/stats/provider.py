@@ -5,7 +5,7 @@ space; backends in ``autoprox.parallel`` map it over architectures.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
 import torch
@@ -30,6 +30,10 @@ class ScoringConfig:
     cache_dir: str | None = None
     use_cache: bool = True
     teacher: str | None = None  # ConvNet teacher checkpoint for teacher_gap (tvt); see autoprox.stats.teacher
+
+    def resolved(self) -> "ScoringConfig":
+        """As a run's ``config.yaml`` records it: the cache folder actually used, not ``None``."""
+        return replace(self, cache_dir=str(StatsCache(self.cache_dir).root))
 
 
 def key_parts(space: str, arch_key: str, batch_fingerprint: str, cfg: ScoringConfig, pass_name: str,

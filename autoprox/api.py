@@ -1,0 +1,130 @@
+"""The Python API, re-exported lazily at top level (``import autoprox`` imports nothing heavy).
+
+    import autoprox
+    autoprox.list_proxies()                          # zoo names
+    p = autoprox.get_proxy("snip")                   # a name, a proxy file or an expression
+    images, labels = autoprox.default_batch()        # the default proxy batch (32 x 224 px)
+    autoprox.score(model, images, labels, "snip")    # any torch ViT, freshly built
+    autoprox.bench("pit", ["snip", "params"])        # rows of bench.csv
+    autoprox.search(proxy="snip", space="pit", params=(2, 5), budget=100)
+    autoprox.evolve("runs/quick.yaml", out="runs/quick")
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["list_proxies", "get_proxy", "score", "bench", "evolve", "search", "default_batch"]
+
+
+def list_proxies() -> list[str]:
+    """Names of the zoo proxies (``autoprox zoo`` shows their formulas)."""
+    from autoprox.proxy.zoo import list_proxies as names
+    return names()
+
+
+def get_proxy(spec: Any) -> Any:
+    """The proxy a zoo name, a proxy file (``best.yaml``), a genotype or an expression names
+    (``autoprox.proxy.spec.resolve``); ``ValueError`` with the nearest zoo name otherwise."""
+    from autoprox.proxy.spec import resolve
+    return resolve(spec)
+
+
+def default_batch(**overrides: Any) -> tuple[Any, Any]:
+    """(images, labels) of the proxy batch every verb uses by default (synthetic, seed 0); keyword
+    arguments override ``autoprox.stats.batch.BatchConfig`` fields (``size``, ``resolution``, ...)."""
+    from autoprox.stats.batch import BatchConfig, make_batch
+    b = make_batch(BatchConfig(**overrides))
+    return b.images, b.labels
+
+
+def score(model: Any, images: Any, labels: Any, proxy: Any, seed: int = 0, stats: Any = None,
+          num_params: float | None = None, flops: float | None = None) -> float:
+    """The score of a torch ``model`` (any ViT; pass a freshly built one: the SynFlow-style pass
+    replaces its weights by |w|) on (``images``, ``labels``) with ``proxy`` (name, file,
+    expression or proxy object). The statistics come from the registered passes the proxy reads,
+    with the settings of ``stats`` (an ``autoprox.stats.base.StatsConfig``; default: the engine's),
+    on the device of ``images``; the model is moved there. Weight layers are autoprox's tagged
+    layers, or in an untagged model every Linear and Conv2d. ``num_params`` defaults to the
+    model's parameter count; a proxy reading ``flops`` needs ``flops``."""
+    from autoprox.proxy.graph import DATA_FREE
+    from autoprox.proxy.spec import resolve_graph
+    from autoprox.stats.base import ArchStats, StatsConfig
+    from autoprox.stats.passes import get_pass, list_passes, passes_for
+    p = resolve_graph(proxy)
+    families = frozenset(p.families - DATA_FREE)
+    wanted = set(passes_for(families))
+    for name in wanted:
+        if get_pass(name).needs:
+            raise ValueError(f"proxy {p.name!r} needs {', '.join(get_pass(name).needs)}: "
+                             f"use autoprox.bench with a teacher instead")
+    settings = asdict(stats or StatsConfig())
+    model = model.to(images.device)
+    out = ArchStats(scalars={"num_params": float(num_params if num_params is not None
+                                                 else sum(q.numel() for q in model.parameters()))})
+    if flops is not None:
+        out.scalars["flops"] = float(flops)
+    for name in list_passes():  # registry order: a pass that alters the weights runs last
+        if name in wanted:
+            t, k, s = get_pass(name).run(model, images, labels.to(images.device), seed, settings, families)
+            out.tensors.update(t)
+            out.kinds.update(k)
+            out.scalars.update(s)
+    return p.score(out)
+
+
+def bench(space: str, proxies: Sequence[str] = ("params",), targets: Sequence[str] = (),
+          bench_file: str | None = None, limit: int | None = None, scoring: Any = None,
+          out: str | Path | None = None, backend: str = "serial", workers: int = 2,
+          address: str | None = None) -> list[dict]:
+    """``autoprox bench``: one row per (proxy, target) and a JCM row per proxy, as in
+    ``bench.csv``; with ``out`` the verb's files (bench.csv, scores.csv, config.yaml) are written there."""
+    from autoprox.eval.bench import BenchConfig, bench_to, run_bench
+    from autoprox.stats.provider import ScoringConfig
+    cfg = BenchConfig(space=space, bench=bench_file, proxies=tuple(proxies), targets=tuple(targets),
+                      limit=limit, scoring=scoring or ScoringConfig())
+    if out is None:
+        return run_bench(cfg, backend, workers, address)
+    return bench_to(Path(out), cfg, backend, workers, address)
+
+
+def search(out: str | Path | None = None, resume: bool = False, backend: str = "serial", workers: int = 2,
+           address: str | None = None, **config: Any) -> Any:
+    """``autoprox search``: ``config`` are ``autoprox.search.config.SearchConfig`` fields
+    (``proxy``, ``space``, ``params=(min, max)`` in millions, ``budget``, ``bench_only``, ...);
+    returns the ``SearchResult`` (``.top``: best archs first; ``.history``: every candidate)."""
+    from autoprox.search.config import SearchConfig
+    from autoprox.search.run import search as run
+    if "proxy" not in config or "space" not in config:
+        raise ValueError("search needs proxy= and space=")
+    return run(SearchConfig(**config), out, resume=resume, backend=backend, workers=workers, address=address)
+
+
+def evolve(config: Any, out: str | Path | None = None, resume: bool = False, backend: str = "serial",
+           workers: int = 2, address: str | None = None, **overrides: Any) -> Any:
+    """``autoprox evolve``: ``config`` is a YAML file or an ``EvolveConfig``; ``overrides`` replace
+    top-level fields; ``out`` defaults to ``runs/<config file name>``. Returns the finished run
+    (``.pick().record``: the picked proxy's expression and JCMs)."""
+    from autoprox.evolve.loop import EvolveConfig, evolve as run, load_evolve_config
+    cfg = config if isinstance(config, EvolveConfig) else load_evolve_config(config)
+    cfg = replace(cfg, **overrides) if overrides else cfg
+    if out is None:
+        if isinstance(config, EvolveConfig):
+            raise ValueError("evolve needs out= when config is not a file")
+        out = Path("runs") / Path(config).stem
+    return run(cfg, out, resume, backend, workers, address)
+
+
+def make_callable(module_name: str, fn_name: str) -> None:
+    """Let the subpackage ``module_name`` be called as the API function ``fn_name``: the import
+    system binds ``autoprox.search`` (``autoprox.evolve``) to the subpackage once it is imported,
+    so the package itself forwards calls, and ``autoprox.search(...)`` works either way."""
+    import sys
+    import types
+
+    class _CallablePackage(types.ModuleType):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return globals()[fn_name](*args, **kwargs)
+
+    sys.modules[module_name].__class__ = _CallablePackage
