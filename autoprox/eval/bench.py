@@ -13,6 +13,7 @@ from autoprox.core.config import save_config
 from autoprox.core.io import atomic_write_text
 from autoprox.data.benchmark import Benchmark, load_archs
 from autoprox.eval.fitness import JcmVariant, correlations, jcm
+from autoprox.eval.uncertainty import N_BOOT, kendall_ci, summarise
 from autoprox.parallel.backends import make_backend, score_proxies
 from autoprox.proxy.spec import resolve
 from autoprox.stats.provider import ScoringConfig
@@ -29,8 +30,12 @@ class BenchConfig:
     jcm: JcmVariant = "mean_tau"
     limit: int | None = None
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    n_boot: int = N_BOOT  # bootstrap resamples of the archs for every interval and p-value
+    boot_seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.n_boot < 1:
+            raise ValueError(f"n_boot must be >= 1, got {self.n_boot}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         if not self.proxies:
@@ -64,34 +69,104 @@ def run_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2,
         if np.all(bench.values(t)[:len(archs)] == bench.values(t)[0]):
             raise ValueError(f"cannot rank: every arch has the same {t} accuracy")
     proxies = [resolve(p) for p in cfg.proxies]  # fail early on an unknown name
-    families = sorted(set().union(*(p.families for p in proxies)))
+    names = [p.name for p in proxies]
+    refs = [resolve(r) for r in REFERENCES if r not in names]  # data-free: no statistics needed
+    families = sorted(set().union(*(p.families for p in proxies + refs)))
     be = make_backend(backend, cfg.space, cfg.scoring, workers=workers, address=address)
     try:
         be.load(archs, families)
-        scores = score_proxies(be, proxies)
+        scores = score_proxies(be, proxies + refs)
     finally:
         be.close()
-    return bench_rows([p.name for p in proxies], scores, bench, targets, cfg.jcm)
+    rows = bench_rows(names, scores[:len(proxies)], bench, targets, cfg.jcm)
+    by_name = dict(zip(names + [r.name for r in refs], scores))
+    return add_intervals(rows, names, by_name, {t: bench.values(t)[:len(archs)] for t in targets}, cfg)
 
 
 def to_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    cols = COLUMNS + INTERVAL_COLUMNS
+    w = csv.DictWriter(buf, fieldnames=cols, restval="", extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: (f"{r[k]:.4f}" if isinstance(r[k], float) else r[k]) for k in COLUMNS})
+        w.writerow({k: (f"{r[k]:.4f}" if isinstance(r[k], float) else r[k]) for k in cols if k in r})
     return buf.getvalue()
 
 
 def to_markdown(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    """The bench table (with each Kendall tau's interval), then the JCM summary."""
+    lines = ["| " + " | ".join(COLUMNS) + " | kendall 95% CI |", "|" + "---|" * (len(COLUMNS) + 1)]
     for r in rows:
+        ci = f"[{r['kendall_lo']:.3f}, {r['kendall_hi']:.3f}]" if "kendall_lo" in r else ""
         lines.append("| " + " | ".join(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k])
-                                       for k in COLUMNS) + " |")
-    return "\n".join(lines)
+                                       for k in COLUMNS) + f" | {ci} |")
+    return "\n".join(lines) + ("\n\n" + summary_markdown(rows) if any("ceiling" in r for r in rows) else "")
 
 
 def write_bench(rows: list[dict], cfg: BenchConfig, out: Path) -> None:
     """``out/bench.csv`` and the resolved config beside it."""
     atomic_write_text(out / "bench.csv", to_csv(rows))
     save_config(cfg, out / "config.yaml")
+
+
+# ---------------------------------------------------------------- intervals (autoprox.eval.uncertainty)
+REFERENCES = ("params", "depth_width")  # every proxy's JCM is compared with these on the same archs
+INTERVAL_COLUMNS = ("kendall_lo", "kendall_hi",
+                    *(f"{c}_{r}" for r in REFERENCES for c in ("diff", "diff_lo", "diff_hi", "p", "beats")),
+                    "headroom", "ceiling", "ceiling_lo", "ceiling_hi", "beyond_size", "beyond_size_lo",
+                    "beyond_size_hi", "n_boot")
+
+
+def add_intervals(rows: list[dict], names: Sequence[str], scores: dict[str, np.ndarray],
+                  targets: dict[str, np.ndarray], cfg: BenchConfig) -> list[dict]:
+    """``rows`` with bootstrap intervals (same resamples for every figure): each row's Kendall
+    interval; on JCM rows the paired difference vs each reference (interval, p, verdict), the
+    oracle ceiling, the headroom fraction and the partial tau given #params."""
+    refs = {r: scores[r] for r in REFERENCES}
+    summ = summarise(names, np.stack([scores[n] for n in names]), targets, refs["params"], refs,
+                     cfg.n_boot, cfg.boot_seed, variant=cfg.jcm)
+    for r in rows:
+        per = summ["proxies"][r["proxy"]]
+        if r["dataset"] != "JCM":  # per-target rows hold the raw (unoriented) tau; so does its interval
+            ci = kendall_ci(scores[r["proxy"]], targets[r["dataset"]], weights=summ["weights"])
+            r.update(kendall_lo=ci.lo, kendall_hi=ci.hi)
+            continue
+        c, b = summ["ceiling"], per["beyond_size"]
+        r.update(kendall_lo=per["jcm"].lo, kendall_hi=per["jcm"].hi, headroom=per["headroom"],
+                 ceiling=c.estimate, ceiling_lo=c.lo, ceiling_hi=c.hi, beyond_size=b.estimate,
+                 beyond_size_lo=b.lo, beyond_size_hi=b.hi, n_boot=cfg.n_boot)
+        for ref, d in per["diff"].items():
+            r.update({f"diff_{ref}": d.estimate, f"diff_lo_{ref}": d.lo, f"diff_hi_{ref}": d.hi,
+                      f"p_{ref}": d.p, f"beats_{ref}": d.verdict})
+    return rows
+
+
+def _ci(r: dict, est: str, lo: str, hi: str) -> str:
+    if est not in r or not np.isfinite(r[est]):
+        return "—"
+    return f"{r[est]:.3f} [{r[lo]:.3f}, {r[hi]:.3f}]"
+
+
+def summary_markdown(rows: list[dict]) -> str:
+    """Per proxy: JCM with its interval, paired differences vs the references, headroom, and
+    the partial tau given #params; then the ceiling."""
+    jr = [r for r in rows if r["dataset"] == "JCM"]
+    head = ["proxy", "JCM [95% CI]"] + [f"Δ vs {ref} [CI], p | beats {ref}" for ref in REFERENCES] + \
+        ["headroom", "partial τ given #params [CI]"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (len(head) + len(REFERENCES))]
+    for r in jr:
+        cells = [r["proxy"], _ci(r, "kendall", "kendall_lo", "kendall_hi")]
+        for ref in REFERENCES:
+            if f"diff_{ref}" in r:
+                cells += [f"{_ci(r, f'diff_{ref}', f'diff_lo_{ref}', f'diff_hi_{ref}')}, p={r[f'p_{ref}']:.3f}",
+                          r[f"beats_{ref}"]]
+            else:
+                cells += ["—", "—"]
+        cells += [f"{r['headroom']:.2f}" if np.isfinite(r["headroom"]) else "—",
+                  _ci(r, "beyond_size", "beyond_size_lo", "beyond_size_hi")]
+        lines.append("| " + " | ".join(cells) + " |")
+    r0 = jr[0]
+    lines.append(f"\nceiling (rank-sum oracle over the targets): JCM {_ci(r0, 'ceiling', 'ceiling_lo', 'ceiling_hi')}"
+                 f" on {r0['n']} archs; headroom = (JCM - JCM_params) / (ceiling - JCM_params); "
+                 f"95% percentile intervals from {r0['n_boot']} paired bootstrap resamples of the archs")
+    return "\n".join(lines)
