@@ -141,3 +141,28 @@ def test_python_export_of_depth_width_reads_the_given_arch_scalars(tmp_path, tin
     backend.load([SMALL["autoformer"]], [])
     assert got == pytest.approx(math.log(12 * 192), rel=1e-6)
     assert score_named(backend, ["depth_width"])[0, 0] == pytest.approx(got, rel=1e-6)
+
+
+def test_evolve_summary_shows_fold_intervals_and_the_picks_difference_vs_params():
+    from types import SimpleNamespace
+    from autoprox.eval.fitness import jcm
+    from autoprox.evolve.report import fold_intervals, summary_table
+    folds = {"train": np.arange(0, 40), "val": np.arange(40, 60), "test": np.array([], dtype=int)}
+    sd = SimpleNamespace(name="pit", targets=TARGETS, folds=folds)
+    size = X + np.random.default_rng(3).normal(scale=2.0, size=60)
+    mats = {"pit": np.stack([-X, size, size])}  # pick (sign -1), a zoo proxy, then #params
+    named = [("pick", {"sign": -1}), ("params", {"sign": 1})]
+    iv = fold_intervals(named, mats, [sd], "mean_tau", n_boot=200)
+    idx = folds["val"]
+    want = jcm(X[idx], {t: y[idx] for t, y in TARGETS.items()}).jcm
+    assert iv["pick"]["val"]["estimate"] == pytest.approx(want) and "test" not in iv["pick"]
+    assert iv["pick"]["val"]["lo"] < want < iv["pick"]["val"]["hi"]
+    want_d = want - jcm(size[idx], {t: y[idx] for t, y in TARGETS.items()}).jcm
+    assert iv["pick"]["val_diff"]["estimate"] == pytest.approx(want_d)
+    assert iv["params"]["val"]["lo"] < iv["params"]["val"]["estimate"] and "val_diff" not in iv["params"]
+    rec = {"train": iv["pick"]["train"]["estimate"], "val": want, "test": None}
+    doc = {"name": "run", "pick": rec, "zoo": [("params", {"train": 0.1, "val": 0.2, "test": None})],
+           "jcm": "mean_tau", "targets": list(TARGETS), "spaces": ["pit"], "folds": {"train": 40}, "intervals": iv}
+    md = summary_table(doc)
+    assert f"| **pick** run | {rec['train']:.3f} [{iv['pick']['train']['lo']:.3f}, " in md
+    assert f"| val | {want_d:.3f} [" in md and "beats #params" in md

@@ -132,12 +132,14 @@ def boot_jcm(scores: np.ndarray, targets: Mapping[str, np.ndarray], weights: np.
 
 
 def jcm_ci(scores: np.ndarray, targets: Mapping[str, np.ndarray], n_boot: int = N_BOOT, seed: int = 0,
-           level: float = LEVEL, variant: JcmVariant = "mean_tau", weights: np.ndarray | None = None) -> Interval:
-    """JCM of ``scores`` over ``targets`` and its bootstrap interval over archs."""
+           level: float = LEVEL, variant: JcmVariant = "mean_tau", weights: np.ndarray | None = None,
+           sign: int | None = None) -> Interval:
+    """JCM of ``scores`` over ``targets`` (oriented by ``sign``, default: on these archs) and
+    its bootstrap interval over archs."""
     if invalid_reason(scores):
         return NAN_INTERVAL
     w = resample_weights(len(scores), n_boot, seed) if weights is None else weights
-    return _interval(*boot_jcm(scores, targets, w, variant), level)
+    return _interval(*boot_jcm(scores, targets, w, variant, sign), level)
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, targets: Mapping[str, np.ndarray],
@@ -149,9 +151,33 @@ def paired_difference(a: np.ndarray, b: np.ndarray, targets: Mapping[str, np.nda
     w = resample_weights(len(a), n_boot, seed) if weights is None else weights
     ja, ba = boot_jcm(a, targets, w, variant)
     jb, bb = boot_jcm(b, targets, w, variant)
-    d = ba - bb
+    return _difference(ja - jb, ba - bb, level)
+
+
+def pooled(parts: Sequence[tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray]]], signs: tuple[int, int] = (1, 1),
+           n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL,
+           variant: JcmVariant = "mean_tau") -> tuple[Interval, Difference]:
+    """A JCM averaged over spaces (as ``evolve`` reports a fold): ``parts`` holds per space the
+    scores of proxies a and b and the targets. Each space's archs are resampled on their own
+    (seed + i); returns a's JCM with its interval and JCM(a) - JCM(b), both proxies oriented
+    by the given ``signs`` (e.g. their training-fold orientation)."""
+    ja, jb, ba, bb = [], [], [], []
+    for i, (a, b, targets) in enumerate(parts):
+        if invalid_reason(a) or invalid_reason(b):
+            return NAN_INTERVAL, Difference(*(float("nan"),) * 4)
+        w = resample_weights(len(a), n_boot, seed + i)
+        for j, bo, s, sg in ((ja, ba, a, signs[0]), (jb, bb, b, signs[1])):
+            est, boot = boot_jcm(s, targets, w, variant, sg)
+            j.append(est)
+            bo.append(boot)
+    a_boot, d = np.mean(ba, axis=0), np.mean(ba, axis=0) - np.mean(bb, axis=0)
+    return (_interval(float(np.mean(ja)), a_boot, level),
+            _difference(float(np.mean(ja) - np.mean(jb)), d, level))
+
+
+def _difference(estimate: float, d: np.ndarray, level: float) -> Difference:
     d = d[np.isfinite(d)]
-    ci = _interval(ja - jb, d, level)
+    ci = _interval(estimate, d, level)
     k = d.size
     p = min(1.0, 2 * min((1 + np.sum(d <= 0)) / (k + 1), (1 + np.sum(d >= 0)) / (k + 1)))
     return Difference(ci.estimate, ci.lo, ci.hi, float(p))
