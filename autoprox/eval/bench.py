@@ -134,8 +134,8 @@ def add_intervals(rows: list[dict], names: Sequence[str], scores: dict[str, np.n
         c, b = summ["ceiling"], per["beyond_size"]
         r.update(kendall_lo=per["jcm"].lo, kendall_hi=per["jcm"].hi, headroom=per["headroom"],
                  ceiling=c.estimate, ceiling_lo=c.lo, ceiling_hi=c.hi, beyond_size=b.estimate,
-                 beyond_size_lo=b.lo, beyond_size_hi=b.hi, ceiling_beyond_size=summ["ceiling_beyond_size"].estimate,
-                 n_boot=cfg.n_boot)
+                 beyond_size_lo=b.lo, beyond_size_hi=b.hi, n_boot=cfg.n_boot,
+                 ceiling_beyond_size=summ["ceiling_beyond_size"].estimate)
         for ref, d in per["diff"].items():
             r.update({f"diff_{ref}": d.estimate, f"diff_lo_{ref}": d.lo, f"diff_hi_{ref}": d.hi,
                       f"p_{ref}": d.p, f"beats_{ref}": d.verdict})
@@ -168,6 +168,7 @@ def summary_markdown(rows: list[dict]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     r0 = jr[0]
     lines.append(f"\nceiling (rank-sum oracle over the targets): JCM {_ci(r0, 'ceiling', 'ceiling_lo', 'ceiling_hi')}"
-                 f" on {r0['n']} archs (its partial τ given #params: {r0['ceiling_beyond_size']:.3f}); headroom = (JCM - JCM_params) / (ceiling - JCM_params); "
-                 f"95% percentile intervals from {r0['n_boot']} paired bootstrap resamples of the archs")
+                 f" on {r0['n']} archs (its partial τ given #params: {r0['ceiling_beyond_size']:.3f}); "
+                 "headroom = (JCM - JCM_params) / (ceiling - JCM_params); 95% percentile intervals from "
+                 f"{r0['n_boot']} paired bootstrap resamples of the archs")
     return "\n".join(lines)
