@@ -71,6 +71,8 @@ def test_partial_kendall_by_hand():
     assert want == pytest.approx(4 / math.sqrt(40))
     assert u.partial_kendall(x, y, z) == pytest.approx(want)
     assert math.isnan(u.partial_kendall(z, y, z))  # a proxy that ranks as the size itself: undefined
+    tied = np.repeat(np.arange(7.0), 7)  # 49 values with ties: scipy's tau-b with itself is 1 - 2e-16
+    assert math.isnan(u.partial_kendall(tied, np.arange(49.0), tied))
 
 
 def test_beyond_size_is_the_mean_oriented_partial_tau():

@@ -205,9 +205,10 @@ def headroom(jcm: float, jcm_params: float, ceiling: float) -> float:
 
 
 def _partial(txy: np.ndarray, txz: np.ndarray, tyz: np.ndarray) -> np.ndarray:
-    den = np.sqrt((1 - txz ** 2) * (1 - tyz ** 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 1e-12, (txy - txz * tyz) / np.where(den > 1e-12, den, 1.0), np.nan)
+    """NaN where |tau| with z is 1 up to rounding (scipy's tau of x with itself can be 1 - 2e-16)."""
+    ok = (1 - np.abs(txz) > 1e-9) & (1 - np.abs(tyz) > 1e-9)
+    den = np.sqrt(np.where(ok, (1 - txz ** 2) * (1 - tyz ** 2), 1.0))
+    return np.where(ok, (txy - txz * tyz) / den, np.nan)
 
 
 def partial_kendall(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
