@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--targets", help="comma-separated targets (default c100_kd,flower_kd,chaoyang_kd)")
     b.add_argument("--jcm", choices=("mean_tau", "mean_abs_tau"), help="joint correlation metric (default mean_tau)")
     b.add_argument("--limit", type=int, help="only the first N archs (default: all)")
+    b.add_argument("--n-boot", dest="n_boot", type=int, help="bootstrap resamples for intervals (default 1000)")
+    b.add_argument("--boot-seed", dest="boot_seed", type=int, help="seed of the bootstrap resamples (default 0)")
     b.add_argument("--config", help="YAML bench config (flags override it)")
     b.add_argument("--out", help="output folder (default runs/bench-<space>)")
     add_backend_flags(b)

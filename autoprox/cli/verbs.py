@@ -16,7 +16,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from autoprox.eval.bench import BenchConfig, bench_to, to_markdown
     base = to_dict(load_config(BenchConfig, args.config)) if args.config else {}
     top = {"space": args.space, "bench": args.bench, "jcm": args.jcm, "limit": args.limit,
-           "proxies": args.proxy, "targets": args.targets.split(",") if args.targets else None}
+           "proxies": args.proxy, "targets": args.targets.split(",") if args.targets else None,
+           "n_boot": args.n_boot, "boot_seed": args.boot_seed}
     cfg = from_dict(BenchConfig, overlay(base, args, top), "bench config")
     out = Path(args.out or f"runs/bench-{cfg.space}")
     check_writable_dir(out)

@@ -15,6 +15,7 @@ from autoprox.core.io import atomic_write_text
 from autoprox.core.progress import Progress
 from autoprox.data.benchmark import Benchmark, load_archs
 from autoprox.eval.fitness import JcmVariant, correlations, jcm
+from autoprox.eval.uncertainty import N_BOOT, kendall_ci, summarise
 from autoprox.parallel.backends import make_backend, score_proxies
 from autoprox.proxy.spec import resolve
 from autoprox.spaces import get_space
@@ -32,8 +33,12 @@ class BenchConfig:
     jcm: JcmVariant = "mean_tau"
     limit: int | None = None
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    n_boot: int = N_BOOT  # bootstrap resamples of the archs for every interval and p-value
+    boot_seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.n_boot < 1:
+            raise ValueError(f"n_boot must be >= 1, got {self.n_boot}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         if not self.proxies:
@@ -58,16 +63,10 @@ def bench_rows(names: Sequence[str], scores: np.ndarray, bench: Benchmark, targe
     return rows
 
 
-def run_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2,
-              address: str | None = None) -> list[dict]:
-    """Score every proxy on the benchmark's archs through a scoring backend."""
-    names, scores, bench, _, targets = score_bench(cfg, backend, workers, address)
-    return bench_rows(names, scores, bench, targets, cfg.jcm)
-
-
 def score_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2, address: str | None = None
-                ) -> tuple[list[str], np.ndarray, Benchmark, list[dict], list[str]]:
-    """(proxy names, (proxies x archs) scores, benchmark, archs, targets) of a bench run."""
+                ) -> tuple[list[str], dict[str, np.ndarray], Benchmark, list[dict], list[str]]:
+    """(proxy names, scores by name (the references of ``REFERENCES`` included), benchmark, archs,
+    targets) of a bench run; every proxy and reference is scored in one pass over the statistics."""
     bench, archs, targets = load_archs(cfg.space, cfg.bench, cfg.limit, cfg.targets)
     if len(archs) < 2:
         raise ValueError(f"cannot rank: {len(archs)} arch(s); bench needs at least 2")
@@ -75,32 +74,59 @@ def score_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2, add
         if np.all(bench.values(t)[:len(archs)] == bench.values(t)[0]):
             raise ValueError(f"cannot rank: every arch has the same {t} accuracy")
     proxies = [resolve(p) for p in cfg.proxies]  # fail early on an unknown name
-    families = sorted(set().union(*(p.families for p in proxies)))
+    names = [p.name for p in proxies]
+    refs = [resolve(r) for r in REFERENCES if r not in names]  # data-free: no statistics needed
+    families = sorted(set().union(*(p.families for p in proxies + refs)))
     be = make_backend(backend, cfg.space, cfg.scoring, workers=workers, address=address)
     try:
         with Progress(f"bench {cfg.space}: statistics", len(archs)) as prog:
             be.load(archs, families, prog.advance)
-        scores = score_proxies(be, proxies)
+        scores = score_proxies(be, proxies + refs)
     finally:
         be.close()
-    return [p.name for p in proxies], scores, bench, archs, list(targets)
+    return names, dict(zip(names + [r.name for r in refs], scores)), bench, archs, list(targets)
+
+
+def _rows(names: list[str], by_name: dict[str, np.ndarray], bench: Benchmark, archs: list[dict],
+          targets: list[str], cfg: BenchConfig) -> list[dict]:
+    rows = bench_rows(names, np.stack([by_name[n] for n in names]), bench, targets, cfg.jcm)
+    return add_intervals(rows, names, by_name, {t: bench.values(t)[:len(archs)] for t in targets}, cfg)
+
+
+def run_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2,
+              address: str | None = None) -> list[dict]:
+    """Score every proxy on the benchmark's archs through a scoring backend: the rows of bench.csv."""
+    return _rows(*score_bench(cfg, backend, workers, address), cfg)
+
+
+def bench_to(out: Path, cfg: BenchConfig, backend: str = "serial", workers: int = 2,
+             address: str | None = None) -> list[dict]:
+    """``run_bench``, writing ``bench.csv``, ``scores.csv`` and ``config.yaml`` into ``out``."""
+    names, by_name, bench, archs, targets = score_bench(cfg, backend, workers, address)
+    rows = _rows(names, by_name, bench, archs, targets, cfg)
+    write_scores(names, np.stack([by_name[n] for n in names]), bench, archs, targets, cfg, out)
+    write_bench(rows, cfg, out)  # the config last: a config.yaml always has its results beside it
+    return rows
 
 
 def to_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    cols = COLUMNS + INTERVAL_COLUMNS
+    w = csv.DictWriter(buf, fieldnames=cols, restval="", extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: (f"{r[k]:.4f}" if isinstance(r[k], float) else r[k]) for k in COLUMNS})
+        w.writerow({k: (f"{r[k]:.4f}" if isinstance(r[k], float) else r[k]) for k in cols if k in r})
     return buf.getvalue()
 
 
 def to_markdown(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    """The bench table (with each Kendall tau's interval), then the JCM summary."""
+    lines = ["| " + " | ".join(COLUMNS) + " | kendall 95% CI |", "|" + "---|" * (len(COLUMNS) + 1)]
     for r in rows:
+        ci = f"[{r['kendall_lo']:.3f}, {r['kendall_hi']:.3f}]" if "kendall_lo" in r else ""
         lines.append("| " + " | ".join(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k])
-                                       for k in COLUMNS) + " |")
-    return "\n".join(lines)
+                                       for k in COLUMNS) + f" | {ci} |")
+    return "\n".join(lines) + ("\n\n" + summary_markdown(rows) if any("ceiling" in r for r in rows) else "")
 
 
 def write_bench(rows: list[dict], cfg: BenchConfig, out: Path) -> None:
@@ -127,16 +153,71 @@ def scores_csv(names: Sequence[str], scores: np.ndarray, bench: Benchmark, archs
     return buf.getvalue()
 
 
-def bench_to(out: Path, cfg: BenchConfig, backend: str = "serial", workers: int = 2,
-             address: str | None = None) -> list[dict]:
-    """``run_bench``, writing ``bench.csv``, ``scores.csv`` and ``config.yaml`` into ``out``."""
-    names, scores, bench, archs, targets = score_bench(cfg, backend, workers, address)
-    rows = bench_rows(names, scores, bench, targets, cfg.jcm)
-    write_bench(rows, cfg, out)
-    write_scores(names, scores, bench, archs, targets, cfg, out)
-    return rows
-
-
 def write_scores(names: Sequence[str], scores: np.ndarray, bench: Benchmark, archs: Sequence[dict],
                  targets: Sequence[str], cfg: BenchConfig, out: Path) -> None:
     atomic_write_text(out / "scores.csv", scores_csv(names, scores, bench, archs, targets, cfg))
+
+
+# ---------------------------------------------------------------- intervals (autoprox.eval.uncertainty)
+REFERENCES = ("params", "depth_width")  # every proxy's JCM is compared with these on the same archs
+INTERVAL_COLUMNS = ("kendall_lo", "kendall_hi",
+                    *(f"{c}_{r}" for r in REFERENCES for c in ("diff", "diff_lo", "diff_hi", "p", "beats")),
+                    "headroom", "ceiling", "ceiling_lo", "ceiling_hi", "beyond_size", "beyond_size_lo",
+                    "beyond_size_hi", "ceiling_beyond_size", "n_boot")
+
+
+def add_intervals(rows: list[dict], names: Sequence[str], scores: dict[str, np.ndarray],
+                  targets: dict[str, np.ndarray], cfg: BenchConfig) -> list[dict]:
+    """``rows`` with bootstrap intervals (same resamples for every figure): each row's Kendall
+    interval; on JCM rows the paired difference vs each reference (interval, p, verdict), the
+    oracle ceiling, the headroom fraction and the partial tau given #params."""
+    refs = {r: scores[r] for r in REFERENCES}
+    summ = summarise(names, np.stack([scores[n] for n in names]), targets, refs["params"], refs,
+                     cfg.n_boot, cfg.boot_seed, variant=cfg.jcm)
+    for r in rows:
+        per = summ["proxies"][r["proxy"]]
+        if r["dataset"] != "JCM":  # per-target rows hold the raw (unoriented) tau; so does its interval
+            ci = kendall_ci(scores[r["proxy"]], targets[r["dataset"]], weights=summ["weights"])
+            r.update(kendall_lo=ci.lo, kendall_hi=ci.hi)
+            continue
+        c, b = summ["ceiling"], per["beyond_size"]
+        r.update(kendall_lo=per["jcm"].lo, kendall_hi=per["jcm"].hi, headroom=per["headroom"],
+                 ceiling=c.estimate, ceiling_lo=c.lo, ceiling_hi=c.hi, beyond_size=b.estimate,
+                 beyond_size_lo=b.lo, beyond_size_hi=b.hi, n_boot=cfg.n_boot,
+                 ceiling_beyond_size=summ["ceiling_beyond_size"].estimate)
+        for ref, d in per["diff"].items():
+            r.update({f"diff_{ref}": d.estimate, f"diff_lo_{ref}": d.lo, f"diff_hi_{ref}": d.hi,
+                      f"p_{ref}": d.p, f"beats_{ref}": d.verdict})
+    return rows
+
+
+def _ci(r: dict, est: str, lo: str, hi: str) -> str:
+    if est not in r or not np.isfinite(r[est]):
+        return "—"
+    return f"{r[est]:.3f} [{r[lo]:.3f}, {r[hi]:.3f}]"
+
+
+def summary_markdown(rows: list[dict]) -> str:
+    """Per proxy: JCM with its interval, paired differences vs the references, headroom, and
+    the partial tau given #params; then the ceiling."""
+    jr = [r for r in rows if r["dataset"] == "JCM"]
+    head = ["proxy", "JCM [95% CI]"] + [f"Δ vs {ref} [CI], p | beats {ref}" for ref in REFERENCES] + \
+        ["headroom", "partial τ given #params [CI]"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (len(head) + len(REFERENCES))]
+    for r in jr:
+        cells = [r["proxy"], _ci(r, "kendall", "kendall_lo", "kendall_hi")]
+        for ref in REFERENCES:
+            if f"diff_{ref}" in r:
+                cells += [f"{_ci(r, f'diff_{ref}', f'diff_lo_{ref}', f'diff_hi_{ref}')}, p={r[f'p_{ref}']:.3f}",
+                          r[f"beats_{ref}"]]
+            else:
+                cells += ["—", "—"]
+        cells += [f"{r['headroom']:.2f}" if np.isfinite(r["headroom"]) else "—",
+                  _ci(r, "beyond_size", "beyond_size_lo", "beyond_size_hi")]
+        lines.append("| " + " | ".join(cells) + " |")
+    r0 = jr[0]
+    lines.append(f"\nceiling (rank-sum oracle over the targets): JCM {_ci(r0, 'ceiling', 'ceiling_lo', 'ceiling_hi')}"
+                 f" on {r0['n']} archs (its partial τ given #params: {r0['ceiling_beyond_size']:.3f}); "
+                 "headroom = (JCM - JCM_params) / (ceiling - JCM_params); 95% percentile intervals from "
+                 f"{r0['n_boot']} paired bootstrap resamples of the archs")
+    return "\n".join(lines)

@@ -324,6 +324,11 @@ def report(run: Run) -> dict:
         scores = run.obj.proxy_scores([oriented(pick.record, "pick").text])
         doc["panels"] = [{"space": sd.name, "target": t, "scores": scores[sd.name][0], "accuracy": y,
                           "folds": sd.folds} for sd in run.obj.spaces for t, y in sd.targets.items()]
+        from autoprox.evolve.report import fold_intervals
+        valid = [(n, str(p.expr), r) for (n, p), (_, r) in zip(zoo, doc["zoo"]) if r.get("reason") is None]
+        named = [("pick", pick.record)] + [(n, r) for n, _, r in valid]
+        mats = run.obj.proxy_scores([pick.record["expression"]] + [e for _, e, _ in valid] + ["num_params"])
+        doc["intervals"] = fold_intervals(named, mats, run.obj.spaces, run.cfg.objective.jcm)
     return doc
 
 

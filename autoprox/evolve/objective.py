@@ -182,11 +182,13 @@ class Objective:
         return out
 
     def _beyond(self, sd: SpaceData, oriented: np.ndarray) -> float:
-        """Mean over targets of the train fold's partial Kendall tau given #params (0 when undefined:
-        a proxy that ranks exactly as #params shows nothing beyond size)."""
+        """Mean over the targets where it is defined of the train fold's partial Kendall tau given
+        #params (undefined where the proxy or a target ranks exactly as #params); 0 when undefined
+        for every target: a proxy that ranks exactly as #params shows nothing beyond size."""
         idx = sd.folds["train"]
-        vals = [partial_kendall(oriented[idx], y[idx], sd.size[idx]) for y in sd.targets.values()]  # type: ignore[index]
-        return float(np.nan_to_num(np.mean(vals), nan=0.0))
+        vals = np.array([partial_kendall(oriented[idx], y[idx], sd.size[idx])  # type: ignore[index]
+                         for y in sd.targets.values()])
+        return float(vals[np.isfinite(vals)].mean()) if np.isfinite(vals).any() else 0.0
 
     def _fold_figures(self, sd: SpaceData, scores: np.ndarray, sign: int) -> dict:
         """JCM and per-target Kendall tau of one space's scores on each non-empty fold."""

@@ -14,8 +14,11 @@ import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
+from autoprox.eval.uncertainty import N_BOOT, pooled
+from autoprox.evolve.objective import FOLDS
 from autoprox.proxy.export import proxy_formula, to_yaml
 from autoprox.proxy.spec import Proxy, resolve
 from autoprox.core.io import atomic_write_bytes, atomic_write_text
@@ -64,11 +67,46 @@ def summary_table(doc: dict) -> str:
         doc["zoo"], key=lambda t: -(t[1]["val"] if t[1]["val"] is not None else -9))
     lines = [f"JCM ({doc['jcm']}, targets {', '.join(doc['targets'])}) on {'+'.join(doc['spaces'])}; "
              f"folds: " + ", ".join(f"{k} {v}" for k, v in doc["folds"].items()) + " archs.",
-             "", "| proxy | train | val | test |", "|---|---|---|---|"]
+             "", "| proxy | train [95% CI] | val [95% CI] | test [95% CI] |", "|---|---|---|---|"]
     fmt = (lambda v: "-" if v is None else f"{v:.3f}")
-    for n, r in rows:
-        lines.append(f"| {n} | {fmt(r['train'])} | {fmt(r['val'])} | {fmt(r['test'])} |")
+    ivs = doc.get("intervals", {})
+    for i, (n, r) in enumerate(rows):
+        iv = ivs.get("pick" if i == 0 else n, {})
+        lines.append(f"| {n} | " + " | ".join(fmt(r[f]) + _ci(iv.get(f)) for f in FOLDS) + " |")
+    if "pick" in ivs:
+        d = ivs["pick"]
+        lines += ["", "The pick against #params on the same archs (paired bootstrap, "
+                  f"{ivs['n_boot']} resamples per space; [95% CI], two-sided p):", "",
+                  "| fold | JCM(pick) - JCM(params) | p | beats #params |", "|---|---|---|---|"]
+        lines += [f"| {f} | {d[f + '_diff']['estimate']:.3f}{_ci(d[f + '_diff'])} | {d[f + '_diff']['p']:.3f} | "
+                  f"{d[f + '_diff']['verdict']} |" for f in FOLDS if f + "_diff" in d]
     return "\n".join(lines) + "\n"
+
+
+def _ci(iv: dict | None) -> str:
+    return "" if not iv or iv["lo"] != iv["lo"] else f" [{iv['lo']:.3f}, {iv['hi']:.3f}]"
+
+
+def fold_intervals(named: list[tuple[str, dict]], mats: dict[str, np.ndarray], spaces: list,
+                   variant: str, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """Per proxy (``(name, record)``; rows of ``mats`` in that order, then #params) and fold: the
+    bootstrap interval of its fold JCM (oriented by its record's sign, archs resampled per space,
+    ``uncertainty.pooled``), and for the pick the paired difference vs #params."""
+    out: dict = {"n_boot": n_boot}
+    for i, (name, rec) in enumerate(named):
+        figs: dict = {}
+        for fold in FOLDS:
+            parts = [(mats[sd.name][i][idx], mats[sd.name][-1][idx], {t: y[idx] for t, y in sd.targets.items()})
+                     for sd in spaces if len(idx := sd.folds.get(fold, ())) >= 2]
+            if not parts:
+                continue
+            jcm_iv, diff = pooled(parts, (rec["sign"], 1), n_boot, seed, variant=variant)
+            figs[fold] = {"estimate": jcm_iv.estimate, "lo": jcm_iv.lo, "hi": jcm_iv.hi}
+            if name == "pick":
+                figs[fold + "_diff"] = {"estimate": diff.estimate, "lo": diff.lo, "hi": diff.hi, "p": diff.p,
+                                        "verdict": diff.verdict}
+        out[name] = figs
+    return out
 
 
 def _save(fig: Any, path: Path) -> None:

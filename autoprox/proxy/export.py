@@ -166,8 +166,9 @@ PASSES = {{{calls}}}  # in run order: a pass that alters the weights comes last
 FAMILIES = {tuple(sorted(leaves(p.expr) - DATA_FREE))!r}
 
 
-def score(model, images, labels, seed=0, samples=4, tokens=8, flops=None, grad_groups=4):
-    """The proxy's score of ``model`` on (images, labels)."""
+def score(model, images, labels, seed=0, samples=4, tokens=8, flops=None, grad_groups=4, arch_scalars=None):
+    """The proxy's score of ``model`` on (images, labels); ``arch_scalars``: the arch's
+    depth, width, heads, mlp_ratio (autoprox's SearchSpace.arch_scalars), for a proxy that reads them."""
     num_params = float(sum(p.numel() for p in model.parameters()))
     settings = {{"act_samples": samples, "act_tokens": tokens, "grad_groups": grad_groups}}
     tensors, kinds, scalars = {{}}, {{}}, {{}}
@@ -179,6 +180,7 @@ def score(model, images, labels, seed=0, samples=4, tokens=8, flops=None, grad_g
     scalars["num_params"] = num_params
     if flops is not None:
         scalars["flops"] = float(flops)
+    scalars.update({{k: float(v) for k, v in (arch_scalars or {{}}).items()}})
     return float(evaluate(TREE, tensors, kinds, scalars, {{}}).float().mean())
 
 

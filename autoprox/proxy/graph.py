@@ -26,10 +26,11 @@ import torch
 
 import primitives
 from autoprox.proxy.evalcore import apply_op, leaf_value
+from autoprox.spaces.base import ARCH_SCALARS
 from autoprox.stats.base import AUTOPROX_INPUTS, SCALARS, ArchStats
 from autoprox.stats.passes import all_families, scalar_families, single_families
 
-DATA_FREE = frozenset({"num_params", "flops"})
+DATA_FREE = frozenset({"num_params", "flops", *ARCH_SCALARS})  # from the arch alone: no model is built
 # Errors a proxy may raise on an arch's statistics: they score NaN (then invalid), never crash a run.
 SCORE_ERRORS = (ArithmeticError, RuntimeError, ValueError, IndexError)
 

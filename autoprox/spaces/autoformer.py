@@ -105,6 +105,12 @@ class AutoFormerSpace(SearchSpace):
         total += sum(block_macs(d, int(d * r), n + 1) for r in a["mlp_ratio"])
         return total + d * num_classes
 
+    def arch_scalars(self, arch: Mapping[str, Any]) -> dict[str, float]:
+        """Every block works at ``hidden_dim``: width is hidden_dim; heads and mlp_ratio are per-layer means."""
+        a = self.validate(arch)
+        return {"depth": float(a["depth"]), "width": float(a["hidden_dim"]),
+                "heads": sum(a["num_heads"]) / a["depth"], "mlp_ratio": sum(a["mlp_ratio"]) / a["depth"]}
+
     def _build(self, arch: dict, num_classes: int, img_size: int, drop_path: float) -> nn.Module:
         if img_size < PATCH:
             raise ArchError(f"img_size {img_size} is smaller than the {PATCH}px patch")

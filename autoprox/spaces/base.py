@@ -12,6 +12,9 @@ from torch import nn
 from primitives.registry import Registry
 
 
+ARCH_SCALARS = ("depth", "width", "heads", "mlp_ratio")  # keys of SearchSpace.arch_scalars
+
+
 class ArchError(ValueError):
     """An architecture outside its search space; the message names the field."""
 
@@ -44,6 +47,13 @@ class SearchSpace(ABC):
     @abstractmethod
     def flops(self, arch: Mapping[str, Any], num_classes: int = 100, img_size: int = 224) -> int:
         """Analytic multiply-accumulates of one forward pass on one image."""
+
+    @abstractmethod
+    def arch_scalars(self, arch: Mapping[str, Any]) -> dict[str, float]:
+        """Data-free shape of ``arch``, one value each for ``ARCH_SCALARS``, every one a
+        mean over the transformer blocks so the spaces agree: ``depth`` (number of blocks),
+        ``width`` (mean embedding width a block works at), ``heads`` (mean attention heads)
+        and ``mlp_ratio`` (mean MLP expansion)."""
 
     @abstractmethod
     def _build(self, arch: dict, num_classes: int, img_size: int, drop_path: float) -> nn.Module:

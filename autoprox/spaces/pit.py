@@ -132,5 +132,15 @@ class PiTSpace(SearchSpace):
             total += g[i + 1] ** 2 * w[i + 1] * 9 + w[i] * w[i + 1]
         return total + w[-1] * num_classes
 
+    def arch_scalars(self, arch: Mapping[str, Any]) -> dict[str, float]:
+        """depth: blocks over the 3 stages; width: the block-weighted mean of the stage widths
+        base_dim * num_heads[s] (AutoFormer's hidden_dim is the same mean over its constant-width
+        blocks); heads: block-weighted mean of num_heads; mlp_ratio: the one ratio."""
+        a = self.validate(arch)
+        n = sum(a["depth"])
+        heads = sum(d * h for d, h in zip(a["depth"], a["num_heads"])) / n
+        return {"depth": float(n), "width": float(a["base_dim"] * heads), "heads": float(heads),
+                "mlp_ratio": float(a["mlp_ratio"])}
+
     def _build(self, arch: dict, num_classes: int, img_size: int, drop_path: float) -> nn.Module:
         return PiT(arch, num_classes, img_size, drop_path)

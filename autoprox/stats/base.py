@@ -10,7 +10,10 @@ from typing import Literal
 
 import torch
 
-SCALARS = ("num_params", "flops", "loss")  # scalar statistics of every arch (loss: from the base pass)
+from autoprox.spaces.base import ARCH_SCALARS
+
+# scalar statistics of every arch (loss: from the base pass; ARCH_SCALARS: SearchSpace.arch_scalars)
+SCALARS = ("num_params", "flops", "loss") + ARCH_SCALARS
 AUTOPROX_INPUTS = {"t1": "gelu_input", "t1g": "gelu_input_grad", "t2": "linear_input",
                    "t2g": "linear_input_grad", "t3": "weight", "t3g": "weight_grad",
                    "t4": "norm_output", "t4g": "norm_output_grad"}  # Auto-Prox's CNN input names

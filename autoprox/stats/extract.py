@@ -36,11 +36,18 @@ def extract(space: SearchSpace, arch: Mapping, images: torch.Tensor, labels: tor
         out.tensors.update(t)
         out.kinds.update(k)
         out.scalars.update(s)
-    out.scalars.update(meta_stats(space, arch, num_classes, res).scalars)
+    out.scalars.update(_counts(space, arch, num_classes, res))  # what the base pass has always stored
     return out
 
 
+def _counts(space: SearchSpace, arch: Mapping, num_classes: int, resolution: int) -> dict[str, float]:
+    return {"num_params": float(space.num_params(arch, num_classes, resolution)),
+            "flops": float(space.flops(arch, num_classes, resolution))}
+
+
 def meta_stats(space: SearchSpace, arch: Mapping, num_classes: int, resolution: int) -> ArchStats:
-    """Data-free statistics (parameter and FLOP counts) without building a model."""
-    return ArchStats(scalars={"num_params": float(space.num_params(arch, num_classes, resolution)),
-                              "flops": float(space.flops(arch, num_classes, resolution))})
+    """Data-free statistics without building a model: parameter and FLOP counts and the arch's
+    shape (``SearchSpace.arch_scalars``). Computed fresh on every load, never read from the cache
+    (``extract`` adds only the counts, so a stored base pass holds what it always did)."""
+    return ArchStats(scalars={**_counts(space, arch, num_classes, resolution),
+                              **{k: float(v) for k, v in space.arch_scalars(arch).items()}})

@@ -1,6 +1,6 @@
 """The zoo of named proxies: one file per proxy, registered with ``@register_proxy``."""
 from autoprox.proxy.zoo.registry import get_proxy, has_proxy, list_proxies, register_proxy, unknown_proxy
-from autoprox.proxy.zoo import (autoprox_paper, dss, evolved_autoformer, evolved_generic, evolved_pit,  # noqa: F401
+from autoprox.proxy.zoo import (autoprox_paper, depth_width, dss, evolved_autoformer, evolved_generic, evolved_pit,  # noqa: F401
                                 fisher, flops, grad_norm, grasp, jacov, naswot, params, snip, synflow, tvt, zico)
 
 __all__ = ["get_proxy", "has_proxy", "list_proxies", "register_proxy", "unknown_proxy"]
