@@ -21,7 +21,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/bench-{cfg.space}")
     check_writable_dir(out)
     check_device(cfg.scoring.device, args.backend)
-    rows = run_bench(cfg, args.backend, args.workers, args.address)
+    rows = run_bench(cfg, args.backend, args.workers, args.address, args.connect_timeout)
     write_bench(rows, cfg, out)
     print(to_markdown(rows))
     print(f"\nwrote {out / 'bench.csv'} and {out / 'config.yaml'}")
@@ -39,7 +39,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     _, archs, _ = load_archs(cfg.space, cfg.bench, cfg.limit)
     check_device(cfg.scoring.device, args.backend)
     fams = families_of_passes(["base", *(args.passes or ())])
-    backend = make_backend(args.backend, cfg.space, cfg.scoring, workers=args.workers, address=args.address)
+    backend = make_backend(args.backend, cfg.space, cfg.scoring, workers=args.workers, address=args.address,
+                           connect_timeout=args.connect_timeout)
     step = 1 if args.backend == "serial" else args.workers
     t0 = time.perf_counter()
     try:
@@ -100,7 +101,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         def progress(done: int, total: int, best: float | None) -> None:
             prog.update(done, total, None if best is None else f"best {best:.4g}")
         res = search(cfg, out, resume=args.resume, backend=args.backend, workers=args.workers,
-                     address=args.address, progress=progress)
+                     address=args.address, progress=progress, connect_timeout=args.connect_timeout)
     print(top_markdown(res.top))
     if res.regret is not None:
         print("\n" + regret_markdown(res.regret))
@@ -120,7 +121,8 @@ def cmd_evolve(args: argparse.Namespace) -> int:
             val = "-" if row["pick_val"] is None else f"{row['pick_val']:.3f}"
             prog.update(row["step"], note=f"evals {row['evals']} ({row['evals_per_s']:.1f}/s)  "
                                           f"best train {row['best_train']:.3f}  pick val {val}")
-        run = evolve(cfg, out, args.resume, args.backend, args.workers, args.address, on_step=on_step)
+        run = evolve(cfg, out, args.resume, args.backend, args.workers, args.address, on_step=on_step,
+                     connect_timeout=args.connect_timeout)
     best = run.pick()
     if best is not None:
         r = best.record

@@ -9,11 +9,12 @@ from typing import Sequence
 
 import numpy as np
 
-from autoprox.core.config import save_config
-from autoprox.core.io import atomic_write_text
+from autoprox.core.config import config_yaml
+from autoprox.core.io import atomic_write_many
 from autoprox.data.benchmark import Benchmark, load_archs
 from autoprox.eval.fitness import JcmVariant, correlations, jcm
 from autoprox.parallel.backends import make_backend, score_proxies
+from autoprox.parallel.session import CONNECT_TIMEOUT
 from autoprox.proxy.spec import resolve
 from autoprox.stats.provider import ScoringConfig
 
@@ -55,7 +56,7 @@ def bench_rows(names: Sequence[str], scores: np.ndarray, bench: Benchmark, targe
 
 
 def run_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2,
-              address: str | None = None) -> list[dict]:
+              address: str | None = None, connect_timeout: float = CONNECT_TIMEOUT) -> list[dict]:
     """Score every proxy on the benchmark's archs through a scoring backend."""
     bench, archs, targets = load_archs(cfg.space, cfg.bench, cfg.limit, cfg.targets)
     if len(archs) < 2:
@@ -65,7 +66,8 @@ def run_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2,
             raise ValueError(f"cannot rank: every arch has the same {t} accuracy")
     proxies = [resolve(p) for p in cfg.proxies]  # fail early on an unknown name
     families = sorted(set().union(*(p.families for p in proxies)))
-    be = make_backend(backend, cfg.space, cfg.scoring, workers=workers, address=address)
+    be = make_backend(backend, cfg.space, cfg.scoring, workers=workers, address=address,
+                      connect_timeout=connect_timeout)
     try:
         be.load(archs, families)
         scores = score_proxies(be, proxies)
@@ -92,6 +94,5 @@ def to_markdown(rows: list[dict]) -> str:
 
 
 def write_bench(rows: list[dict], cfg: BenchConfig, out: Path) -> None:
-    """``out/bench.csv`` and the resolved config beside it."""
-    atomic_write_text(out / "bench.csv", to_csv(rows))
-    save_config(cfg, out / "config.yaml")
+    """``out/bench.csv`` and the resolved config beside it, both or neither (a full disk)."""
+    atomic_write_many({out / "bench.csv": to_csv(rows).encode(), out / "config.yaml": config_yaml(cfg).encode()})

@@ -18,6 +18,7 @@ import numpy as np
 
 from scipy.stats import rankdata
 
+from autoprox.core.config import ConfigError, check_ranges
 from autoprox.data.benchmark import DEFAULT_TARGETS, load_archs, split3
 from autoprox.eval.fitness import INVALID, JcmVariant, invalid_reason, jcm
 from autoprox.parallel import session
@@ -45,10 +46,11 @@ class ObjectiveConfig:
     def __post_init__(self) -> None:
         if not self.spaces or not self.targets:
             raise ValueError("objective needs at least one space and one target")
-        if self.val_fraction <= 0 or self.test_fraction < 0 or self.val_fraction + self.test_fraction >= 0.9:
-            raise ValueError("need val_fraction > 0, test_fraction >= 0 and their sum < 0.9")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"objective.limit must be >= 1, got {self.limit}")
+        check_ranges(self, "objective", {"val_fraction": (0, 0.9, "()"), "test_fraction": (0, 0.9, "[)"),
+                                         "limit": (1, None)})
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ConfigError(f"objective: val_fraction + test_fraction must be < 0.9 (training needs archs), "
+                              f"got {self.val_fraction + self.test_fraction:g}")
 
 
 @dataclass
@@ -64,7 +66,8 @@ class Objective:
     """Scores proxy expressions on every space's archs and returns their fold JCMs."""
 
     def __init__(self, cfg: ObjectiveConfig, families: Sequence[str], backend: str = "serial",
-                 workers: int = 2, address: str | None = None) -> None:
+                 workers: int = 2, address: str | None = None,
+                 connect_timeout: float = session.CONNECT_TIMEOUT) -> None:
         self.cfg = cfg
         self.families = sorted(set(families) - DATA_FREE)
         passes_for(self.families)  # unknown statistic -> clear error before any work
@@ -74,15 +77,16 @@ class Objective:
             ys = {t: bench.values(t)[:len(archs)] for t in cfg.targets}
             folds = split3(len(archs), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
             self.spaces.append(SpaceData(space, archs, ys, folds))
+        session.check_workers(workers)
         self._backend = (backend, workers, address)
+        self._timeout = connect_timeout
         self._owns_ray = False
 
     def open(self) -> None:
         """Start the backends and load every space's statistics (computed once, then cached)."""
         kind, workers, address = self._backend
         if kind == "ray":  # one session for every space's workers
-            session.check_workers(workers)
-            self._owns_ray = session.start(address, workers * len(self.spaces))
+            self._owns_ray = session.start(address, workers * len(self.spaces), self._timeout)
         waits = []
         for sd in self.spaces:
             sd.backend = make_backend(kind, sd.name, self.cfg.scoring, workers=workers, address=address)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import primitives
+from autoprox.core.config import check_ranges
 from autoprox.proxy.genotype import tree
 from autoprox.proxy.graph import Expr, GraphError, _type, canonical_leaf, check, make, parse
 from autoprox.stats.base import AUTOPROX_INPUTS
@@ -61,8 +62,8 @@ class VariationConfig:
                 op = primitives.get_op(n)
                 if op.group not in ((group, "reduce") if group == "unary" else (group,)):
                     raise ValueError(f"op {n!r} is a {op.group} op, not {group}")
-        if not 0.0 <= self.gene_prob <= 1.0 or self.max_nodes < 4 or self.max_depth < 3 or self.tries < 1:
-            raise ValueError("need 0 <= gene_prob <= 1, max_nodes >= 4, max_depth >= 3, tries >= 1")
+        check_ranges(self, "variation", {"gene_prob": (0, 1), "max_nodes": (4, None), "max_depth": (3, None),
+                                         "tries": (1, None)})
 
     def ops(self, group: str) -> list[str]:
         chosen = {"unary": self.unary, "binary": self.binary, "aggregate": self.aggregations}[group]

@@ -55,14 +55,17 @@ def load_proxy(path: str | Path) -> GraphProxy:
     unknown = sorted(set(doc) - YAML_KEYS)
     if unknown:
         raise GraphError(f"{p}: unknown key(s) {unknown}; allowed: {sorted(YAML_KEYS)}")
-    if "graph" in doc:
-        expr = to_expr(graph_from_mapping(doc["graph"]))
-    elif "expression" in doc:
-        expr = parse(str(doc["expression"]))
-    elif "genotype" in doc:
-        expr = parse_genotype(str(doc["genotype"]))
-    else:
+    if not {"graph", "expression", "genotype"} & set(doc):
         raise GraphError(f"{p}: needs one of 'graph', 'expression', 'genotype'")
+    try:
+        if "graph" in doc:
+            expr = to_expr(graph_from_mapping(doc["graph"]))
+        elif "expression" in doc:
+            expr = parse(str(doc["expression"]))
+        else:
+            expr = parse_genotype(str(doc["genotype"]))
+    except (GraphError, ValueError, KeyError, TypeError) as e:  # the error names the file
+        raise GraphError(f"{p}: {e.args[0] if e.args else e}") from None
     proxy = GraphProxy(str(doc.get("name") or p.stem), expr, str(doc.get("description") or ""))
     if "hash" in doc and str(doc["hash"]) != proxy.hash:
         raise GraphError(f"{p}: the graph hashes to {proxy.hash}, not the recorded {doc['hash']}; "
