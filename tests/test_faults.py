@@ -8,6 +8,7 @@ Kills are exceptions raised in-process from monkeypatched functions (``Kill`` de
 word after ``test_`` is its category in the results table (see /work/logs/results-c.md)."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import errno
 import json
@@ -90,11 +91,24 @@ def scoring(tmp_path_factory, tiny_batch_cfg) -> ScoringConfig:
 
 @pytest.fixture(scope="module")
 def evo_cfg(scoring) -> EvolveConfig:
-    obj = ObjectiveConfig(spaces=("pit",), limit=12, val_fraction=0.25, test_fraction=0.25, scoring=scoring)
-    var = VariationConfig(leaves=("weight", "weight_grad", "linear_input", "norm_output_grad"),
-                          single_leaves=("num_params",), max_nodes=10)
-    return EvolveConfig(population=6, steps=2, offspring=6, hall_of_fame=4, seed_proxies=("snip",),
+    """Cheap ops only (no SVDs), 8 archs: a whole run takes a few seconds."""
+    obj = ObjectiveConfig(spaces=("pit",), limit=8, val_fraction=0.25, test_fraction=0.25, scoring=scoring)
+    var = VariationConfig(leaves=("weight", "weight_grad"), single_leaves=("num_params",), max_nodes=8,
+                          unary=("abs", "log", "sqrt", "sigmoid", "square", "to_mean_scalar", "sum", "mean"),
+                          binary=("element_wise_sum", "element_wise_product", "element_wise_difference"))
+    return EvolveConfig(population=4, steps=2, offspring=4, hall_of_fame=3, seed_proxies=("snip",),
                         objective=obj, variation=var)
+
+
+def _small_zoo(mp: pytest.MonkeyPatch) -> None:
+    """The run report compares the pick with these zoo proxies only (the others need SVDs: slow)."""
+    import autoprox.proxy.zoo as zoo
+    mp.setattr(zoo, "list_proxies", lambda: ["grad_norm", "params", "snip"])
+
+
+@pytest.fixture
+def small_zoo(monkeypatch):
+    _small_zoo(monkeypatch)
 
 
 def evo_outputs(d: Path) -> dict:
@@ -110,7 +124,9 @@ def evo_outputs(d: Path) -> dict:
 @pytest.fixture(scope="module")
 def evo_whole(evo_cfg, tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("whole") / "run"
-    evolve(evo_cfg, d)
+    with pytest.MonkeyPatch.context() as mp:
+        _small_zoo(mp)
+        evolve(evo_cfg, d)
     return evo_outputs(d)
 
 
@@ -141,12 +157,12 @@ EVOLVE_KILLS = {  # where the run dies -> how
 
 
 @pytest.mark.parametrize("point", list(EVOLVE_KILLS))
-def test_kill_evolve(point, evo_cfg, evo_whole, tmp_path, monkeypatch):
+def test_kill_evolve(point, evo_cfg, evo_whole, tmp_path, small_zoo):
     d = tmp_path / "run"
-    EVOLVE_KILLS[point](monkeypatch)
-    with pytest.raises(Kill):
-        evolve(evo_cfg, d)
-    monkeypatch.undo()
+    with pytest.MonkeyPatch.context() as kill:
+        EVOLVE_KILLS[point](kill)
+        with pytest.raises(Kill):
+            evolve(evo_cfg, d)
     if point == "statistics-loading":
         assert not d.exists()  # statistics load before the run folder is made
     evolve(evo_cfg, d, resume=True)
@@ -154,13 +170,13 @@ def test_kill_evolve(point, evo_cfg, evo_whole, tmp_path, monkeypatch):
     assert not list(d.glob(".*.tmp"))
 
 
-def test_kill_evolve_twice(evo_cfg, evo_whole, tmp_path, monkeypatch):
+def test_kill_evolve_twice(evo_cfg, evo_whole, tmp_path, small_zoo):
     d = tmp_path / "run"
     for point in ("mid-generation", "between-checkpoints"):
-        EVOLVE_KILLS[point](monkeypatch)
-        with pytest.raises(Kill):
-            evolve(evo_cfg, d, resume=d.exists())
-        monkeypatch.undo()
+        with pytest.MonkeyPatch.context() as kill:
+            EVOLVE_KILLS[point](kill)
+            with pytest.raises(Kill):
+                evolve(evo_cfg, d, resume=d.exists())
     evolve(evo_cfg, d, resume=True)
     assert evo_outputs(d) == evo_whole
 
@@ -217,7 +233,7 @@ def tiny_archs(n: int = 3) -> list[dict]:
 
 def cache_scores(scoring: ScoringConfig) -> np.ndarray:
     b = SerialBackend("pit", scoring)
-    b.load(tiny_archs(), ["weight", "linear_input_grad"])
+    b.load(tiny_archs(), ["weight", "weight_grad", "linear_input_grad"])
     try:
         return np.vstack([b.score(EXPRS), score_named(b, ["snip"])])
     finally:
@@ -302,14 +318,14 @@ def test_cache_no_cache_scores_like_cache(warm_cache):
     np.testing.assert_array_equal(cache_scores(dataclasses.replace(cfg, use_cache=False)), want)
 
 
-def test_cache_unwritable_cache_dir_evolve_warns_and_finishes(evo_cfg, evo_whole, tmp_path):
+def test_cache_unwritable_cache_dir_evolve_warns_and_finishes(evo_cfg, evo_whole, tmp_path, small_zoo):
     """Decision: a cache folder that cannot be made (``cache_dir: /proc/nope``) is the
     read-only case: one warning, the run goes on computing, the same results."""
     sc = dataclasses.replace(evo_cfg.objective.scoring, cache_dir="/proc/nope")
     cfg = dataclasses.replace(evo_cfg, objective=dataclasses.replace(evo_cfg.objective, scoring=sc))
     with pytest.warns(RuntimeWarning, match="cannot be written"):
         evolve(cfg, tmp_path / "run")
-    got, want = evo_outputs(tmp_path / "run"), dict(evo_whole)
+    got, want = evo_outputs(tmp_path / "run"), copy.deepcopy(evo_whole)
     assert got.pop("config.yaml") != want.pop("config.yaml")  # it records the cache_dir given
     got["checkpoint"].pop("config"), want["checkpoint"].pop("config")
     assert got == want
@@ -446,15 +462,15 @@ def test_fulldisk_bench_writes_both_or_neither(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("nth", [1, 2, 3])
-def test_fulldisk_evolve(nth, evo_cfg, evo_whole, tmp_path, capsys, monkeypatch):
+def test_fulldisk_evolve(nth, evo_cfg, evo_whole, tmp_path, capsys, small_zoo):
     """The disk fills at the ``nth`` checkpoint: one line, exit 2; the run resumes once freed."""
     save_config(evo_cfg, tmp_path / "e.yaml")
     argv = ["evolve", "--config", str(tmp_path / "e.yaml"), "--out", str(tmp_path / "run")]
-    failing_writer(monkeypatch, lambda p, n: p.name == "checkpoint.json" and n == nth, enospc("checkpoint.json"))
-    assert main(argv) == 2
+    with pytest.MonkeyPatch.context() as full:
+        failing_writer(full, lambda p, n: p.name == "checkpoint.json" and n == nth, enospc("checkpoint.json"))
+        assert main(argv) == 2
     err = capsys.readouterr().err
     assert "No space left on device" in err and err.count("\n") == 1 and "Traceback" not in err, err
-    monkeypatch.undo()
     assert main(argv + ["--resume"]) == 0
     assert evo_outputs(tmp_path / "run") == evo_whole
 
