@@ -184,8 +184,9 @@ def search(cfg: SearchConfig, out: Path | str | None = None, resume: bool = Fals
     scorer = _Scorer(proxy, cfg.space, scoring, backend, workers, address, t, connect_timeout)
     start = time.perf_counter()
     try:
-        if not st.done:
-            scorer.start()  # an unreachable cluster fails here, before the run folder is made
+        if not st.done:  # an unreachable cluster fails here, before the run folder is made
+            scorer.start()
+            t["backend_start"] = time.perf_counter() - start
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             clean_temporaries(out)
