@@ -63,7 +63,7 @@ def test_folder_source(tmp_path):
 
 
 @pytest.mark.parametrize("cfg,msg", [
-    (dict(source="folder"), "needs a path"), (dict(size=1), "batch size"), (dict(resolution=8), "resolution"),
+    (dict(source="folder"), "needs a path"), (dict(size=1), "batch.size"), (dict(resolution=8), "resolution"),
 ])
 def test_bad_batch_config(cfg, msg):
     with pytest.raises(BatchError, match=msg):

@@ -49,6 +49,18 @@ def add_backend_flags(p: argparse.ArgumentParser) -> None:
                    help="serial (in-process) or ray (actors own shards of archs)")
     g.add_argument("--workers", type=int, default=2, help="Ray actors, one CPU each")
     g.add_argument("--address", help="join an existing Ray cluster (HOST:PORT or auto) instead of starting one")
+    g.add_argument("--connect-timeout", dest="connect_timeout", type=float, default=60.0,
+                   help="seconds to wait for the cluster at --address before giving up (default 60)")
+
+
+def check_backend_flags(args: argparse.Namespace) -> None:
+    """One-line errors for parallelism flags out of range, before any work."""
+    from autoprox.parallel.session import check_workers
+    if hasattr(args, "workers"):
+        check_workers(args.workers)
+    t = getattr(args, "connect_timeout", 1.0)
+    if not t > 0 or t == float("inf"):
+        raise ValueError(f"--connect-timeout must be > 0 seconds, got {t}")
 
 
 def overlay(base: dict, args: argparse.Namespace, top: dict[str, Any]) -> dict:

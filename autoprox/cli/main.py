@@ -6,7 +6,7 @@ import sys
 from typing import Any, Sequence
 
 from autoprox import __version__
-from autoprox.cli.flags import SPACE_HELP, HelpFormatter, add_backend_flags, add_scoring_flags
+from autoprox.cli.flags import SPACE_HELP, HelpFormatter, add_backend_flags, add_scoring_flags, check_backend_flags
 from autoprox.cli.verbs import cmd_bench, cmd_cache, cmd_evolve, cmd_export, cmd_search, cmd_stats, cmd_zoo
 from autoprox.core.config import ConfigError
 from autoprox.stats.passes import list_passes
@@ -112,10 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_backend_flags(args)
         return args.fn(args)
     except (ConfigError, ValueError, KeyError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"autoprox {args.verb}: error: {msg}", file=sys.stderr)
+        print(f"autoprox {args.verb}: error: " + " ".join(str(msg).split()), file=sys.stderr)  # one line
         return 2
     except OSError as e:  # a full disk, a vanished folder: one line, not a traceback
         print(f"autoprox {args.verb}: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)

@@ -22,7 +22,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/bench-{cfg.space}")
     check_writable_dir(out)
     check_device(cfg.scoring.device, args.backend)
-    rows = bench_to(out, cfg, args.backend, args.workers, args.address)
+    rows = bench_to(out, cfg, args.backend, args.workers, args.address, args.connect_timeout)
     print(to_markdown(rows))
     print(f"\nwrote {out / 'bench.csv'}, {out / 'scores.csv'} and {out / 'config.yaml'}")
     return 0
@@ -39,7 +39,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     _, archs, _ = load_archs(cfg.space, cfg.bench, cfg.limit)
     check_device(cfg.scoring.device, args.backend)
     fams = families_of_passes(["base", *(args.passes or ())])
-    backend = make_backend(args.backend, cfg.space, cfg.scoring, workers=args.workers, address=args.address)
+    backend = make_backend(args.backend, cfg.space, cfg.scoring, workers=args.workers, address=args.address,
+                           connect_timeout=args.connect_timeout)
     step = 1 if args.backend == "serial" else args.workers
     t0 = time.perf_counter()
     try:
@@ -101,7 +102,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         def progress(done: int, total: int, best: float | None) -> None:
             prog.update(done, total, None if best is None else f"best {best:.4g}")
         res = search(cfg, out, resume=args.resume, backend=args.backend, workers=args.workers,
-                     address=args.address, progress=progress)
+                     address=args.address, progress=progress, connect_timeout=args.connect_timeout)
     print(top_markdown(res.top))
     if res.regret is not None:
         print("\n" + regret_markdown(res.regret))
@@ -130,10 +131,11 @@ def cmd_evolve(args: argparse.Namespace) -> int:
         if args.cv is not None:
             from autoprox.evolve.cv import cross_validate
             _, run = cross_validate(cfg, out, args.cv, args.resume, on_step, backend=args.backend,
-                                    workers=args.workers, address=args.address)
+                                    workers=args.workers, address=args.address, connect_timeout=args.connect_timeout)
             print((out / "cv.md").read_text())
         else:
-            run = evolve(cfg, out, args.resume, args.backend, args.workers, args.address, on_step=on_step)
+            run = evolve(cfg, out, args.resume, args.backend, args.workers, args.address, on_step=on_step,
+                         connect_timeout=args.connect_timeout)
     best = run.pick()
     if best is not None:
         r = best.record

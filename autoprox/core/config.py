@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -16,6 +17,31 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config that does not match its dataclass."""
+
+
+def check_ranges(obj: Any, where: str, ranges: dict[str, tuple], error: type[ValueError] | None = None) -> None:
+    """``ConfigError`` naming the first field of ``obj`` outside its range. ``ranges`` maps a
+    field to ``(lo, hi)`` (None: open) or ``(lo, hi, "[)")`` for which ends are inclusive
+    (default ``"[]"``); ``None`` values (optional fields) are skipped."""
+    for name, spec in ranges.items():
+        lo, hi = spec[0], spec[1]
+        ends = spec[2] if len(spec) > 2 else "[]"
+        v = getattr(obj, name)
+        if v is None:
+            continue
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # never NaN or inf
+        if ok and lo is not None:
+            ok = v >= lo if ends[0] == "[" else v > lo
+        if ok and hi is not None:
+            ok = v <= hi if ends[1] == "]" else v < hi
+        if not ok:
+            if lo is not None and hi is not None:
+                allowed = f"in {ends[0]}{lo:g}, {hi:g}{ends[1]}"
+            elif lo is not None:
+                allowed = f"{'>=' if ends[0] == '[' else '>'} {lo:g}"
+            else:
+                allowed = f"{'<=' if ends[1] == ']' else '<'} {hi:g}"
+            raise (error or ConfigError)(f"{where}.{name} must be {allowed}, got {v!r}")
 
 
 def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
@@ -106,6 +132,11 @@ def load_config(cls: type[T], path: str | Path) -> T:
     return from_dict(cls, data, where=p.name)
 
 
+def config_yaml(obj: Any) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(to_dict(obj), sort_keys=False)
+
+
 def save_config(obj: Any, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically."""
-    atomic_write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))
+    atomic_write_text(path, config_yaml(obj))

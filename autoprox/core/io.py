@@ -21,21 +21,40 @@ def current_umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path`` then rename it into place, with the mode an
-    ordinary ``open(path, "w")`` gives (0o666 less the umask; ``mkstemp`` itself makes 0o600)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+def write_temp(path: Path, data: bytes) -> Path:
+    """``data`` in a new ``.<name>.*.tmp`` file beside ``path`` (flushed to disk); its path.
+    Every write of autoprox goes through here (tests inject a full disk by replacing it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-            os.fchmod(f.fileno(), 0o666 & ~current_umask())
-        os.replace(tmp, p)
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())  # the mode open() would give (mkstemp: 0o600)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path`` then rename it into place."""
+    atomic_write_many({path: data})
+
+
+def atomic_write_many(files: dict) -> None:
+    """Write every ``{path: bytes}`` to temp files first, then rename them all into place: a
+    failed write (a full disk) leaves none of them new; only a crash between renames could."""
+    tmps: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files.items():
+            tmps.append((write_temp(Path(path), data), Path(path)))
+        for tmp, p in tmps:
+            os.replace(tmp, p)
+    except BaseException:
+        for tmp, _ in tmps:
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -44,12 +63,20 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def check_writable_dir(folder: str | Path) -> None:
-    """``ValueError`` unless ``folder`` is (or can be made) a writable folder; creates nothing."""
+    """``ValueError`` unless ``folder`` is (or can be made) a writable folder; leaves nothing
+    behind (as root ``os.access`` says yes to read-only places such as /proc, so the nearest
+    existing folder is probed with an empty sub-folder, removed at once)."""
     p = Path(folder)
     if p.exists() and not p.is_dir():
         raise ValueError(f"output {p} is a file, not a folder")
     probe = p
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+    ok = probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+    if ok:
+        try:
+            os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".autoprox-probe-"))
+        except OSError:
+            ok = False
+    if not ok:
         raise ValueError(f"output {p} cannot be written ({probe} is not a writable folder)")

@@ -65,18 +65,19 @@ class Progress:
         self._last = time.monotonic()
         print(self.line(), file=self.stream, flush=True)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Stop the bar, or print the final line (not after an error: the error is the one line)."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-        else:
+        elif not failed:
             self._report()
 
     def __enter__(self) -> "Progress":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(failed=isinstance(exc_type, type) and issubclass(exc_type, Exception))
 
 
 def track(items: Iterable[T], label: str, total: int | None = None, **kw: Any) -> Iterator[T]:

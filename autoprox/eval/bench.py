@@ -10,13 +10,14 @@ from typing import Sequence
 
 import numpy as np
 
-from autoprox.core.config import save_config
-from autoprox.core.io import atomic_write_text
+from autoprox.core.config import config_yaml
+from autoprox.core.io import atomic_write_many
 from autoprox.core.progress import Progress
 from autoprox.data.benchmark import Benchmark, load_archs
 from autoprox.eval.fitness import JcmVariant, correlations, jcm
 from autoprox.eval.uncertainty import N_BOOT, kendall_ci, summarise
 from autoprox.parallel.backends import make_backend, score_proxies
+from autoprox.parallel.session import CONNECT_TIMEOUT
 from autoprox.proxy.spec import resolve
 from autoprox.spaces import get_space
 from autoprox.stats.provider import ScoringConfig
@@ -63,7 +64,8 @@ def bench_rows(names: Sequence[str], scores: np.ndarray, bench: Benchmark, targe
     return rows
 
 
-def score_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2, address: str | None = None
+def score_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2, address: str | None = None,
+                connect_timeout: float = CONNECT_TIMEOUT
                 ) -> tuple[list[str], dict[str, np.ndarray], Benchmark, list[dict], list[str]]:
     """(proxy names, scores by name (the references of ``REFERENCES`` included), benchmark, archs,
     targets) of a bench run; every proxy and reference is scored in one pass over the statistics."""
@@ -77,7 +79,8 @@ def score_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2, add
     names = [p.name for p in proxies]
     refs = [resolve(r) for r in REFERENCES if r not in names]  # data-free: no statistics needed
     families = sorted(set().union(*(p.families for p in proxies + refs)))
-    be = make_backend(backend, cfg.space, cfg.scoring, workers=workers, address=address)
+    be = make_backend(backend, cfg.space, cfg.scoring, workers=workers, address=address,
+                      connect_timeout=connect_timeout)
     try:
         with Progress(f"bench {cfg.space}: statistics", len(archs)) as prog:
             be.load(archs, families, prog.advance)
@@ -94,18 +97,17 @@ def _rows(names: list[str], by_name: dict[str, np.ndarray], bench: Benchmark, ar
 
 
 def run_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2,
-              address: str | None = None) -> list[dict]:
+              address: str | None = None, connect_timeout: float = CONNECT_TIMEOUT) -> list[dict]:
     """Score every proxy on the benchmark's archs through a scoring backend: the rows of bench.csv."""
-    return _rows(*score_bench(cfg, backend, workers, address), cfg)
+    return _rows(*score_bench(cfg, backend, workers, address, connect_timeout), cfg)
 
 
 def bench_to(out: Path, cfg: BenchConfig, backend: str = "serial", workers: int = 2,
-             address: str | None = None) -> list[dict]:
+             address: str | None = None, connect_timeout: float = CONNECT_TIMEOUT) -> list[dict]:
     """``run_bench``, writing ``bench.csv``, ``scores.csv`` and ``config.yaml`` into ``out``."""
-    names, by_name, bench, archs, targets = score_bench(cfg, backend, workers, address)
+    names, by_name, bench, archs, targets = score_bench(cfg, backend, workers, address, connect_timeout)
     rows = _rows(names, by_name, bench, archs, targets, cfg)
-    write_scores(names, np.stack([by_name[n] for n in names]), bench, archs, targets, cfg, out)
-    write_bench(rows, cfg, out)  # the config last: a config.yaml always has its results beside it
+    write_bench(rows, cfg, out, scores_csv(names, np.stack([by_name[n] for n in names]), bench, archs, targets, cfg))
     return rows
 
 
@@ -129,11 +131,15 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + ("\n\n" + summary_markdown(rows) if any("ceiling" in r for r in rows) else "")
 
 
-def write_bench(rows: list[dict], cfg: BenchConfig, out: Path) -> None:
-    """``out/bench.csv`` and beside it the config with the values used (targets, cache folder)."""
-    atomic_write_text(out / "bench.csv", to_csv(rows))
+def write_bench(rows: list[dict], cfg: BenchConfig, out: Path, scores: str | None = None) -> None:
+    """``out/bench.csv``, ``scores.csv`` (if given) and the config with the values used (targets,
+    cache folder): all or none (a full disk)."""
     targets = tuple(dict.fromkeys(r["dataset"] for r in rows if r["dataset"] != "JCM"))
-    save_config(replace(cfg, targets=targets, scoring=cfg.scoring.resolved()), out / "config.yaml")
+    used = replace(cfg, targets=targets, scoring=cfg.scoring.resolved())
+    files = {out / "bench.csv": to_csv(rows).encode(), out / "config.yaml": config_yaml(used).encode()}
+    if scores is not None:
+        files[out / "scores.csv"] = scores.encode()
+    atomic_write_many(files)
 
 
 def scores_csv(names: Sequence[str], scores: np.ndarray, bench: Benchmark, archs: Sequence[dict],
@@ -151,11 +157,6 @@ def scores_csv(names: Sequence[str], scores: np.ndarray, bench: Benchmark, archs
         w.writerow([i, json.dumps(arch, sort_keys=True), *(repr(float(v)) for v in scores[:, i]),
                     space.num_params(arch, c, res), space.flops(arch, c, res), *(repr(float(y[i])) for y in ys)])
     return buf.getvalue()
-
-
-def write_scores(names: Sequence[str], scores: np.ndarray, bench: Benchmark, archs: Sequence[dict],
-                 targets: Sequence[str], cfg: BenchConfig, out: Path) -> None:
-    atomic_write_text(out / "scores.csv", scores_csv(names, scores, bench, archs, targets, cfg))
 
 
 # ---------------------------------------------------------------- intervals (autoprox.eval.uncertainty)

@@ -27,10 +27,11 @@ from typing import Any, Callable
 from deap import base, creator, tools
 
 from autoprox.core.checkpoint import clean_temporaries, load_state, rng_from_json, rng_to_json, save_state
-from autoprox.core.config import ConfigError, load_config, save_config, to_dict
+from autoprox.core.config import ConfigError, check_ranges, load_config, save_config, to_dict
 from autoprox.core.io import atomic_write_text, check_writable_dir
 from autoprox.eval.fitness import INVALID
 from autoprox.evolve.objective import Objective, ObjectiveConfig, families_of
+from autoprox.parallel.session import CONNECT_TIMEOUT
 from autoprox.proxy.genotype import to_genotype
 from autoprox.proxy.spec import resolve, resolve_graph
 from autoprox.evolve.variation import VariationConfig, crossover, mutate, random_genome, to_proxy, validate
@@ -62,13 +63,12 @@ class EvolveConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.population < 2 or self.steps < 0 or self.offspring < 1 or self.hall_of_fame < 1:
-            raise ValueError("need population >= 2, steps >= 0, offspring >= 1, hall_of_fame >= 1")
-        if not 0 < self.pool_ratio <= 1 or self.top_k < 1 or self.mutants < 1 or self.max_tries < 1:
-            raise ValueError("need 0 < pool_ratio <= 1, top_k >= 1, mutants >= 1, max_tries >= 1")
-        if self.repair < 0 or self.probe_archs < 2:
-            raise ValueError(f"need repair >= 0 and probe_archs >= 2, got {self.repair}, {self.probe_archs}")
+            raise ConfigError(f"evolve config: mode must be one of {MODES}, got {self.mode!r}")
+        check_ranges(self, "evolve config", {
+            "population": (2, None), "steps": (0, None), "offspring": (1, None), "cxpb": (0, 1),
+            "pool_ratio": (0, 1, "(]"), "top_k": (1, None), "margin": (-2, 2), "mutants": (1, None),
+            "max_tries": (1, None), "hall_of_fame": (1, None)})
+        check_ranges(self, "evolve config", {"repair": (0, None), "probe_archs": (2, None)})
 
 
 def make_types() -> tuple[type, type]:
@@ -340,27 +340,34 @@ def _prepare(cfg: EvolveConfig, out: Path, resume: bool) -> None:
         raise ConfigError(f"--out {out} is a file, not a folder")
     seed_genomes(cfg)  # unknown seed: the error names zoo proxies, before anything is written
     check_writable_dir(out)
+    state = load_state(out / "checkpoint.json") if resume else None
+    if state is not None and state.get("config") != to_dict(cfg):
+        raise ConfigError(f"{out}: the config differs from the checkpointed run's; "
+                          f"resume with the same config (see {out / 'config.yaml'})")
 
 
 def evolve(cfg: EvolveConfig, out: str | Path, resume: bool = False, backend: str = "serial",
            workers: int = 2, address: str | None = None,
-           on_step: Callable[[dict], None] | None = None) -> Run:
+           on_step: Callable[[dict], None] | None = None, connect_timeout: float = CONNECT_TIMEOUT) -> Run:
     """Run (or resume) an evolution in ``out``; returns the finished ``Run``. ``resume`` on a
-    folder without a checkpoint (killed before the first one) starts the run afresh."""
+    folder without a checkpoint (killed before the first one) starts the run afresh.
+    Everything that can fail on the user's input (the config, the seeds, the backend, the
+    statistics) runs before the run folder is created or touched."""
     out = Path(out)
     _prepare(cfg, out, resume)
     var = cfg.variation
-    obj = Objective(cfg.objective, families_of(var.leaves + var.single_leaves), backend, workers, address)
+    obj = Objective(cfg.objective, families_of(var.leaves + var.single_leaves), backend, workers, address,
+                    connect_timeout)
     run = Run(cfg, out, obj)
-    out.mkdir(parents=True, exist_ok=True)
-    clean_temporaries(out)
-    fresh = not (resume and run.restore())
-    if fresh:
-        run.history_path.unlink(missing_ok=True)
-    save_config(replace(cfg, objective=replace(cfg.objective, scoring=cfg.objective.scoring.resolved())),
-                out / "config.yaml")
-    obj.open()
     try:
+        obj.open()  # statistics load (the longest phase) before the folder exists: a kill here leaves nothing
+        out.mkdir(parents=True, exist_ok=True)
+        clean_temporaries(out)
+        fresh = not (resume and run.restore())
+        if fresh:
+            run.history_path.unlink(missing_ok=True)
+        save_config(replace(cfg, objective=replace(cfg.objective, scoring=cfg.objective.scoring.resolved())),
+                    out / "config.yaml")
         if fresh:
             run.initialise()
             _step_done(run, on_step)

@@ -18,6 +18,7 @@ import numpy as np
 
 from scipy.stats import rankdata
 
+from autoprox.core.config import ConfigError, check_ranges
 from autoprox.core.progress import Progress
 from autoprox.data.benchmark import DEFAULT_TARGETS, load_archs, split3, split_cv
 from autoprox.eval.fitness import INVALID, JcmVariant, invalid_reason, jcm
@@ -57,14 +58,14 @@ class ObjectiveConfig:
                              f"{list(self.spaces)}")
         if not self.spaces or not self.targets:
             raise ValueError("objective needs at least one space and one target")
-        if self.val_fraction <= 0 or self.test_fraction < 0 or self.val_fraction + self.test_fraction >= 0.9:
-            raise ValueError("need val_fraction > 0, test_fraction >= 0 and their sum < 0.9")
-        if not 0.0 <= self.beyond_size <= 10.0:
-            raise ValueError(f"beyond_size must be in [0, 10], got {self.beyond_size}")
+        check_ranges(self, "objective", {"val_fraction": (0, 0.9, "()"), "test_fraction": (0, 0.9, "[)"),
+                                         "limit": (1, None), "beyond_size": (0, 10), "cv_folds": (0, None)})
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ConfigError(f"objective: val_fraction + test_fraction must be < 0.9 (training needs archs), "
+                              f"got {self.val_fraction + self.test_fraction:g}")
         if self.cv_folds and (self.cv_folds < 2 or not 0 <= self.cv_fold < self.cv_folds):
-            raise ValueError(f"need cv_folds >= 2 and 0 <= cv_fold < cv_folds, got {self.cv_folds}, {self.cv_fold}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"objective.limit must be >= 1, got {self.limit}")
+            raise ConfigError(f"objective: need cv_folds >= 2 and 0 <= cv_fold < cv_folds, "
+                              f"got {self.cv_folds}, {self.cv_fold}")
 
 
 @dataclass
@@ -81,7 +82,8 @@ class Objective:
     """Scores proxy expressions on every space's archs and returns their fold JCMs."""
 
     def __init__(self, cfg: ObjectiveConfig, families: Sequence[str], backend: str = "serial",
-                 workers: int = 2, address: str | None = None) -> None:
+                 workers: int = 2, address: str | None = None,
+                 connect_timeout: float = session.CONNECT_TIMEOUT) -> None:
         self.cfg = cfg
         self.families = sorted(set(families) - DATA_FREE)
         passes_for(self.families)  # unknown statistic -> clear error before any work
@@ -94,15 +96,16 @@ class Objective:
             sc = cfg.scoring.batch
             size = np.array([get_space(space).num_params(a, sc.num_classes, sc.resolution) for a in archs], float)
             self.spaces.append(SpaceData(space, archs, ys, folds, size=size))
+        session.check_workers(workers)
         self._backend = (backend, workers, address)
+        self._timeout = connect_timeout
         self._owns_ray = False
 
     def open(self) -> None:
         """Start the backends and load every space's statistics (computed once, then cached)."""
         kind, workers, address = self._backend
         if kind == "ray":  # one session for every space's workers
-            session.check_workers(workers)
-            self._owns_ray = session.start(address, workers * len(self.spaces))
+            self._owns_ray = session.start(address, workers * len(self.spaces), self._timeout)
         waits = []
         total = sum(len(sd.archs) for sd in self.spaces)
         with Progress("evolve: statistics of " + "+".join(sd.name for sd in self.spaces), total) as prog:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import primitives
+from autoprox.core.config import check_ranges
 from autoprox.proxy.fuse import FusedProxy, get_fusion
 from autoprox.proxy.genotype import tree
 from autoprox.proxy.graph import Expr, GraphError, GraphProxy, _type, canonical_leaf, check, make, parse
@@ -68,12 +69,10 @@ class VariationConfig:
                 op = primitives.get_op(n)
                 if op.group not in ((group, "reduce") if group == "unary" else (group,)):
                     raise ValueError(f"op {n!r} is a {op.group} op, not {group}")
-        if not 0.0 <= self.gene_prob <= 1.0 or self.max_nodes < 4 or self.max_depth < 3 or self.tries < 1:
-            raise ValueError("need 0 <= gene_prob <= 1, max_nodes >= 4, max_depth >= 3, tries >= 1")
-        if not 1 <= self.max_parts <= 3 or (self.max_parts > 1 and self.structure != "free"):
-            raise ValueError(f"max_parts must be in [1, 3] (above 1 only with structure free), got {self.max_parts}")
-        if not 0.0 <= self.fuse_prob <= 1.0:
-            raise ValueError(f"fuse_prob must be in [0, 1], got {self.fuse_prob}")
+        check_ranges(self, "variation", {"gene_prob": (0, 1), "max_nodes": (4, None), "max_depth": (3, None),
+                                         "tries": (1, None), "max_parts": (1, 3), "fuse_prob": (0, 1)})
+        if self.max_parts > 1 and self.structure != "free":
+            raise ValueError(f"variation.max_parts above 1 needs structure free, got {self.structure!r}")
         get_fusion(self.fusion)  # unknown fusion: error naming the known ones
 
     def ops(self, group: str) -> list[str]:

@@ -219,10 +219,12 @@ class RayBackend(_Waiting):
 
 
 def make_backend(kind: str, space: str, cfg: ScoringConfig, workers: int = 2, address: str | None = None,
-                 gpus_per_worker: float | None = None) -> Backend:
+                 gpus_per_worker: float | None = None,
+                 connect_timeout: float = session.CONNECT_TIMEOUT) -> Backend:
     """A ``"serial"`` or ``"ray"`` backend for ``space``."""
     if kind == "serial":
         return SerialBackend(space, cfg)
     if kind == "ray":
-        return RayBackend(space, cfg, workers=workers, address=address, gpus_per_worker=gpus_per_worker)
+        return RayBackend(space, cfg, workers=workers, address=address, gpus_per_worker=gpus_per_worker,
+                          connect_timeout=connect_timeout)
     raise ValueError(f"unknown backend {kind!r}; choices: serial, ray")

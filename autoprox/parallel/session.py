@@ -46,8 +46,8 @@ def start(address: str | None, num_cpus: int, connect_timeout: float = CONNECT_T
 
     if ray.is_initialized():
         return False
-    if address is None:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)  # never a stray cluster
+    if address is None:  # "local": a new instance even when `ray start` runs on this machine
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
         return True
     if address != "auto" and not address.startswith("ray://"):
         _wait_for_port(address, connect_timeout)

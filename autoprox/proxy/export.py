@@ -69,28 +69,39 @@ def load_proxy(path: str | Path) -> GraphProxy | FusedProxy:
     if unknown:
         raise GraphError(f"{p}: unknown key(s) {unknown}; allowed: {sorted(YAML_KEYS)}")
     if "parts" in doc and "graph" not in doc:
-        parts = doc["parts"] if isinstance(doc["parts"], list) else []
-        fused = parse_fused(f"{doc.get('fusion', 'rank_sum')}[{' | '.join(map(str, parts))}]",
-                            str(doc.get("name") or p.stem), str(doc.get("description") or ""))
-        if fused is None or len(parts) < 2:
-            raise GraphError(f"{p}: 'parts' must list at least two expressions and 'fusion' name a fusion")
-        if "hash" in doc and str(doc["hash"]) != fused.hash:
-            raise GraphError(f"{p}: the proxy hashes to {fused.hash}, not the recorded {doc['hash']}; "
-                             f"it was edited: delete the 'hash' line to accept it")
-        return fused
-    if "graph" in doc:
-        expr = to_expr(graph_from_mapping(doc["graph"]))
-    elif "expression" in doc:
-        expr = parse(str(doc["expression"]))
-    elif "genotype" in doc:
-        expr = parse_genotype(str(doc["genotype"]))
-    else:
+        return _load_fused(p, doc)
+    if not {"graph", "expression", "genotype"} & set(doc):
         raise GraphError(f"{p}: needs one of 'graph', 'expression', 'genotype'")
+    try:
+        if "graph" in doc:
+            expr = to_expr(graph_from_mapping(doc["graph"]))
+        elif "expression" in doc:
+            expr = parse(str(doc["expression"]))
+        else:
+            expr = parse_genotype(str(doc["genotype"]))
+    except (GraphError, ValueError, KeyError, TypeError) as e:  # the error names the file
+        raise GraphError(f"{p}: {e.args[0] if e.args else e}") from None
     proxy = GraphProxy(str(doc.get("name") or p.stem), expr, str(doc.get("description") or ""))
     if "hash" in doc and str(doc["hash"]) != proxy.hash:
         raise GraphError(f"{p}: the graph hashes to {proxy.hash}, not the recorded {doc['hash']}; "
                          f"it was edited: delete the 'hash' line to accept it")
     return proxy
+
+
+def _load_fused(p: Path, doc: dict) -> FusedProxy:
+    """A fused proxy file (``fusion`` and ``parts``); hash checked."""
+    parts = doc["parts"] if isinstance(doc["parts"], list) else []
+    try:
+        fused = parse_fused(f"{doc.get('fusion', 'rank_sum')}[{' | '.join(map(str, parts))}]",
+                            str(doc.get("name") or p.stem), str(doc.get("description") or ""))
+    except (GraphError, ValueError, KeyError) as e:  # the error names the file
+        raise GraphError(f"{p}: {e.args[0] if e.args else e}") from None
+    if fused is None or len(parts) < 2:
+        raise GraphError(f"{p}: 'parts' must list at least two expressions and 'fusion' name a fusion")
+    if "hash" in doc and str(doc["hash"]) != fused.hash:
+        raise GraphError(f"{p}: the proxy hashes to {fused.hash}, not the recorded {doc['hash']}; "
+                         f"it was edited: delete the 'hash' line to accept it")
+    return fused
 
 
 def _tree_literal(e: Expr) -> str:

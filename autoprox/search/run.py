@@ -21,6 +21,7 @@ from autoprox.core.config import save_config, to_dict
 from autoprox.core.io import atomic_write_text, check_writable_dir
 from autoprox.data.benchmark import Benchmark, load_archs
 from autoprox.parallel.backends import Backend, make_backend, score_proxies
+from autoprox.parallel.session import CONNECT_TIMEOUT, check_workers
 from autoprox.proxy.spec import Proxy, resolve
 from autoprox.search.config import SearchConfig, SearchResult, measure, window_text, within
 from autoprox.search.propose import State, order_key, propose, ranked
@@ -38,17 +39,23 @@ class _Scorer:
     Workers receive the proxy's expressions only; a fused proxy is combined here."""
 
     def __init__(self, proxy: Proxy, space: str, scoring: ScoringConfig, backend: str,
-                 workers: int, address: str | None, timings: dict[str, float]) -> None:
+                 workers: int, address: str | None, timings: dict[str, float],
+                 connect_timeout: float = CONNECT_TIMEOUT) -> None:
         self.proxy, self.space, self.scoring = proxy, space, scoring
         self.families = sorted(proxy.families)
         self.kind = backend if self.families else "serial"  # no models to build: Ray would only cost
-        self.workers, self.address, self.t = workers, address, timings
+        self.workers, self.address, self.t, self.timeout = workers, address, timings, connect_timeout
         self.be: Backend | None = None
+
+    def start(self) -> None:
+        """Start the backend (joining or starting Ray) if it is not running yet."""
+        if self.be is None:
+            self.be = make_backend(self.kind, self.space, self.scoring, self.workers, self.address,
+                                   connect_timeout=self.timeout)
 
     def __call__(self, archs: Sequence[dict]) -> list[float]:
         t0 = time.perf_counter()
-        if self.be is None:
-            self.be = make_backend(self.kind, self.space, self.scoring, self.workers, self.address)
+        self.start()
         t1 = time.perf_counter()
         self.be.load(list(archs), self.families)
         t2 = time.perf_counter()
@@ -156,10 +163,11 @@ def _step(cfg: SearchConfig, space: SearchSpace, st: State, total: int, pool: li
 
 def search(cfg: SearchConfig, out: Path | str | None = None, resume: bool = False,
            backend: str = "serial", workers: int = 2, address: str | None = None,
-           progress: ProgressFn | None = None) -> SearchResult:
+           progress: ProgressFn | None = None, connect_timeout: float = CONNECT_TIMEOUT) -> SearchResult:
     """Run (or ``resume``) a search; with ``out``, checkpoint there and write ``result.yaml``,
     ``history.csv`` and ``config.yaml``. ``progress(done, total, best)`` follows every chunk."""
     out = None if out is None else Path(out)
+    check_workers(workers)
     space, proxy = get_space(cfg.space), resolve(cfg.proxy)
     bench, targets, pool = _bench_pool(cfg, space) if cfg.bench_only else (None, [], None)
     if proxy.fused:  # fused scores rank archs among those scored together
@@ -175,12 +183,15 @@ def search(cfg: SearchConfig, out: Path | str | None = None, resume: bool = Fals
     # fresh candidates are seen once: caching them (~15 MB each) would only fill the disk, and
     # without the cache only what the proxy needs is extracted; labelled archs use it as configured
     scoring = cfg.scoring if cfg.bench_only else replace(cfg.scoring, use_cache=False)
-    scorer = _Scorer(proxy, cfg.space, scoring, backend, workers, address, t)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        clean_temporaries(out)
+    scorer = _Scorer(proxy, cfg.space, scoring, backend, workers, address, t, connect_timeout)
     start = time.perf_counter()
     try:
+        if not st.done:  # an unreachable cluster fails here, before the run folder is made
+            scorer.start()
+            t["backend_start"] = time.perf_counter() - start
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            clean_temporaries(out)
         while True:
             if progress is not None:
                 best = ranked(st.history, cfg.minimize)[:1]

@@ -10,6 +10,7 @@ from typing import Literal
 
 import torch
 
+from autoprox.core.config import check_ranges
 from autoprox.spaces.base import ARCH_SCALARS
 
 # scalar statistics of every arch (loss: from the base pass; ARCH_SCALARS: SearchSpace.arch_scalars)
@@ -28,14 +29,10 @@ class StatsConfig:
     grad_groups: int = 4
 
     def __post_init__(self) -> None:
-        if self.act_samples < 1 or self.act_tokens < 1:
-            raise ValueError("act_samples and act_tokens must be >= 1")
-        if self.grad_groups < 2:
-            raise ValueError(f"grad_groups must be >= 2, got {self.grad_groups}")
+        check_ranges(self, "stats", {"act_samples": (1, None), "act_tokens": (1, None), "grad_groups": (2, None),
+                                     "drop_path": (0, 1, "[)")})
         if self.dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be float16 or float32, got {self.dtype!r}")
-        if not 0.0 <= self.drop_path < 1.0:
-            raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
 
 
 @dataclass

@@ -18,12 +18,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from autoprox.core.config import ConfigError, check_ranges
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR_MEAN, CIFAR_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 
 
-class BatchError(ValueError):
+class BatchError(ConfigError):
     """A batch source that cannot be read."""
 
 
@@ -37,12 +39,8 @@ class BatchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.size < 2:
-            raise BatchError(f"batch size must be >= 2, got {self.size}")
-        if self.resolution < 16:
-            raise BatchError(f"resolution must be >= 16 (one patch), got {self.resolution}")
-        if self.num_classes < 2:
-            raise BatchError(f"num_classes must be >= 2, got {self.num_classes}")
+        check_ranges(self, "batch", {"size": (2, None), "resolution": (16, None), "num_classes": (2, None)},
+                     BatchError)  # resolution: at least one 16-px patch
         if self.source != "synthetic" and not self.path:
             raise BatchError(f"batch source {self.source!r} needs a path")
 
