@@ -119,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"autoprox {args.verb}: error: " + " ".join(str(msg).split()), file=sys.stderr)  # one line
         return 2
     except OSError as e:  # a full disk, a vanished folder: one line, not a traceback
-        print(f"autoprox {args.verb}: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+        where = f": {e.filename}" if e.filename else ""
+        print(f"autoprox {args.verb}: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
 
 
