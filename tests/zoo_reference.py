@@ -130,7 +130,7 @@ def grasp(space, arch, images, labels, seed, samples, tokens):
     ws = [m.weight for m in weight_layers(model)]
     g = torch.autograd.grad(F.cross_entropy(seeded(model, images, seed), labels), ws, create_graph=True)
     hg = torch.autograd.grad(g, ws, grad_outputs=[x.detach() for x in g])
-    return -sum(float((w * h).sum()) for w, h in zip(ws, hg))
+    return -sum(float((w.detach() * h).sum()) for w, h in zip(ws, hg))
 
 
 def _fisher_terms(model, images, labels, seed) -> list[float]:
