@@ -138,6 +138,16 @@ def no_op(x: Tensor) -> Tensor:
     return x
 
 
+JACOV_K = 1e-5  # jacob_cov's eigenvalue offset k (Mellor et al. 2021)
+
+
+# weight 0: evolution never samples it, so adding it left every evolution run's random draws unchanged
+@_unary("add_k", "{0} + 1e-5", r"\left({0}\right) + 10^{{-5}}", weight=0.0)
+def add_k(x: Tensor) -> Tensor:
+    """x + 1e-5 elementwise (the offset k that jacob_cov adds to its eigenvalues); not sampled by evolution."""
+    return x + JACOV_K
+
+
 @_unary("eigvalsh", "eigvalsh({0})", r"\lambda\left({0}\right)", out_kind="vector")
 def eigvalsh(x: Tensor) -> Tensor:
     """Ascending eigenvalues of the symmetrised 2-D view; non-square, empty or non-finite -> [NaN]."""

@@ -189,6 +189,8 @@ def test_unary_known_values() -> None:
     assert _u("normalized_sum", 1, 2, 3, 6).item() == pytest.approx(3.0)
     assert _u("to_std_scalar", 1, 2, 3).item() == pytest.approx(1.0)
     assert math.isnan(_u("log", -1).item()) and _u("log", 0).item() == -math.inf
+    assert _u("add_k", 0, -1e-5, 2).tolist() == pytest.approx([1e-5, 0.0, 2.00001], abs=1e-12)
+    assert get_op("add_k").weight == 0.0  # never sampled by evolution
 
 
 def test_softmax_and_logsoftmax_use_the_flattened_tensor() -> None:

@@ -64,7 +64,8 @@ def test_edited_yaml_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("space", list_spaces())
-@pytest.mark.parametrize("name", ["autoprox_paper", "dss", "snip", "naswot", "fisher", "grasp", "zico"])
+@pytest.mark.parametrize("name", ["autoprox_paper", "dss", "snip", "naswot", "fisher", "grasp", "zico", "jacov",
+                                  "synflow"])
 def test_python_export_gives_the_engines_score(space, name, tmp_path, tiny_batch, fp32_scoring):
     path = tmp_path / f"{name}.py"
     path.write_text(export(get_proxy(name), "python"))

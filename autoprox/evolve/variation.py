@@ -27,13 +27,14 @@ from autoprox.proxy.fuse import FusedProxy, get_fusion
 from autoprox.proxy.genotype import tree
 from autoprox.proxy.graph import Expr, GraphError, GraphProxy, _type, canonical_leaf, check, make, parse
 from autoprox.stats.base import AUTOPROX_INPUTS
-from autoprox.stats.passes import matrix_families
+from autoprox.stats.passes import get_pass
 
 Genome = list  # list[str]
 Path = tuple[int, ...]
 STRUCTURES = ("autoprox_tree", "free")
 DEFAULT_LEAVES = tuple(AUTOPROX_INPUTS.values()) + ("virtual_grad", "attention", "attention_grad", "fisher")
-SINGLE_LEAVES = ("num_params", "flops") + matrix_families()
+# default single leaves: the base pass's matrices (an evolution run computes no other pass unless asked)
+SINGLE_LEAVES = ("num_params", "flops") + get_pass("base").matrix
 
 
 @dataclass(frozen=True)

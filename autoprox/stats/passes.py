@@ -11,6 +11,7 @@ registered once, with everything the engine needs to know about it:
 | hessian     | hessian_grad                                 | GraSP's Hg (double backward)           |
 | grad_groups | grad_snr                                     | ZiCo's gradient signal-to-noise        |
 | teacher     | teacher_gap                                  | TVT's gap to a ConvNet teacher         |
+| jacobian    | logit_jacobian_corr                          | jacob_cov's d sum(logits)/d image corr |
 
 A pass's cache key holds its ``version`` and the ``StatsConfig`` ``fields`` it reads, never
 a hash of source code: refactoring keeps caches valid. Whoever changes a pass's values bumps
@@ -135,5 +136,7 @@ register_pass("grad_groups", families=("grad_snr",), version=1,
               fields=("drop_path", "grad_groups"))(collect.grad_groups_pass)
 register_pass("teacher", families=("teacher_gap",), version=1, fields=("drop_path",), scalar=("teacher_gap",),
               needs=("teacher",))(teacher.teacher_pass)
+register_pass("jacobian", families=("logit_jacobian_corr",), version=1, fields=("drop_path",),
+              matrix=("logit_jacobian_corr",))(collect.jacobian_pass)
 register_pass("base", families=BASE_FAMILIES, version=1, fields=("act_samples", "act_tokens", "drop_path"),
               matrix=("naswot_kernel", "input_grad_corr"), last=True)(collect.base_pass)

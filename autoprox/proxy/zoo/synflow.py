@@ -3,5 +3,8 @@ from autoprox.proxy.zoo.registry import register_proxy
 
 @register_proxy("synflow")
 def synflow() -> str:
-    """SynFlow (Tanaka et al. 2020): sum of |W| * dR/d|W|, R = sum(logits) of an all-ones image."""
-    return "agg_sum(sum(element_wise_product(abs(weight), virtual_grad)))"
+    """SynFlow (Tanaka et al. 2020): sum over weight layers of sum |W * dR/d|W||, the abs per element,
+    R = sum(logits) of an all-ones image after every parameter is replaced by |w|. The abs per element
+    is the paper's (signs would cancel otherwise). Deliberate choice: the |w| pass runs in eval mode
+    (DropPath off, so R is deterministic), whatever mode the public Auto-Prox code uses."""
+    return "agg_sum(sum(abs(element_wise_product(weight, virtual_grad))))"
