@@ -81,6 +81,15 @@ class Taps:
 
 
 # ------------------------------------------------------------------ data-free
+def depth_width(space, arch, images, labels, seed, samples, tokens):
+    """log(depth * width), read off the built model: its transformer blocks (modules named Block)
+    and the mean width they work at (the width of each block's first LayerNorm)."""
+    model = build(space, arch, seed)
+    blocks = [m for m in model.modules() if type(m).__name__ == "Block"]
+    widths = [next(n for n in b.modules() if isinstance(n, nn.LayerNorm)).normalized_shape[0] for b in blocks]
+    return math.log(len(blocks) * sum(widths) / len(widths))
+
+
 def params(space, arch, images, labels, seed, samples, tokens):
     return float(sum(p.numel() for p in build(space, arch, seed).parameters()))
 
@@ -306,4 +315,4 @@ def tvt_scores(space, archs, images, seed, teacher_path) -> np.ndarray:
 
 REFERENCES: dict[str, Callable[..., float]] = {
     f.__name__: f for f in (params, flops, snip, grad_norm, grasp, fisher, zico, synflow, dss, naswot,
-                            evolved_autoformer, jacov, evolved_generic, evolved_pit, autoprox_paper)}
+                            evolved_autoformer, jacov, evolved_generic, evolved_pit, autoprox_paper, depth_width)}
