@@ -34,7 +34,17 @@ Path = tuple[int, ...]
 STRUCTURES = ("autoprox_tree", "free")
 DEFAULT_LEAVES = tuple(AUTOPROX_INPUTS.values()) + ("virtual_grad", "attention", "attention_grad", "fisher")
 # default single leaves: the base pass's matrices (an evolution run computes no other pass unless asked)
-SINGLE_LEAVES = ("num_params", "flops") + get_pass("base").matrix
+SINGLE_LEAVES = ("num_params", "flops") + get_pass("base").matrix  # the default pool of single_leaves
+
+
+def is_single(name: str) -> bool:
+    """Whether statistic ``name`` holds one value per arch (a scalar or a matrix), not one per layer."""
+    return not _type(Expr(canonical_leaf(name)))[0]
+
+
+def is_scalar(name: str) -> bool:
+    """Whether statistic ``name`` is one number per arch: a proxy on its own."""
+    return _type(Expr(canonical_leaf(name)))[1]
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,7 @@ class VariationConfig:
             raise ValueError("leaves must name at least one per-layer statistic")
         for names, single in ((self.leaves, False), (self.single_leaves, True)):
             for name in names:
-                if (canonical_leaf(name) in SINGLE_LEAVES) != single:
+                if is_single(name) != single:
                     where = "single_leaves" if not single else "leaves"
                     raise ValueError(f"statistic {name!r} belongs under {where}")
         for group, names in (("unary", self.unary), ("binary", self.binary), ("aggregate", self.aggregations)):
@@ -165,7 +175,7 @@ def _grow_single(rng: random.Random, cfg: VariationConfig, d: int) -> Expr:
     """A one-value-per-arch expression: an aggregation of per-layer values, or a single leaf."""
     if cfg.single_leaves and rng.random() < 0.2:
         leaf = parse_leaf(rng.choice(cfg.single_leaves))
-        return leaf if leaf.head in ("num_params", "flops") else make(_pick(rng, cfg.ops("unary")), leaf)
+        return leaf if is_scalar(leaf.head) else make(_pick(rng, cfg.ops("unary")), leaf)
     return make(_pick(rng, cfg.ops("aggregate")), _grow_layered(rng, cfg, d - 1))
 
 
@@ -216,7 +226,7 @@ def _mutate_free(e: Expr, rng: random.Random, cfg: VariationConfig) -> Expr:
     if kind == "input" or (node.is_leaf and kind == "op"):
         leaves = [q for q in paths(e) if get(e, q).is_leaf]
         q = rng.choice(leaves)
-        pool = cfg.leaves if get(e, q).head not in SINGLE_LEAVES else cfg.single_leaves
+        pool = cfg.single_leaves if is_single(get(e, q).head) else cfg.leaves
         return replace(e, q, parse_leaf(rng.choice(pool)))
     if kind == "op":
         group = primitives.get_op(node.head).group
