@@ -5,7 +5,7 @@ dying and gives up on a dead address (bad input: ``test_faults_inputs.py``).
 
 Kills are exceptions raised in-process from monkeypatched functions (``Kill`` derives from
 ``BaseException`` so no ``except Exception`` can swallow it), never sleeps. Each test's first
-word after ``test_`` is its category in the results table (see /work/logs/results-c.md)."""
+word after ``test_`` is its category in the results table (benchmarks/RESULTS.md, session 5)."""
 from __future__ import annotations
 
 import copy
