@@ -56,3 +56,18 @@ def test_workers_the_cluster_cannot_host_are_refused(cluster, tmp_path):
     r = _bench(tmp_path, "--out", str(tmp_path / "o"), "--backend", "ray", "--workers", "3", "--address", cluster)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "3 workers need 3 CPU(s); the Ray cluster has 2" in r.stderr and not (tmp_path / "o").exists()
+    r = _bench(tmp_path, "--out", str(tmp_path / "g"), "--backend", "ray", "--workers", "2", "--address", cluster,
+               "--device", "cuda", "--gpus-per-worker", "0.5")
+    assert r.returncode == 2 and "2 workers need 1 GPU(s); the Ray cluster has 0: lower --workers" in r.stderr
+
+
+def test_gpus_per_worker_is_a_setting_checked_before_waiting(tiny_scoring):
+    """A local session on a machine without GPUs: asking for GPUs is refused at once, not waited for."""
+    import dataclasses
+    from autoprox.parallel.backends import RayBackend
+    from autoprox.parallel.session import ClusterError
+    cfg = dataclasses.replace(tiny_scoring, device="cuda", gpus_per_worker=0.25)
+    with pytest.raises(ClusterError, match=r"4 workers need 1 GPU\(s\)"):
+        RayBackend("pit", cfg, workers=4)
+    with pytest.raises(ValueError, match="gpus_per_worker must be >= 0"):
+        dataclasses.replace(tiny_scoring, gpus_per_worker=-1.0)

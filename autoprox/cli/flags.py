@@ -32,6 +32,8 @@ SCORING_FLAGS = {  # flag -> (path in ScoringConfig, type, help)
     "cache_dir": (("cache_dir",), str, "statistics cache folder (default $AUTOPROX_CACHE or ~/.cache/autoprox)"),
     "stats_dtype": (("stats", "dtype"), str, "float16 (default) or float32 cache storage"),
     "teacher": (("teacher",), str, "ConvNet teacher for tvt: TorchScript file or torch.save(model) pickle"),
+    "gpus_per_worker": (("gpus_per_worker",), float,
+                        "Ray: GPUs each worker asks for; fractions share a GPU, e.g. 0.5 (default 1 with cuda)"),
 }
 
 

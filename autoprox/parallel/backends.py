@@ -112,7 +112,8 @@ class RayBackend(_Waiting):
                  threads_per_worker: int = 1, max_retries: int = 2, gpus_per_worker: float | None = None,
                  connect_timeout: float = session.CONNECT_TIMEOUT) -> None:
         session.check_workers(workers)
-        gpus = (1.0 if cfg.device.startswith("cuda") else 0.0) if gpus_per_worker is None else gpus_per_worker
+        gpus = gpus_per_worker if gpus_per_worker is not None else cfg.gpus_per_worker
+        gpus = (1.0 if cfg.device.startswith("cuda") else 0.0) if gpus is None else gpus
         if gpus < 0:
             raise ValueError(f"--gpus-per-worker must be >= 0, got {gpus}")
         self.owns_ray = session.start(address, workers, connect_timeout)

@@ -10,6 +10,7 @@ from typing import Iterable, Mapping
 
 import torch
 
+from autoprox.core.config import check_ranges
 from autoprox.spaces import get_space
 from autoprox.stats.base import ArchStats, StatsConfig
 from autoprox.stats.batch import Batch, BatchConfig, make_batch
@@ -30,6 +31,10 @@ class ScoringConfig:
     cache_dir: str | None = None
     use_cache: bool = True
     teacher: str | None = None  # ConvNet teacher checkpoint for teacher_gap (tvt); see autoprox.stats.teacher
+    gpus_per_worker: float | None = None  # Ray: GPUs each worker asks for (None: 1 with cuda, else 0)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "scoring", {"gpus_per_worker": (0, None)})
 
     def resolved(self) -> "ScoringConfig":
         """As a run's ``config.yaml`` records it: the cache folder actually used, not ``None``."""
