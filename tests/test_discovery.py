@@ -124,3 +124,14 @@ def test_beyond_size_objective_rewards_the_partial_tau_given_params(tiny_obj):
     idx = sd.folds["train"]
     want = np.nanmean([partial_kendall(w_rec["sign"] * w[idx], y[idx], sd.size[idx]) for y in sd.targets.values()])
     assert np.isfinite(want) and w_rec["beyond_train"] == pytest.approx(want) and w_rec["fitness"] == pytest.approx(w_rec["train"] + 0.5 * want)
+
+
+def test_summary_says_in_words_whether_the_pick_beats_params():
+    from autoprox.evolve.report import verdict_sentence
+    pick = {"expression": "rank_sum[num_params | agg_sum(abs(weight))]", "sign": 1}
+    iv = {"val_diff": {"estimate": 0.046, "lo": -0.088, "hi": 0.22, "p": 0.521, "verdict": "not significant"},
+          "test_diff": {"estimate": 0.082, "lo": 0.006, "hi": 0.181, "p": 0.026, "verdict": "yes"}}
+    assert verdict_sentence(pick, iv) == (
+        "Pick: `rank_sum(agg_sum(|weight|); num_params)`. On the validation fold it does not beat #params "
+        "significantly (JCM difference +0.046 [-0.088, 0.220], p = 0.521). On the test fold it beats #params "
+        "(JCM difference +0.082 [0.006, 0.181], p = 0.026).")

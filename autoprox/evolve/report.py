@@ -70,6 +70,7 @@ def summary_table(doc: dict) -> str:
              "", "| proxy | train [95% CI] | val [95% CI] | test [95% CI] |", "|---|---|---|---|"]
     fmt = (lambda v: "-" if v is None else f"{v:.3f}")
     ivs = doc.get("intervals", {})
+    lines = [verdict_sentence(doc["pick"], ivs.get("pick", {})), ""] + lines
     for i, (n, r) in enumerate(rows):
         iv = ivs.get("pick" if i == 0 else n, {})
         lines.append(f"| {n} | " + " | ".join(fmt(r[f]) + _ci(iv.get(f)) for f in FOLDS) + " |")
@@ -81,6 +82,20 @@ def summary_table(doc: dict) -> str:
         lines += [f"| {f} | {d[f + '_diff']['estimate']:.3f}{_ci(d[f + '_diff'])} | {d[f + '_diff']['p']:.3f} | "
                   f"{d[f + '_diff']['verdict']} |" for f in FOLDS if f + "_diff" in d]
     return "\n".join(lines) + "\n"
+
+
+def verdict_sentence(pick: dict, iv: dict) -> str:
+    """In words: the pick's formula, and whether it beats #params on validation (and test)."""
+    text = f"Pick: `{proxy_formula(resolve(pick['expression']))}`" + (" (negated)." if pick["sign"] < 0 else ".")
+    for fold in ("val", "test"):
+        d = iv.get(fold + "_diff")
+        if d is None:
+            continue
+        word = {"yes": "beats #params", "no": "is worse than #params", "undefined": "cannot be compared with #params"
+                }.get(d["verdict"], "does not beat #params significantly")
+        text += (f" On the {'validation' if fold == 'val' else 'test'} fold it {word} "
+                 f"(JCM difference {d['estimate']:+.3f}{_ci(d)}, p = {d['p']:.3f}).")
+    return text
 
 
 def _ci(iv: dict | None) -> str:
