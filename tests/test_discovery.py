@@ -135,3 +135,11 @@ def test_summary_says_in_words_whether_the_pick_beats_params():
         "Pick: `rank_sum(agg_sum(|weight|); num_params)`. On the validation fold it does not beat #params "
         "significantly (JCM difference +0.046 [-0.088, 0.220], p = 0.521). On the test fold it beats #params "
         "(JCM difference +0.082 [0.006, 0.181], p = 0.026).")
+
+
+def test_long_expressions_are_not_taken_for_file_names():
+    """An expression longer than a file name may be (a fused genome, say) still resolves."""
+    long = " | ".join(["agg_sum(abs(weight))", "agg_sum(sum(abs(linear_input)))", "num_params"])
+    part = "element_wise_sum(" * 20 + "num_params" + ",num_params)" * 20
+    p = resolve(f"rank_sum[{long} | {part}]")
+    assert p.fused and len(p.text) > 300 and len(p.parts) == 4

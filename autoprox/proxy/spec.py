@@ -55,7 +55,7 @@ def resolve(spec: ProxyLike, name: str | None = None) -> Proxy:
     if has_proxy(text):
         return get_proxy(text)
     path = Path(text)
-    if path.suffix in (".yaml", ".yml") or path.is_file():
+    if path.suffix in (".yaml", ".yml") or _is_file(path):
         from autoprox.proxy.export import load_proxy  # export reads files; it imports this module's peers
         return load_proxy(path)
     fused = parse_fused(text, name)
@@ -68,6 +68,15 @@ def resolve(spec: ProxyLike, name: str | None = None) -> Proxy:
             raise ValueError(f"proxy {spec!r}: {e}") from None
         raise ValueError(f"{unknown_proxy(text)}; or give a proxy file or an expression") from None
     return GraphProxy(name or str(expr), expr, "")
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` names an existing file; False for text no file system accepts as a name
+    (a long expression is longer than a file name may be)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def resolve_graph(spec: ProxyLike, what: str = "proxy") -> GraphProxy:
