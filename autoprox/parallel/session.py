@@ -49,13 +49,30 @@ def start(address: str | None, num_cpus: int, connect_timeout: float = CONNECT_T
     if address is None:  # "local": a new instance even when `ray start` runs on this machine
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
         return True
-    if address != "auto" and not address.startswith("ray://"):
+    if address == "auto":
+        address = _auto_address()
+    if not address.startswith("ray://"):
         _wait_for_port(address, connect_timeout)
     try:
         ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError) as e:
         raise ClusterError(f"cannot join the Ray cluster at {address!r}: {str(e).splitlines()[0]}") from None
     return True
+
+
+def _auto_address() -> str:
+    """The cluster ``--address auto`` means ($RAY_ADDRESS, else the one ``ray start`` recorded), so
+    that it is waited for like any HOST:PORT: a recorded cluster that has since stopped would
+    otherwise be retried for minutes."""
+    from ray._private import services
+    try:
+        found = services.canonicalize_bootstrap_address("auto")
+    except (ConnectionError, ValueError) as e:
+        raise ClusterError(f"--address auto: {str(e).splitlines()[0]}") from None
+    if not found:
+        raise ClusterError("--address auto: no running Ray cluster found on this machine; start one with "
+                           "'ray start --head' or drop --address")
+    return found
 
 
 def _token_auth() -> None:
