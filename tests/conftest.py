@@ -64,3 +64,14 @@ def tiny_batch(tiny_batch_cfg):
 def tiny_scoring(tmp_path, tiny_batch_cfg) -> ScoringConfig:
     return ScoringConfig(batch=tiny_batch_cfg, stats=StatsConfig(act_samples=2, act_tokens=4),
                          cache_dir=str(tmp_path / "cache"))
+
+
+def use_small_zoo(mp: pytest.MonkeyPatch) -> None:
+    """Evolution reports compare the pick with these zoo proxies only (the others need SVDs: slow)."""
+    import autoprox.proxy.zoo as zoo
+    mp.setattr(zoo, "list_proxies", lambda: ["depth_width", "grad_norm", "params", "snip"])
+
+
+@pytest.fixture
+def small_zoo(monkeypatch):
+    use_small_zoo(monkeypatch)

@@ -76,7 +76,7 @@ def test_probe_names_non_finite_and_constant_candidates(tiny_obj):
     np.testing.assert_array_equal(full, np.ones(12))  # a correlation matrix's max is its diagonal: 1 everywhere
 
 
-def test_evolution_with_fused_genomes_and_repair(tiny_obj, tmp_path):
+def test_evolution_with_fused_genomes_and_repair(tiny_obj, tmp_path, small_zoo):
     var = VariationConfig(leaves=("weight", "weight_grad", "linear_input", "norm_output_grad"),
                           single_leaves=("num_params",), max_nodes=10, max_parts=2, fuse_prob=0.5)
     cfg = EvolveConfig(population=6, steps=2, offspring=6, hall_of_fame=4, objective=tiny_obj, variation=var,
@@ -92,7 +92,7 @@ def test_evolution_with_fused_genomes_and_repair(tiny_obj, tmp_path):
     assert (tmp_path / "r" / "history.jsonl").read_text() == (tmp_path / "again" / "history.jsonl").read_text()
 
 
-def test_cross_validation_reports_out_of_fold_picks_and_picks_without_test(tiny_obj, tmp_path):
+def test_cross_validation_reports_out_of_fold_picks_and_picks_without_test(tiny_obj, tmp_path, small_zoo):
     from autoprox.evolve.cv import cross_validate
     var = VariationConfig(leaves=("weight", "linear_input"), single_leaves=("num_params",), max_nodes=8)
     cfg = EvolveConfig(population=4, steps=1, offspring=4, hall_of_fame=3, objective=tiny_obj, variation=var,

@@ -17,6 +17,8 @@ from autoprox.evolve.variation import (STRUCTURES, VariationConfig, crossover, d
                                 to_expr, validate)
 from autoprox.proxy.spec import resolve as resolve_proxy
 
+pytestmark = pytest.mark.usefixtures("small_zoo")  # run reports compare with four zoo proxies: fast
+
 
 @pytest.mark.parametrize("structure", STRUCTURES)
 def test_variation_keeps_genomes_valid_and_small(structure):

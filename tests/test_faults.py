@@ -37,7 +37,7 @@ from autoprox.stats.base import StatsConfig
 from autoprox.stats.cache import decode
 from autoprox.stats.provider import ScoringConfig, StatsProvider
 
-from conftest import SMALL, score_named
+from conftest import SMALL, score_named, use_small_zoo
 
 
 class Kill(BaseException):
@@ -101,17 +101,6 @@ def evo_cfg(scoring) -> EvolveConfig:
                         objective=obj, variation=var)
 
 
-def _small_zoo(mp: pytest.MonkeyPatch) -> None:
-    """The run report compares the pick with these zoo proxies only (the others need SVDs: slow)."""
-    import autoprox.proxy.zoo as zoo
-    mp.setattr(zoo, "list_proxies", lambda: ["grad_norm", "params", "snip"])
-
-
-@pytest.fixture
-def small_zoo(monkeypatch):
-    _small_zoo(monkeypatch)
-
-
 def evo_outputs(d: Path) -> dict:
     """Every result file byte for byte; the checkpoint without its wall-clock figures."""
     ck = json.loads((d / "checkpoint.json").read_text())
@@ -126,7 +115,7 @@ def evo_outputs(d: Path) -> dict:
 def evo_whole(evo_cfg, tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("whole") / "run"
     with pytest.MonkeyPatch.context() as mp:
-        _small_zoo(mp)
+        use_small_zoo(mp)
         evolve(evo_cfg, d)
     return evo_outputs(d)
 
