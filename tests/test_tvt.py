@@ -184,7 +184,7 @@ def test_tvt_scores_tiny_archs(space, tvt_scoring):
 
 def test_tvt_in_zoo_and_export(tmp_path, capsys):
     assert main(["zoo"]) == 0
-    assert "| tvt | teacher_gap, weight | rank_sum(" in capsys.readouterr().out
+    assert "| tvt | teacher_gap, weight | `rank_sum(" in capsys.readouterr().out
     assert main(["export", "tvt"]) == 2
     assert "negate(teacher_gap); agg_sum(frobenius_norm(weight))" in capsys.readouterr().err
     with pytest.raises(ValueError, match="needs a ConvNet teacher"):

@@ -162,9 +162,11 @@ def test_evolve_summary_shows_fold_intervals_and_the_picks_difference_vs_params(
     want_d = want - jcm(size[idx], {t: y[idx] for t, y in TARGETS.items()}).jcm
     assert iv["pick"]["val_diff"]["estimate"] == pytest.approx(want_d)
     assert iv["params"]["val"]["lo"] < iv["params"]["val"]["estimate"] and "val_diff" not in iv["params"]
-    rec = {"train": iv["pick"]["train"]["estimate"], "val": want, "test": None}
+    rec = {"expression": "agg_sum(abs(weight))", "sign": -1, "train": iv["pick"]["train"]["estimate"], "val": want,
+           "test": None}
     doc = {"name": "run", "pick": rec, "zoo": [("params", {"train": 0.1, "val": 0.2, "test": None})],
            "jcm": "mean_tau", "targets": list(TARGETS), "spaces": ["pit"], "folds": {"train": 40}, "intervals": iv}
     md = summary_table(doc)
     assert f"| **pick** run | {rec['train']:.3f} [{iv['pick']['train']['lo']:.3f}, " in md
     assert f"| val | {want_d:.3f} [" in md and "beats #params" in md
+    assert md.startswith("Pick: `agg_sum(|weight|)` (negated). On the validation fold it ")
