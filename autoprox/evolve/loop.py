@@ -305,30 +305,35 @@ def load_evolve_config(path: str | Path) -> EvolveConfig:
 
 def report(run: Run) -> dict:
     """Plain records of a finished (or stopped) run for ``evolve.report.write_outputs``: the hall
-    of fame, progress, the pick, every zoo proxy the run's statistics can score (same folds), and
-    the pick's scores per (space, target) panel."""
-    from autoprox.proxy.zoo import get_proxy, list_proxies
-    from autoprox.evolve.report import oriented
+    of fame, progress, the pick, every zoo proxy the run's statistics can score (same folds), the
+    pick's scores per (space, target) panel and the fold intervals. Everything is scored in one call."""
+    from autoprox.evolve.report import fold_intervals, oriented
     from autoprox.proxy.graph import DATA_FREE, leaves
+    from autoprox.proxy.zoo import get_proxy, list_proxies
     pick = run.pick()
     usable = set(run.obj.families) | DATA_FREE
     zoo = [(n, get_proxy(n)) for n in list_proxies()]
     zoo = [(n, p.parts[0]) for n, p in zoo if not p.fused and leaves(p.parts[0].expr) <= usable]
+    texts = [str(p.expr) for _, p in zoo] + ["num_params"]
+    if pick is not None:
+        texts += [pick.record["expression"], oriented(pick.record, "pick").text]
+    mats = run.obj.proxy_scores(texts)
+    row = (lambda i: {sd.name: mats[sd.name][i] for sd in run.obj.spaces})
     doc: dict = {"name": run.out.name, "mode": run.cfg.mode, "spaces": list(run.cfg.objective.spaces),
                  "jcm": run.cfg.objective.jcm, "targets": list(run.cfg.objective.targets),
                  "hall_of_fame": [i.record for i in run.hof], "progress": list(run.progress_rows),
                  "pick": None if pick is None else pick.record, "panels": [],
                  "folds": {k: len(v) for k, v in run.obj.spaces[0].folds.items()},
-                 "zoo": list(zip([n for n, _ in zoo], run.obj.evaluate([str(p.expr) for _, p in zoo])))}
+                 "zoo": [(n, run.obj.record(row(i))) for i, (n, _) in enumerate(zoo)]}
     if pick is not None:
-        scores = run.obj.proxy_scores([oriented(pick.record, "pick").text])
-        doc["panels"] = [{"space": sd.name, "target": t, "scores": scores[sd.name][0], "accuracy": y,
+        n = len(zoo)
+        doc["panels"] = [{"space": sd.name, "target": t, "scores": mats[sd.name][n + 2], "accuracy": y,
                           "folds": sd.folds} for sd in run.obj.spaces for t, y in sd.targets.items()]
-        from autoprox.evolve.report import fold_intervals
-        valid = [(n, str(p.expr), r) for (n, p), (_, r) in zip(zoo, doc["zoo"]) if r.get("reason") is None]
-        named = [("pick", pick.record)] + [(n, r) for n, _, r in valid]
-        mats = run.obj.proxy_scores([pick.record["expression"]] + [e for _, e, _ in valid] + ["num_params"])
-        doc["intervals"] = fold_intervals(named, mats, run.obj.spaces, run.cfg.objective.jcm)
+        valid = [i for i, (_, r) in enumerate(doc["zoo"]) if r.get("reason") is None]
+        named = [("pick", pick.record)] + [doc["zoo"][i] for i in valid]
+        rows = [n + 1] + valid + [n]  # the pick, the valid zoo proxies, then #params (last)
+        doc["intervals"] = fold_intervals(named, {s: m[rows] for s, m in mats.items()}, run.obj.spaces,
+                                          run.cfg.objective.jcm)
     return doc
 
 
