@@ -41,11 +41,12 @@ def load_state(path: str | Path) -> dict[str, Any] | None:
     return doc
 
 
-def clean_temporaries(folder: str | Path) -> int:
-    """Remove ``.*.tmp`` files (left by killed atomic writes) directly in ``folder``; their count."""
+def clean_temporaries(folder: str | Path, pattern: str = ".*.tmp") -> int:
+    """Remove the ``.*.tmp`` files that killed atomic writes leave (``pattern`` below ``folder``;
+    default: directly in it); their count."""
     f = Path(folder)
     n = 0
-    for p in f.glob(".*.tmp") if f.is_dir() else ():
+    for p in f.glob(pattern) if f.is_dir() else ():
         p.unlink(missing_ok=True)
         n += 1
     return n

@@ -9,6 +9,7 @@ chunk so ``resume`` continues a killed run and ends exactly where an unbroken on
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -118,20 +119,15 @@ def _start(cfg: SearchConfig, proxy: Proxy, out: Path | None, resume: bool) -> S
     if out is None:
         if resume:
             raise ValueError("resume needs an output folder")
-        return State(_seeded(cfg.seed))
+        return State(random.Random(cfg.seed))
     check_writable_dir(out)
     if resume:
         st = _load_state(out, cfg, proxy)
-        return st if st is not None else State(_seeded(cfg.seed))
+        return st if st is not None else State(random.Random(cfg.seed))
     if (out / "state.json").exists() or (out / "result.yaml").exists():
         raise ValueError(f"{out} already holds a search run; pass --resume to continue it "
                          f"or choose another --out")
-    return State(_seeded(cfg.seed))
-
-
-def _seeded(seed: int) -> Any:
-    import random
-    return random.Random(seed)
+    return State(random.Random(cfg.seed))
 
 
 def _bench_pool(cfg: SearchConfig, space: SearchSpace) -> tuple[Benchmark, list[str], list[dict]]:

@@ -276,8 +276,5 @@ class StatsCache:
 
     def clean_temporaries(self) -> int:
         """Remove ``.*.tmp`` files left by killed writes; their count."""
-        n = 0
-        for p in self.root.glob("*/*/.*.tmp") if self.root.is_dir() else ():
-            p.unlink(missing_ok=True)
-            n += 1
-        return n
+        from autoprox.core.checkpoint import clean_temporaries
+        return clean_temporaries(self.root, "*/*/.*.tmp")
