@@ -2,7 +2,8 @@
 
 ``--regret``: for each proxy and space, pick the best-scoring labelled ViT-Bench-101 arch
 (optionally inside --params/--flops windows) and report its true accuracy, its rank among
-the labelled archs, the best accuracy and the regret, as one markdown table.
+the labelled archs, the best accuracy and the regret, and the Kendall tau of score vs accuracy
+(both with 95% bootstrap intervals over the archs), as one markdown table.
 
 ``--timing``: random search of ``--budget`` AutoFormer candidates with each of ``--proxies``
 (default: ``snip``, one forward+backward per arch, and the data-free ``params``), statistics

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from scipy import stats as sps
 
 from autoprox.data.benchmark import load_benchmark
 import autoprox.search.run as search_mod
@@ -197,6 +198,11 @@ def test_bench_only_regret_by_hand(tmp_path, tiny_scoring):
         assert row["pick"] == pick and row["n"] == len(eligible) and row["pick_acc"] == a
         assert row["best_acc"] == max(acc) and row["regret"] == pytest.approx(max(acc) - a)
         assert row["rank"] == 1 + sum(x > a for x in acc)
+        assert row["kendall"] == pytest.approx(sps.kendalltau(scores, acc).statistic, abs=1e-12)
+        assert row["kendall_lo"] <= row["kendall"] <= row["kendall_hi"] and row["n_boot"] == 1000
+        assert row["regret_lo"] <= row["regret"] <= row["regret_hi"]
+    search(cfg, tmp_path / "again")  # the intervals are seeded: the same result.yaml
+    assert (tmp_path / "again" / "result.yaml").read_text() == (tmp_path / "run" / "result.yaml").read_text()
     doc = yaml.safe_load((tmp_path / "run" / "result.yaml").read_text())
     assert doc["strategy"] == "bench-only" and doc["bench_only"]["rows"] == res.regret
     table = bench_only_table(["params", "flops"], "pit", tiny_scoring, params=(1.0, 6.0),
@@ -228,6 +234,7 @@ def test_cli_bench_only_prints_regret(tmp_path, capsys):
                  "--targets", "c100_kd", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "c")]) == 0
     out = capsys.readouterr().out
     assert "| params | autoformer | c100_kd | 100 |" in out and "100 candidates scored" in out
+    assert "| regret [95% CI] | τ [95% CI] |" in out and "Intervals: 95% bootstrap percentile" in out
 
 
 @pytest.mark.parametrize("argv,msg", [

@@ -24,6 +24,15 @@ def test_weighted_tau_equals_scipy_on_the_sample_and_on_a_materialised_resample(
     assert u.boot_kendall(X, Y, w)[1] == pytest.approx(sps.kendalltau(X[idx], Y[idx]).statistic, abs=1e-12)
 
 
+def test_statistic_ci_of_an_arbitrary_statistic_equals_materialised_resamples():
+    mean = lambda w: float(w @ X / w.sum())  # noqa: E731  (the mean of the drawn archs)
+    ci = u.statistic_ci(mean, 60, n_boot=300, seed=2)
+    means = [X[np.repeat(np.arange(60), w.astype(int))].mean() for w in u.resample_weights(60, 300, seed=2)]
+    assert ci.estimate == pytest.approx(X.mean(), abs=1e-12)
+    assert (ci.lo, ci.hi) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])), abs=1e-12)
+    assert ci.lo < ci.estimate < ci.hi and u.statistic_ci(mean, 60, n_boot=300, seed=2) == ci
+
+
 def test_monotone_proxy_has_interval_one_one():
     ci = u.kendall_ci(np.exp(X), X, n_boot=200, seed=1)
     assert (ci.estimate, ci.lo, ci.hi) == (1.0, 1.0, 1.0)

@@ -29,7 +29,8 @@ def _add_search_parser(sub: Any) -> None:
                     help="random (best of N) or evolution (default random)")
     se.add_argument("--top-k", dest="top_k", type=int, help="archs kept in result.yaml (default 5)")
     se.add_argument("--search-seed", dest="search_seed", type=int,
-                    help="seed of sampling/evolution (default 0; --seed is the statistics seed)")
+                    help="seed of sampling/evolution and of the --bench-only bootstrap "
+                         "(default 0; --seed is the statistics seed)")
     se.add_argument("--chunk", type=int,
                     help="candidates scored between checkpoints (default 32; a multiple of --workers)")
     se.add_argument("--population", type=int, help="evolution: random candidates before evolving (default 32)")

@@ -8,7 +8,8 @@ tau-b of the resampled archs is computed from the counts without materialising t
 tie in both, so ``tau_b = w'(S*T)w / sqrt(w'|S|w * w'|T|w)`` (equals scipy's tau-b when every
 ``w`` is 1). Intervals are percentile intervals (default 95%); resamples where tau is undefined
 (all draws tied) are dropped. A JCM is oriented once, on all archs (as ``fitness.jcm``), and the
-same sign is used in every resample.
+same sign is used in every resample. ``statistic_ci`` gives the same percentile interval for any
+statistic of the archs computed from a count vector (e.g. the regret of a search's pick).
 
 *Paired difference* of two proxies' JCM: both are recomputed on the same resamples, so the
 arch-to-arch variation they share cancels (paired bootstrap). Its p-value is two-sided,
@@ -32,7 +33,7 @@ the oracle's own figure (reported with the ceiling) is its reference.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -110,6 +111,14 @@ def _tau(x: np.ndarray, y: np.ndarray) -> float:
     if invalid_reason(x) or invalid_reason(y):
         return float("nan")
     return float(sps.kendalltau(x, y).statistic)
+
+
+def statistic_ci(stat: Callable[[np.ndarray], float], n: int, n_boot: int = N_BOOT, seed: int = 0,
+                 level: float = LEVEL, weights: np.ndarray | None = None) -> Interval:
+    """``stat(w)`` of n archs and its bootstrap percentile interval: ``w`` is a draw-count vector
+    (all ones: the sample itself; then one row of ``weights`` per resample); NaN resamples are dropped."""
+    w = resample_weights(n, n_boot, seed) if weights is None else weights
+    return _interval(float(stat(np.ones(n))), np.array([stat(row) for row in w], dtype=np.float64), level)
 
 
 def kendall_ci(x: np.ndarray, y: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,

@@ -8,16 +8,21 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
 import yaml
 
 from autoprox.core.io import atomic_write_text
+from autoprox.eval.uncertainty import (LEVEL, N_BOOT, NAN_INTERVAL, Interval, kendall_ci, resample_weights,
+                                       statistic_ci)
+from autoprox.search.propose import order_key
 
 if TYPE_CHECKING:
     from autoprox.data.benchmark import Benchmark
     from autoprox.search.config import SearchResult
 
 HISTORY_COLUMNS = ("index", "score", "num_params", "flops", "origin", "bench_index", "arch")
-REGRET_COLUMNS = ("proxy", "space", "target", "n", "pick", "pick_acc", "rank", "best_acc", "regret")
+REGRET_COLUMNS = ("proxy", "space", "target", "n", "pick", "pick_acc", "rank", "best_acc", "regret",
+                  "regret_lo", "regret_hi", "kendall", "kendall_lo", "kendall_hi", "n_boot")
 
 
 def history_csv(history: Sequence[dict]) -> str:
@@ -33,20 +38,59 @@ def history_csv(history: Sequence[dict]) -> str:
     return buf.getvalue()
 
 
-def regret_rows(proxy: str, space: str, pick: dict, history: Sequence[dict], bench: "Benchmark",
-                targets: Sequence[str]) -> list[dict]:
-    """Per target: the pick's true accuracy, its rank among the scored (eligible) labelled archs
-    (1 = best; ties share the better rank), the best accuracy, and regret = best - pick."""
-    idx = [h["bench_index"] for h in history]
+def _order(history: Sequence[dict], minimize: bool) -> np.ndarray:
+    """Positions in ``history`` of the finite-scored candidates, best first (as ``ranked``)."""
+    key = order_key(minimize)
+    return np.array([i for i, h in sorted(enumerate(history), key=lambda t: key(t[1]))
+                     if h["score"] is not None and math.isfinite(h["score"])], dtype=np.int64)
+
+
+def _regret(w: np.ndarray, order: np.ndarray, acc: np.ndarray) -> float:
+    """Regret of the pick among the archs drawn by count vector ``w``: the best drawn accuracy minus
+    the accuracy of the first drawn arch of ``order`` (NaN if no finite-scored arch was drawn)."""
+    drawn = w[order] > 0
+    if not drawn.any():
+        return math.nan
+    return float(acc[w > 0].max() - acc[order[int(drawn.argmax())]])
+
+
+def _cis(order: np.ndarray, scores: np.ndarray, acc: np.ndarray, w: np.ndarray | None,
+         level: float) -> tuple[Interval, Interval]:
+    """(regret, Kendall tau of score vs accuracy over the finite-scored archs), with intervals."""
+    if w is None:  # fewer than two archs: no resampling
+        return Interval(_regret(np.ones(len(acc)), order, acc), math.nan, math.nan), NAN_INTERVAL
+    reg = statistic_ci(lambda v: _regret(v, order, acc), len(acc), weights=w, level=level)
+    f = np.isfinite(scores)
+    tau = kendall_ci(scores[f], acc[f], weights=w[:, f], level=level) if f.sum() >= 2 else NAN_INTERVAL
+    return reg, tau
+
+
+def regret_rows(proxy: str, space: str, history: Sequence[dict], bench: "Benchmark", targets: Sequence[str],
+                minimize: bool = False, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> list[dict]:
+    """Per target: the pick (the best-scoring candidate, as ``ranked``), its true accuracy, its rank
+    among the scored labelled archs (1 = best; ties share the better rank), the best accuracy,
+    regret = best - pick, and the Kendall tau of score vs accuracy (archs with a finite score).
+    Regret and tau carry bootstrap percentile intervals over the archs: ``n_boot`` resamples drawn
+    with ``seed``, shared by every target; each resample re-picks its best-scoring arch."""
+    idx = np.array([h["bench_index"] for h in history], dtype=np.int64)
+    scores = np.array([math.nan if h["score"] is None else h["score"] for h in history], dtype=np.float64)
+    order = _order(history, minimize)
+    w = resample_weights(len(idx), n_boot, seed) if len(idx) >= 2 else None
     rows = []
     for t in targets:
-        acc = bench.values(t)
-        eligible = acc[idx]
-        a = float(acc[pick["bench_index"]])
-        best = float(eligible.max())
-        rows.append({"proxy": proxy, "space": space, "target": t, "n": len(idx),
-                     "pick": int(pick["bench_index"]), "pick_acc": a,
-                     "rank": int((eligible > a).sum()) + 1, "best_acc": best, "regret": best - a})
+        acc = bench.values(t, idx)
+        best = float(acc.max())
+        if order.size:
+            reg, tau = _cis(order, scores, acc, w, level)
+            a = float(acc[order[0]])
+            pick = {"pick": int(idx[order[0]]), "pick_acc": a, "rank": int((acc > a).sum()) + 1}
+        else:  # every score NaN: nothing picked
+            reg, tau = NAN_INTERVAL, NAN_INTERVAL
+            pick = {"pick": None, "pick_acc": math.nan, "rank": None}
+            best = math.nan
+        rows.append({"proxy": proxy, "space": space, "target": t, "n": len(idx), **pick, "best_acc": best,
+                     "regret": reg.estimate, "regret_lo": reg.lo, "regret_hi": reg.hi, "kendall": tau.estimate,
+                     "kendall_lo": tau.lo, "kendall_hi": tau.hi, "n_boot": n_boot})
     return rows
 
 
@@ -56,11 +100,26 @@ def _cell(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+def _ci_cell(r: dict, key: str) -> str:
+    """``estimate [lo, hi]``; the estimate alone where the interval is undefined."""
+    if math.isnan(r[f"{key}_lo"]):
+        return _cell(r[key])
+    return f"{_cell(r[key])} [{_cell(r[f'{key}_lo'])}, {_cell(r[f'{key}_hi'])}]"
+
+
 def regret_markdown(rows: Sequence[dict]) -> str:
-    """The regret rows as a markdown table (accuracies in %)."""
-    head = ("proxy", "space", "target", "n", "pick (record)", "pick acc", "rank", "best acc", "regret")
+    """The regret rows as a markdown table (accuracies in %), with a footnote on the intervals."""
+    pct = f"{LEVEL:.0%}"
+    head = ("proxy", "space", "target", "n", "pick (record)", "pick acc", "rank", "best acc",
+            f"regret [{pct} CI]", f"τ [{pct} CI]")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(_cell(r[k]) for k in REGRET_COLUMNS) + " |" for r in rows]
+    lines += ["| " + " | ".join([_cell(r[k]) for k in REGRET_COLUMNS[:8]]
+                                + [_ci_cell(r, "regret"), _ci_cell(r, "kendall")]) + " |"
+              for r in rows]
+    n_boot = "/".join(str(b) for b in sorted({r["n_boot"] for r in rows}))
+    lines.append(f"\nIntervals: {pct} bootstrap percentile intervals over the n archs ({n_boot} resamples "
+                 f"with replacement; each resample re-picks its best-scoring arch); τ: Kendall tau-b of "
+                 f"score vs accuracy over the archs with a finite score.")
     return "\n".join(lines)
 
 

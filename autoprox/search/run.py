@@ -213,7 +213,8 @@ def _finish(cfg: SearchConfig, proxy: Proxy, st: State, bench: Benchmark | None,
                          f"nothing to pick")
     top = [{"rank": r + 1, **{k: h[k] for k in ("index", "score", "num_params", "flops", "arch")}}
            for r, h in enumerate(ranks[:cfg.top_k])]
-    regret = regret_rows(proxy.name, cfg.space, ranks[0], st.history, bench, targets) if bench else None
+    regret = regret_rows(proxy.name, cfg.space, st.history, bench, targets, cfg.minimize,
+                         seed=cfg.seed) if bench else None
     res = SearchResult(cfg, proxy.name, top, st.history, st.exhausted, regret, t)
     if out is not None:
         write_result(out / "result.yaml", res)
@@ -252,9 +253,11 @@ def rank_archs(proxy: str, space: str, archs: Sequence[Mapping], scoring: Scorin
 def bench_only_table(proxies: Sequence[str], space: str, scoring: ScoringConfig | None = None,
                      params: tuple[float, float] | None = None, flops: tuple[float, float] | None = None,
                      targets: Sequence[str] = (), bench: str | None = None, backend: str = "serial",
-                     workers: int = 2, address: str | None = None) -> list[dict]:
+                     workers: int = 2, address: str | None = None, seed: int = 0) -> list[dict]:
     """Regret rows (per proxy and target) of picking the best-scoring labelled arch within the
-    windows: the pick's accuracy, its rank among the eligible archs, the best accuracy, regret."""
+    windows: the pick's accuracy, its rank among the eligible archs, the best accuracy, regret,
+    and Kendall tau of score vs accuracy, with bootstrap intervals (resamples drawn with ``seed``,
+    the same for every proxy)."""
     if not proxies:
         return []
     cfg = SearchConfig(proxy=proxies[0], space=space, params=params, flops=flops,
@@ -272,11 +275,5 @@ def bench_only_table(proxies: Sequence[str], space: str, scoring: ScoringConfig 
     rows = []
     for p, scores in zip(resolved, matrix):
         hist = [{**c, "index": j, "score": float(s)} for j, (c, s) in enumerate(zip(pool, scores))]
-        ranks = ranked(hist, cfg.minimize)
-        if ranks:
-            rows += regret_rows(p.name, space, ranks[0], hist, bench_, tgts)
-        else:
-            rows += [{"proxy": p.name, "space": space, "target": t, "n": len(hist), "pick": None,
-                      "pick_acc": math.nan, "rank": None, "best_acc": math.nan, "regret": math.nan}
-                     for t in tgts]
+        rows += regret_rows(p.name, space, hist, bench_, tgts, cfg.minimize, seed=seed)
     return rows
