@@ -83,6 +83,30 @@ def test_population_shares_subexpressions():
     assert calls.count("min_max_normalize") == 1 and len(calls) == 4  # shared minmax+norm, two aggregations
 
 
+def test_population_memo_frees_values_after_their_last_use():
+    """Scores equal a plain memo's; each value leaves the memo once its last consumer has read it."""
+    from autoprox.proxy.graph import SharedMemo, evaluate
+    s = known_stats()
+    texts = ["agg_mean(frobenius_norm(min_max_normalize(linear_input)))",
+             "agg_sum(frobenius_norm(min_max_normalize(linear_input)))",
+             "agg_max(frobenius_norm(min_max_normalize(linear_input)))", "agg_sum(sum(weight))",
+             "agg_sum(sum(weight))"]
+    ps = [GraphProxy.from_text(str(i), t) for i, t in enumerate(texts)]
+    plain: dict = {}
+    assert score_population(ps, s) == [p.score(s, plain) for p in ps]
+    memo = SharedMemo([p.expr for p in ps])
+    assert memo.uses["frobenius_norm(min_max_normalize(linear_input))"] == 3  # three parents
+    assert memo.uses["agg_sum(sum(weight))"] == 2  # the same root twice
+    sizes = []
+    for p in ps:
+        evaluate(p.expr, s, memo)
+        memo.release([str(p.expr)])
+        sizes.append(sorted(memo))
+    assert sizes[0] == ["frobenius_norm(min_max_normalize(linear_input))"]  # still wanted by 1 and 2
+    assert sizes[2] == [] and sizes[3] == ["agg_sum(sum(weight))"] and sizes[4] == []
+    assert len(plain) == 9  # the plain memo keeps every intermediate
+
+
 @pytest.mark.parametrize("text,msg", [
     ("agg_sum(nope(weight))", "unknown op"), ("agg_sum(abs(t9))", "unknown statistic"),
     ("abs(weight)", "per-layer"), ("agg_sum(num_params)", "needs per-layer input"),

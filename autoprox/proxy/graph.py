@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Mapping, MutableMapping
+from typing import Any, Iterable, Mapping, MutableMapping, Sequence
 
 import networkx as nx
 import torch
@@ -216,8 +217,37 @@ def evaluate(e: Expr, stats: ArchStats, memo: MutableMapping[str, Any] | None = 
             memo[key] = leaf_value(e.head, stats.tensors, stats.kinds, stats.scalars, single_families())
         else:
             op = _op(e.head)
-            memo[key] = apply_op(op.fn, op.group == "aggregate", [evaluate(a, stats, memo) for a in e.args])
+            value = apply_op(op.fn, op.group == "aggregate", [evaluate(a, stats, memo) for a in e.args])
+            if isinstance(memo, SharedMemo):
+                memo.release(str(a) for a in e.args)
+            memo[key] = value
     return memo[key]
+
+
+class SharedMemo(dict):
+    """The memo of many expressions on one arch that frees each sub-expression's value after
+    its last use, so a population holds the values in flight, not every intermediate of every
+    member (full-size per-layer tensors: a few hundred MB per member on a large arch)."""
+
+    def __init__(self, exprs: Sequence[Expr]) -> None:
+        super().__init__()
+        self.uses: Counter[str] = Counter(str(e) for e in exprs)
+        seen: set[str] = set()
+        stack = list(exprs)
+        while stack:
+            e = stack.pop()
+            if (k := str(e)) in seen:
+                continue
+            seen.add(k)
+            self.uses.update(str(a) for a in e.args)  # one use per edge of the shared graph
+            stack.extend(e.args)
+
+    def release(self, keys: Iterable[str]) -> None:
+        """One use of each of ``keys`` is done: drop the values no one will read again."""
+        for k in keys:
+            self.uses[k] -= 1
+            if self.uses[k] <= 0:
+                self.pop(k, None)
 
 
 @dataclass(frozen=True)
@@ -267,13 +297,14 @@ class GraphProxy:
 
 def score_population(proxies: list[GraphProxy], stats: ArchStats) -> list[float]:
     """Scores of many graph proxies on one arch, each sub-expression computed once."""
-    memo: dict[str, Any] = {}
+    memo = SharedMemo([p.expr for p in proxies])
     out = []
     for p in proxies:
         try:
             out.append(p.score(stats, memo))
         except SCORE_ERRORS:
             out.append(float("nan"))
+        memo.release([str(p.expr)])
     return out
 
 
