@@ -79,7 +79,8 @@ def bench(space: str, proxies: Sequence[str] = ("params",), targets: Sequence[st
           out: str | Path | None = None, backend: str = "serial", workers: int = 2,
           address: str | None = None) -> list[dict]:
     """``autoprox bench``: one row per (proxy, target) and a JCM row per proxy, as in
-    ``bench.csv``; with ``out`` the verb's files (bench.csv, scores.csv, config.yaml) are written there."""
+    ``bench.csv``; with ``out`` the verb's files (bench.csv, scores.csv, config.yaml, scatter.png,
+    jcm.png) are written there."""
     from autoprox.eval.bench import BenchConfig, bench_to, run_bench
     from autoprox.stats.provider import ScoringConfig
     cfg = BenchConfig(space=space, bench=bench_file, proxies=tuple(proxies), targets=tuple(targets),

@@ -18,6 +18,15 @@ def score_named(backend, specs):
     from autoprox.proxy.spec import resolve
     return score_proxies(backend, [resolve(s) for s in specs])
 
+def assert_png(path, min_w: int = 200, min_h: int = 150) -> None:
+    """``path`` is a PNG that matplotlib reads back, of a plausible size (pixels), not blank."""
+    from matplotlib.image import imread
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = imread(path)
+    assert img.ndim == 3 and img.shape[1] >= min_w and img.shape[0] >= min_h, img.shape
+    assert img.std() > 0
+
+
 AF_SMALL = {"hidden_dim": 192, "depth": 12, "mlp_ratio": [3.5] * 12, "num_heads": [3] * 12}
 PIT_SMALL = {"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 2]}
 SMALL = {"autoformer": AF_SMALL, "pit": PIT_SMALL}

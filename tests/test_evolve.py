@@ -17,6 +17,8 @@ from autoprox.evolve.variation import (STRUCTURES, VariationConfig, crossover, d
                                 to_expr, validate)
 from autoprox.proxy.spec import resolve as resolve_proxy
 
+from conftest import assert_png
+
 pytestmark = pytest.mark.usefixtures("small_zoo")  # run reports compare with four zoo proxies: fast
 
 
@@ -168,6 +170,8 @@ def test_evolve_writes_a_reproducible_run(mode, tiny_objective, tmp_path):
     d = tmp_path / "run"
     for f in ("config.yaml", "progress.csv", "jcm.png", "best_vs_accuracy.png", "summary.md"):
         assert (d / f).stat().st_size > 0
+    for f in ("jcm.png", "best_vs_accuracy.png"):
+        assert_png(d / f)
     hist = [json.loads(ln) for ln in (d / "history.jsonl").read_text().splitlines()]
     assert len(hist) == len({h["hash"] for h in hist}) == run.evals
     pick = run.pick().record

@@ -323,17 +323,18 @@ def test_cache_unwritable_cache_dir_evolve_warns_and_finishes(evo_cfg, evo_whole
 
 
 # ---------------------------------------------------------------------------------- full disk
-def test_fulldisk_bench_writes_all_or_none(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("name", ["config.yaml", "jcm.png"])
+def test_fulldisk_bench_writes_all_or_none(name, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
-    failing_writer(monkeypatch, lambda p, n: p.name == "config.yaml", enospc())
+    failing_writer(monkeypatch, lambda p, n: p.name == name, enospc())
     assert main(BENCH + ["--limit", "6", "--out", str(out)]) == 2
     err = capsys.readouterr().err  # a progress line (statistics) may precede the one error line
     errors = [ln for ln in err.splitlines() if ln.startswith("autoprox bench: error:")]
     assert len(errors) == 1 and "No space left on device" in errors[0] and "Traceback" not in err
-    assert tree(out) == []  # none of bench.csv, scores.csv, config.yaml
+    assert tree(out) == []  # none of bench.csv, scores.csv, config.yaml, the plots
     monkeypatch.undo()
     assert main(BENCH + ["--limit", "6", "--out", str(out)]) == 0
-    assert tree(out) == ["bench.csv", "config.yaml", "scores.csv"]
+    assert tree(out) == ["bench.csv", "config.yaml", "jcm.png", "scatter.png", "scores.csv"]
 
 
 @pytest.mark.parametrize("nth", [1, 2, 3])
@@ -351,12 +352,15 @@ def test_fulldisk_evolve(nth, evo_cfg, evo_whole, tmp_path, capsys, small_zoo):
     assert evo_outputs(tmp_path / "run") == evo_whole
 
 
-@pytest.mark.parametrize("name", ["state.json", "history.csv", "result.yaml"])
+@pytest.mark.parametrize("name", ["state.json", "history.csv", "result.yaml", "scores.png"])
 def test_fulldisk_search(name, search_cfg, search_whole, tmp_path, monkeypatch):
     d = tmp_path / "run"
-    failing_writer(monkeypatch, lambda p, n: p.name == name and n == 2 - (name == "result.yaml"), enospc(name))
+    once = name in ("result.yaml", "scores.png")  # written once, at the end (together: all or none)
+    failing_writer(monkeypatch, lambda p, n: p.name == name and n == 2 - once, enospc(name))
     with pytest.raises(OSError, match="No space"):
         search(search_cfg, d)
+    if once:
+        assert not (d / "result.yaml").exists() and not (d / "scores.png").exists()
     monkeypatch.undo()
     search(search_cfg, d, resume=True)
     assert {n: (d / n).read_bytes() for n in SEARCH_FILES} == search_whole

@@ -41,7 +41,7 @@ def _add_search_parser(sub: Any) -> None:
     se.add_argument("--targets", help="--bench-only: comma-separated targets (default c100_kd,flower_kd,chaoyang_kd)")
     se.add_argument("--config", help="YAML search config (flags override it)")
     se.add_argument("--out", required=True,
-                    help="run folder (config.yaml, state.json, history.csv, result.yaml)")
+                    help="run folder (config.yaml, state.json, history.csv, result.yaml, scores.png)")
     se.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
     add_backend_flags(se)
     add_scoring_flags(se)

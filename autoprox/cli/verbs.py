@@ -24,7 +24,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     check_device(cfg.scoring.device, args.backend)
     rows = bench_to(out, cfg, args.backend, args.workers, args.address, args.connect_timeout)
     print(to_markdown(rows))
-    print(f"\nwrote {out / 'bench.csv'}, {out / 'scores.csv'} and {out / 'config.yaml'}")
+    print(f"\nwrote {out / 'bench.csv'}, scores.csv, config.yaml, scatter.png and jcm.png")
     return 0
 
 
@@ -108,7 +108,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print("\n" + regret_markdown(res.regret))
     note = " (stopped early: no new legal arch found in 20000 samples)" if res.exhausted else ""
     print(f"\n{len(res.history)} candidates scored in {res.timings.get('total', 0.0):.1f} s{note}; "
-          f"wrote {out / 'result.yaml'}, history.csv, config.yaml")
+          f"wrote {out / 'result.yaml'}, history.csv, config.yaml, scores.png")
     return 0
 
 

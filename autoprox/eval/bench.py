@@ -15,6 +15,7 @@ from autoprox.core.io import atomic_write_many
 from autoprox.core.progress import Progress
 from autoprox.data.benchmark import Benchmark, load_archs
 from autoprox.eval.fitness import JcmVariant, correlations, jcm
+from autoprox.eval.plots import bench_figures
 from autoprox.eval.uncertainty import N_BOOT, kendall_ci, summarise
 from autoprox.parallel.backends import make_backend, score_proxies
 from autoprox.parallel.session import CONNECT_TIMEOUT
@@ -104,10 +105,15 @@ def run_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2,
 
 def bench_to(out: Path, cfg: BenchConfig, backend: str = "serial", workers: int = 2,
              address: str | None = None, connect_timeout: float = CONNECT_TIMEOUT) -> list[dict]:
-    """``run_bench``, writing ``bench.csv``, ``scores.csv`` and ``config.yaml`` into ``out``."""
+    """``run_bench``, writing ``bench.csv``, ``scores.csv``, ``config.yaml``, ``scatter.png``
+    (score vs accuracy per proxy and target) and ``jcm.png`` (JCM per proxy) into ``out``."""
     names, by_name, bench, archs, targets = score_bench(cfg, backend, workers, address, connect_timeout)
     rows = _rows(names, by_name, bench, archs, targets, cfg)
-    write_bench(rows, cfg, out, scores_csv(names, np.stack([by_name[n] for n in names]), bench, archs, targets, cfg))
+    accs = {t: bench.values(t)[:len(archs)] for t in targets}
+    fit = jcm(by_name["params"], accs, cfg.jcm)  # the #params line of jcm.png
+    figures = bench_figures(rows, by_name, accs, fit.jcm if fit.valid else float("nan"))
+    write_bench(rows, cfg, out, scores_csv(names, np.stack([by_name[n] for n in names]), bench, archs, targets, cfg),
+                figures)
     return rows
 
 
@@ -131,14 +137,16 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + ("\n\n" + summary_markdown(rows) if any("ceiling" in r for r in rows) else "")
 
 
-def write_bench(rows: list[dict], cfg: BenchConfig, out: Path, scores: str | None = None) -> None:
-    """``out/bench.csv``, ``scores.csv`` (if given) and the config with the values used (targets,
-    cache folder): all or none (a full disk)."""
+def write_bench(rows: list[dict], cfg: BenchConfig, out: Path, scores: str | None = None,
+                figures: dict[str, bytes] | None = None) -> None:
+    """``out/bench.csv``, ``scores.csv`` (if given), the config with the values used (targets,
+    cache folder) and the rendered ``figures`` (file name -> PNG bytes): all or none (a full disk)."""
     targets = tuple(dict.fromkeys(r["dataset"] for r in rows if r["dataset"] != "JCM"))
     used = replace(cfg, targets=targets, scoring=cfg.scoring.resolved())
     files = {out / "bench.csv": to_csv(rows).encode(), out / "config.yaml": config_yaml(used).encode()}
     if scores is not None:
         files[out / "scores.csv"] = scores.encode()
+    files.update({out / name: png for name, png in (figures or {}).items()})
     atomic_write_many(files)
 
 

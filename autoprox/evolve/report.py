@@ -4,24 +4,30 @@
 - ``best.yaml``: the hall-of-fame member with the best validation JCM, oriented (negated when
   its train correlation is negative) so ``autoprox bench --proxy best.yaml`` reproduces it;
 - ``progress.csv``: one row per step; ``jcm.png``: best/mean train JCM and the pick's
-  validation JCM over time; ``best_vs_accuracy.png``: the pick's score against accuracy.
+  validation JCM over time, against #params' train (and validation) JCM; ``best_vs_accuracy.png``:
+  the pick's score against accuracy per (space, target), its formula on the x axis.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
 import io
+import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import yaml
 
+from autoprox.eval.plots import figure, save_png, scatter_panel
 from autoprox.eval.uncertainty import N_BOOT, pooled
 from autoprox.evolve.objective import FOLDS
 from autoprox.proxy.export import proxy_formula, to_yaml
 from autoprox.proxy.spec import Proxy, resolve
-from autoprox.core.io import atomic_write_bytes, atomic_write_text
+from autoprox.core.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PROGRESS_COLUMNS = ("step", "evals", "unique", "invalid", "invalid_pct", "rejected", "best_train", "mean_train",
                     "pick_val", "evals_per_s")
@@ -56,8 +62,8 @@ def write_outputs(out: Path, doc: dict) -> None:
             + (f", test {r['test']:.3f}" if r.get("test") is not None else ""))
     best = oriented(r, doc["name"], desc)
     atomic_write_text(out / "best.yaml", to_yaml(best))
-    plot_progress(doc["progress"], out / "jcm.png")
-    plot_scores(doc["panels"], out / "best_vs_accuracy.png", best.name)
+    plot_progress(doc["progress"], out / "jcm.png", dict(doc["zoo"]).get("params"))
+    plot_scores(doc["panels"], out / "best_vs_accuracy.png", best.name, proxy_formula(best))
     atomic_write_text(out / "summary.md", summary_table(doc))
 
 
@@ -124,44 +130,48 @@ def fold_intervals(named: list[tuple[str, dict]], mats: dict[str, np.ndarray], s
     return out
 
 
-def _save(fig: Any, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def plot_progress(rows: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+def progress_figure(rows: list[dict], params: dict | None = None) -> "Figure":
+    """Best and mean train JCM and the pick's validation JCM per step (integer ticks), with
+    #params' train JCM (dashed) and validation JCM (dotted) when its ``params`` record has them."""
+    from matplotlib.ticker import MaxNLocator
+    fig = figure(6, 3.5)
+    ax = fig.subplots()
     steps = [r["step"] for r in rows]
-    ax.plot(steps, [r["best_train"] for r in rows], label="best train JCM")
-    ax.plot(steps, [r["mean_train"] for r in rows], label="mean train JCM (valid)")
-    ax.plot(steps, [r["pick_val"] if r["pick_val"] is not None else float("nan") for r in rows],
+    ax.plot(steps, [r["best_train"] for r in rows], marker=".", label="best train JCM")
+    ax.plot(steps, [r["mean_train"] for r in rows], marker=".", label="mean train JCM (valid)")
+    ax.plot(steps, [r["pick_val"] if r["pick_val"] is not None else float("nan") for r in rows], marker=".",
             label="pick's validation JCM")
+    for fold, ls in (("train", "--"), ("val", ":")):
+        v = (params or {}).get(fold)
+        if v is not None and v == v:
+            ax.axhline(v, color="gray", ls=ls, lw=1.2,
+                       label=f"#params {'train' if fold == 'train' else 'validation'} JCM ({v:.3f})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("step")
     ax.set_ylabel("JCM")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    _save(fig, path)
-    plt.close(fig)
+    ax.legend(fontsize=7)
+    return fig
 
 
-def plot_scores(panels: list[dict], path: Path, title: str) -> None:
-    """One panel per (space, target): score vs accuracy, coloured by fold."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3), squeeze=False)
-    for ax, pn in zip(axes[0], panels):
-        for fold, idx in pn["folds"].items():
-            if len(idx):
-                ax.scatter(pn["scores"][idx], pn["accuracy"][idx], s=10, label=fold)
-        ax.set_title(f"{pn['space']} {pn['target']}", fontsize=9)
-        ax.set_xlabel("score")
-        ax.set_ylabel("accuracy")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    _save(fig, path)
-    plt.close(fig)
+def plot_progress(rows: list[dict], path: Path, params: dict | None = None) -> None:
+    save_png(progress_figure(rows, params), path)
+
+
+def scores_figure(panels: list[dict], title: str, formula: str = "") -> "Figure":
+    """One panel per (space, target): the pick's score vs accuracy, coloured by fold; the
+    pick's formula (wrapped to the figure's width) as the figure's x label."""
+    fig = figure(3.2 * len(panels) + 0.3, 3.6)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, pn in zip(axes, panels):
+        scatter_panel(ax, pn["scores"], pn["accuracy"], f"{pn['space']} {pn['target']}", groups=pn["folds"])
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{title}: the pick's score vs accuracy", fontsize=10)
+    if formula:
+        width = max(40, int(14 * 3.2 * len(panels)))  # about 14 characters per inch at 8 pt
+        fig.supxlabel(textwrap.fill(f"score = {formula}", width), fontsize=8)
+    return fig
+
+
+def plot_scores(panels: list[dict], path: Path, title: str, formula: str = "") -> None:
+    save_png(scores_figure(panels, title, formula), path)

@@ -1,4 +1,4 @@
-"""Outputs of ``autoprox search``: result.yaml, history.csv, regret and top-k tables."""
+"""Outputs of ``autoprox search``: result.yaml, history.csv, scores.png, regret and top-k tables."""
 from __future__ import annotations
 
 import csv
@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import yaml
 
-from autoprox.core.io import atomic_write_text
+from autoprox.core.io import atomic_write_many
+from autoprox.eval.plots import figure, png_bytes, score_axis
 from autoprox.eval.uncertainty import (LEVEL, N_BOOT, NAN_INTERVAL, Interval, kendall_ci, resample_weights,
                                        statistic_ci)
 from autoprox.search.propose import order_key
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from autoprox.data.benchmark import Benchmark
     from autoprox.search.config import SearchResult
 
@@ -158,11 +161,47 @@ def result_doc(res: "SearchResult") -> dict:
     return doc
 
 
-def write_result(path: Path, res: "SearchResult") -> None:
-    """result.yaml, atomically, with a header on how to build the found archs."""
+def result_text(res: "SearchResult") -> str:
+    """result.yaml: a header on how to build the found archs, then ``result_doc``."""
     c = res.config
     head = (f"# autoprox search result: the top-{len(res.top)} {c.space} archs by proxy {res.proxy!r}.\n"
             f"# Build one (arch: any entry of 'top'):\n"
             f"#   import autoprox.spaces\n#   model = {build_hint(c.space, c.num_classes, c.img_size)}\n")
-    body = yaml.safe_dump(result_doc(res), sort_keys=False, width=120, default_flow_style=None)
-    atomic_write_text(path, head + body)
+    return head + yaml.safe_dump(result_doc(res), sort_keys=False, width=120, default_flow_style=None)
+
+
+def scores_figure(res: "SearchResult") -> "Figure":
+    """Every scored candidate's score against its #params (M), the top-k highlighted and the
+    pick (rank 1) starred and annotated; NaN scores are left out (the title counts them)."""
+    pts = [h for h in res.history if h["score"] is not None and math.isfinite(h["score"])]
+    fig = figure(6.5, 4.2)
+    ax = fig.subplots()
+    ax.scatter([h["num_params"] / 1e6 for h in pts], [h["score"] for h in pts], s=8, color="tab:gray",
+               alpha=0.5, label=f"candidates ({len(pts)})")
+    ax.scatter([t["num_params"] / 1e6 for t in res.top], [t["score"] for t in res.top], s=30,
+               color="tab:orange", label=f"top {len(res.top)}")
+    pick = res.best
+    x, y = pick["num_params"] / 1e6, pick["score"]
+    ax.scatter([x], [y], marker="*", s=220, color="gold", edgecolors="black", zorder=3, label="pick (rank 1)")
+    xs = [h["num_params"] / 1e6 for h in pts]
+    right = x > (min(xs) + max(xs)) / 2  # the label points into the plot, away from the edge
+    ax.annotate(f"pick: candidate {pick['index']}\nscore {y:.4g}, {x:.2f} M params", (x, y),
+                xytext=(-14 if right else 14, 22 if res.config.minimize else -28), textcoords="offset points",
+                ha="right" if right else "left", fontsize=7, arrowprops={"arrowstyle": "-", "lw": 0.5},
+                bbox={"boxstyle": "round", "fc": "white", "alpha": 0.85, "lw": 0})
+    score_axis(ax, [h["score"] for h in pts], "y",
+               "score" + (" (lower is better)" if res.config.minimize else ""))
+    ax.set_xlabel("#params (M)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    nan = len(res.history) - len(pts)
+    ax.set_title(f"search: proxy {res.proxy} on {res.config.space}, {len(res.history)} candidates"
+                 + (f" ({nan} NaN not shown)" if nan else ""), fontsize=9)
+    return fig
+
+
+def write_result(out: Path, res: "SearchResult") -> None:
+    """``out/result.yaml`` and ``out/scores.png``: all or none."""
+    png = png_bytes(scores_figure(res))
+    atomic_write_many({out / "result.yaml": result_text(res).encode(), out / "scores.png": png})

@@ -161,7 +161,7 @@ def search(cfg: SearchConfig, out: Path | str | None = None, resume: bool = Fals
            backend: str = "serial", workers: int = 2, address: str | None = None,
            progress: ProgressFn | None = None, connect_timeout: float = CONNECT_TIMEOUT) -> SearchResult:
     """Run (or ``resume``) a search; with ``out``, checkpoint there and write ``result.yaml``,
-    ``history.csv`` and ``config.yaml``. ``progress(done, total, best)`` follows every chunk."""
+    ``history.csv``, ``config.yaml`` and ``scores.png``. ``progress(done, total, best)`` follows every chunk."""
     out = None if out is None else Path(out)
     check_workers(workers)
     space, proxy = get_space(cfg.space), resolve(cfg.proxy)
@@ -217,7 +217,7 @@ def _finish(cfg: SearchConfig, proxy: Proxy, st: State, bench: Benchmark | None,
                          seed=cfg.seed) if bench else None
     res = SearchResult(cfg, proxy.name, top, st.history, st.exhausted, regret, t)
     if out is not None:
-        write_result(out / "result.yaml", res)
+        write_result(out, res)
     return res
 
 
