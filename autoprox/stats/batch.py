@@ -64,8 +64,8 @@ def make_batch(cfg: BatchConfig) -> Batch:
     finally:
         torch.set_num_threads(threads)
     images, labels = images.contiguous().float(), labels.long().contiguous()
-    h = hashlib.sha256(images.numpy().tobytes())
-    h.update(labels.numpy().tobytes())
+    h = hashlib.sha256(images.numpy().data)  # the buffers themselves: no copy of the batch
+    h.update(labels.numpy().data)
     return Batch(images, labels, h.hexdigest()[:16])
 
 
@@ -75,16 +75,18 @@ def _synthetic(cfg: BatchConfig) -> tuple[torch.Tensor, torch.Tensor]:
     r, n, k = cfg.resolution, cfg.size, cfg.num_classes
     labels = torch.randint(0, k, (n,), generator=g)
     coarse = torch.randn(k, 3, 4, 4, generator=g)
-    protos = F.interpolate(coarse, size=(r, r), mode="bicubic", align_corners=False)
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, r), torch.linspace(-1, 1, r), indexing="ij")
     angle = torch.rand(k, generator=g) * torch.pi
     freq = 2 + 10 * torch.rand(k, generator=g)
+    used, labels_used = torch.unique(labels, return_inverse=True)  # prototypes of the drawn classes only
+    coarse, angle, freq = coarse[used], angle[used], freq[used]     # (the same values, a fraction of the memory)
+    protos = F.interpolate(coarse, size=(r, r), mode="bicubic", align_corners=False)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, r), torch.linspace(-1, 1, r), indexing="ij")
     phase = (xx * angle.cos()[:, None, None] + yy * angle.sin()[:, None, None]) * freq[:, None, None]
     protos = protos + 0.5 * torch.sin(torch.pi * phase)[:, None]
     contrast = 0.5 + torch.rand(n, 1, 1, 1, generator=g)
     blobs = F.interpolate(torch.randn(n, 3, 8, 8, generator=g), size=(r, r), mode="bilinear",
                           align_corners=False)
-    x = contrast * protos[labels] + 0.5 * blobs + 0.3 * torch.randn(n, 3, r, r, generator=g)
+    x = contrast * protos[labels_used] + 0.5 * blobs + 0.3 * torch.randn(n, 3, r, r, generator=g)
     shifts = torch.randint(-r // 8, r // 8 + 1, (n, 2), generator=g)
     x = torch.stack([torch.roll(img, (int(s[0]), int(s[1])), dims=(1, 2)) for img, s in zip(x, shifts)])
     mean, std = x.mean(dim=(0, 2, 3), keepdim=True), x.std(dim=(0, 2, 3), keepdim=True)
