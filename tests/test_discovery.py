@@ -107,6 +107,13 @@ def test_cross_validation_reports_out_of_fold_picks_and_picks_without_test(tiny_
     assert "held-out" in text and text.count("\n| ") == 4  # header, two folds, mean
     again, _ = cross_validate(cfg, tmp_path / "cv", 2, resume=True)  # finished: resumes to the same figures
     assert again == rows
+    for only in ("final", "fold-1", "fold-0"):  # each run alone (as parallel processes would), then gathered
+        _, run = cross_validate(cfg, tmp_path / "split", 2, only=only)
+        assert not (tmp_path / "split" / "cv.md").exists() and run.out.name == only
+    gathered, _ = cross_validate(cfg, tmp_path / "split", 2, resume=True)
+    assert gathered == rows and (tmp_path / "split" / "cv.md").read_text() == text
+    with pytest.raises(ValueError, match="expected 0 to 1 or 'final'"):
+        cross_validate(cfg, tmp_path / "bad", 2, only="fold-2")
 
 
 def test_beyond_size_objective_rewards_the_partial_tau_given_params(tiny_obj):

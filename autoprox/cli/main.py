@@ -12,6 +12,13 @@ from autoprox.core.config import ConfigError
 from autoprox.stats.passes import list_passes
 
 
+
+def _fold(text: str) -> str:
+    """``--fold``: a fold number or ``final``."""
+    if text != "final" and not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a fold number or 'final', got {text!r}")
+    return text
+
 def _verb(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
     """A verb's parser: its --help shows choices and defaults."""
     return sub.add_parser(name, help=help, formatter_class=HelpFormatter)
@@ -91,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cv", type=int, metavar="K",
                     help="run the discovery K times, each with one fold held out, report the picks' out-of-fold "
                          "JCM (OUT/cv.md), and pick from a final run without test fold (OUT/best.yaml)")
+    ev.add_argument("--fold", metavar="I", type=_fold,
+                    help="with --cv K: run only fold I (0 to K-1) or the final run, in OUT/fold-I or OUT/final, "
+                         "so folds can run in parallel processes or machines; then --cv K --resume gathers them")
     ev.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override a config key, a dotted path with a YAML value (repeatable): "
                          "--set steps=2 --set objective.limit=20")

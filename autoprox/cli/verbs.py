@@ -115,6 +115,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_evolve(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from autoprox.evolve.loop import EvolveConfig, evolve, load_evolve_config
+    if args.fold is not None and args.cv is None:
+        raise ValueError("--fold needs --cv K")
     cfg = load_evolve_config(args.config)
     if args.set:
         cfg = from_dict(EvolveConfig, apply_sets(to_dict(cfg), args.set), f"{Path(args.config).name} with --set")
@@ -130,9 +132,11 @@ def cmd_evolve(args: argparse.Namespace) -> int:
                                           f"best train {row['best_train']:.3f}  pick val {val}")
         if args.cv is not None:
             from autoprox.evolve.cv import cross_validate
-            _, run = cross_validate(cfg, out, args.cv, args.resume, on_step, backend=args.backend,
+            only = None if args.fold is None else args.fold if args.fold == "final" else f"fold-{args.fold}"
+            _, run = cross_validate(cfg, out, args.cv, args.resume, on_step, only, backend=args.backend,
                                     workers=args.workers, address=args.address, connect_timeout=args.connect_timeout)
-            print((out / "cv.md").read_text())
+            print(f"{out / only} done; gather the folds with --cv {args.cv} --resume" if only else
+                  (out / "cv.md").read_text())
         else:
             run = evolve(cfg, out, args.resume, args.backend, args.workers, args.address, on_step=on_step,
                          connect_timeout=args.connect_timeout)

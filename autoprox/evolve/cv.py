@@ -7,6 +7,8 @@ out-of-fold. ``OUT/cv.md`` lists them beside #params and the structural baseline
 folds. The proxy a user gets (``OUT/best.yaml``) comes from one more run, ``OUT/final/``, on
 train and validation folds only (``test_fraction: 0``), picked on validation: no rule that
 chooses it ever reads a test fold. Every run checkpoints; ``--resume`` continues the sequence.
+``--fold I`` (or ``final``) runs one of them alone, so the K + 1 runs can go to K + 1 processes or
+machines sharing ``OUT``; ``--cv K --resume`` then gathers them (finished runs only reload).
 """
 from __future__ import annotations
 
@@ -58,22 +60,35 @@ def cv_markdown(rows: list[dict], k: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fold_runs(cfg: EvolveConfig, k: int) -> dict[str, EvolveConfig]:
+    """The runs of a K-fold discovery by folder name: ``fold-0`` .. ``fold-<K-1>``, then ``final``."""
+    obj = cfg.objective
+    runs = {f"fold-{i}": dataclasses.replace(cfg, objective=dataclasses.replace(obj, cv_folds=k, cv_fold=i))
+            for i in range(k)}
+    return runs | {"final": dataclasses.replace(cfg, objective=dataclasses.replace(obj, test_fraction=0.0))}
+
+
 def cross_validate(cfg: EvolveConfig, out: str | Path, k: int, resume: bool = False,
-                   on_step: Callable[[dict], None] | None = None, **backend: Any) -> tuple[list[dict], Run]:
-    """K out-of-fold discoveries, then the final run; their rows and the final ``Run``."""
+                   on_step: Callable[[dict], None] | None = None, only: str | None = None,
+                   **backend: Any) -> tuple[list[dict], Run]:
+    """K out-of-fold discoveries, then the final run; their rows and the final ``Run``. With
+    ``only`` (a folder name of ``fold_runs``) that run alone, and no rows: runs spread over
+    processes or machines are gathered by a later call with ``resume``."""
     out = Path(out)
     if k < 2:
         raise ValueError(f"--cv needs at least 2 folds, got {k}")
-    obj = cfg.objective
-    rows = []
-    for i in range(k):
-        fold_cfg = dataclasses.replace(cfg, objective=dataclasses.replace(obj, cv_folds=k, cv_fold=i))
-        run = evolve(fold_cfg, out / f"fold-{i}", resume=resume and (out / f"fold-{i}").exists(),
-                     on_step=on_step, **backend)
-        rows.append(_fold_row(i, run))
-    final_cfg = dataclasses.replace(cfg, objective=dataclasses.replace(obj, test_fraction=0.0))
-    final = evolve(final_cfg, out / "final", resume=resume and (out / "final").exists(), on_step=on_step, **backend)
+    runs = fold_runs(cfg, k)
+    if only is not None and only not in runs:
+        raise ValueError(f"--fold {only.removeprefix('fold-')!r}: expected 0 to {k - 1} or 'final'")
+    done: dict[str, Run] = {}
+    for name, run_cfg in runs.items():
+        if only in (None, name):
+            done[name] = evolve(run_cfg, out / name, resume=resume and (out / name).exists(), on_step=on_step,
+                                **backend)
+    if only is not None:
+        return [], done[only]
+    rows = [_fold_row(i, done[f"fold-{i}"]) for i in range(k)]
     atomic_write_text(out / "cv.md", cv_markdown(rows, k))
     if (out / "final" / "best.yaml").is_file():
         shutil.copyfile(out / "final" / "best.yaml", out / "best.yaml")
-    return rows, final
+    return rows, done["final"]
