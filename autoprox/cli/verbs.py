@@ -52,8 +52,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         backend.close()
     dt = time.perf_counter() - t0
     root = StatsCache(cfg.scoring.cache_dir).root
-    print(f"{len(archs)} archs of {cfg.space} cached under {root} in {dt:.1f} s "
-          f"({dt / max(len(archs), 1):.2f} s/arch)")
+    where = f"cached under {root}" if cfg.scoring.use_cache else "computed (--no-cache: nothing stored)"
+    print(f"{len(archs)} archs of {cfg.space} {where} in {dt:.1f} s ({dt / max(len(archs), 1):.2f} s/arch)")
     return 0
 
 
