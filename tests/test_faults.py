@@ -352,6 +352,22 @@ def test_fulldisk_evolve(nth, evo_cfg, evo_whole, tmp_path, capsys, small_zoo):
     assert evo_outputs(tmp_path / "run") == evo_whole
 
 
+def test_fulldisk_evolve_outputs_all_or_none(evo_cfg, evo_whole, tmp_path, capsys, small_zoo):
+    """The disk fills while the report is written (at its last file): no report file is left half
+    new, and ``--resume`` writes them all."""
+    save_config(evo_cfg, tmp_path / "e.yaml")
+    argv = ["evolve", "--config", str(tmp_path / "e.yaml"), "--out", str(tmp_path / "run")]
+    with pytest.MonkeyPatch.context() as full:
+        failing_writer(full, lambda p, n: p.name == "summary.md", enospc("summary.md"))
+        assert main(argv) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    report = ("hall_of_fame.yaml", "progress.csv", "best.yaml", "jcm.png", "best_vs_accuracy.png", "summary.md")
+    assert not any((tmp_path / "run" / n).exists() for n in report)
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+    assert main(argv + ["--resume"]) == 0
+    assert evo_outputs(tmp_path / "run") == evo_whole and all((tmp_path / "run" / n).exists() for n in report)
+
+
 @pytest.mark.parametrize("name", ["state.json", "history.csv", "result.yaml", "scores.png"])
 def test_fulldisk_search(name, search_cfg, search_whole, tmp_path, monkeypatch):
     d = tmp_path / "run"

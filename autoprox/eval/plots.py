@@ -40,11 +40,6 @@ def png_bytes(fig: "Figure") -> bytes:
     return buf.getvalue()
 
 
-def save_png(fig: "Figure", path: Path) -> None:
-    """Write the figure to ``path`` atomically."""
-    atomic_write_bytes(path, png_bytes(fig))
-
-
 def score_scale(values: Any) -> tuple[str, dict, str]:
     """(matplotlib scale, its keyword arguments, note for the axis label) for scores: linear
     unless their finite non-zero magnitudes span more than ``SPAN``; then log when all are

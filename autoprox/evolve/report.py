@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import yaml
 
-from autoprox.eval.plots import figure, save_png, scatter_panel
+from autoprox.eval.plots import figure, png_bytes, scatter_panel
 from autoprox.eval.uncertainty import N_BOOT, pooled
 from autoprox.evolve.objective import FOLDS
 from autoprox.proxy.export import proxy_formula, to_yaml
 from autoprox.proxy.spec import Proxy, resolve
-from autoprox.core.io import atomic_write_text
+from autoprox.core.io import atomic_write_many
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -46,25 +46,26 @@ def _figures(r: dict) -> dict:
 
 def write_outputs(out: Path, doc: dict) -> None:
     """Hall of fame, best proxy, progress table, plots and summary of a finished (or stopped) run,
-    from the plain records of ``evolve.loop.report``."""
+    from the plain records of ``evolve.loop.report``: all written or none (a full disk)."""
     hof = [_figures(r) for r in doc["hall_of_fame"]]
-    atomic_write_text(out / "hall_of_fame.yaml", yaml.safe_dump(hof, sort_keys=False, width=120))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=PROGRESS_COLUMNS, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     w.writerows(doc["progress"])
-    atomic_write_text(out / "progress.csv", buf.getvalue())
+    files = {out / "hall_of_fame.yaml": yaml.safe_dump(hof, sort_keys=False, width=120).encode(),
+             out / "progress.csv": buf.getvalue().encode()}
     r = doc["pick"]
-    if r is None:
-        return
-    desc = (f"evolved by autoprox ({doc['mode']}, {'+'.join(doc['spaces'])}): "
-            f"JCM train {r['train']:.3f}, val {r['val']:.3f}"
-            + (f", test {r['test']:.3f}" if r.get("test") is not None else ""))
-    best = oriented(r, doc["name"], desc)
-    atomic_write_text(out / "best.yaml", to_yaml(best))
-    plot_progress(doc["progress"], out / "jcm.png", dict(doc["zoo"]).get("params"))
-    plot_scores(doc["panels"], out / "best_vs_accuracy.png", best.name, proxy_formula(best))
-    atomic_write_text(out / "summary.md", summary_table(doc))
+    if r is not None:
+        desc = (f"evolved by autoprox ({doc['mode']}, {'+'.join(doc['spaces'])}): "
+                f"JCM train {r['train']:.3f}, val {r['val']:.3f}"
+                + (f", test {r['test']:.3f}" if r.get("test") is not None else ""))
+        best = oriented(r, doc["name"], desc)
+        files |= {out / "best.yaml": to_yaml(best).encode(),
+                  out / "jcm.png": png_bytes(progress_figure(doc["progress"], dict(doc["zoo"]).get("params"))),
+                  out / "best_vs_accuracy.png": png_bytes(scores_figure(doc["panels"], best.name,
+                                                                        proxy_formula(best))),
+                  out / "summary.md": summary_table(doc).encode()}
+    atomic_write_many(files)
 
 
 def summary_table(doc: dict) -> str:
@@ -154,10 +155,6 @@ def progress_figure(rows: list[dict], params: dict | None = None) -> "Figure":
     return fig
 
 
-def plot_progress(rows: list[dict], path: Path, params: dict | None = None) -> None:
-    save_png(progress_figure(rows, params), path)
-
-
 def scores_figure(panels: list[dict], title: str, formula: str = "") -> "Figure":
     """One panel per (space, target): the pick's score vs accuracy, coloured by fold; the
     pick's formula (wrapped to the figure's width) as the figure's x label."""
@@ -171,7 +168,3 @@ def scores_figure(panels: list[dict], title: str, formula: str = "") -> "Figure"
         width = max(40, int(14 * 3.2 * len(panels)))  # about 14 characters per inch at 8 pt
         fig.supxlabel(textwrap.fill(f"score = {formula}", width), fontsize=8)
     return fig
-
-
-def plot_scores(panels: list[dict], path: Path, title: str, formula: str = "") -> None:
-    save_png(scores_figure(panels, title, formula), path)
