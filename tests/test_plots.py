@@ -153,3 +153,9 @@ def test_evolve_scores_titles_do_not_overlap_and_formula_wraps():
     assert fig._supxlabel.get_window_extent(renderer).width <= fig.bbox.width
     assert len(png_bytes(fig)) > 1000 and png_bytes(fig)[:8] == PNG
     assert math.isclose(fig.get_figwidth(), 3.2 * 2 + 0.3)
+
+    two = panels + [{**panels[0], "space": "autoformer"}]  # a row per space: 2 x 2, the empty cell hidden
+    axes = evolve_scores_figure(two, "my-run").get_axes()
+    titles = [a.get_title() for a in axes]
+    assert len(axes) == 4 and [a.axison for a in axes] == [True, True, True, False]
+    assert [t.split()[:2] for t in titles[:3]] == [["pit", "c100_kd"], ["pit", "flowers_kd"], ["autoformer", "c100_kd"]]

@@ -156,15 +156,24 @@ def progress_figure(rows: list[dict], params: dict | None = None) -> "Figure":
 
 
 def scores_figure(panels: list[dict], title: str, formula: str = "") -> "Figure":
-    """One panel per (space, target): the pick's score vs accuracy, coloured by fold; the
-    pick's formula (wrapped to the figure's width) as the figure's x label."""
-    fig = figure(3.2 * len(panels) + 0.3, 3.6)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, pn in zip(axes, panels):
-        scatter_panel(ax, pn["scores"], pn["accuracy"], f"{pn['space']} {pn['target']}", groups=pn["folds"])
-    axes[0].legend(fontsize=7)
+    """One panel per (space, target), a row per space: the pick's score vs accuracy, coloured by
+    fold; the pick's formula (wrapped to the figure's width) as the figure's x label."""
+    spaces = list(dict.fromkeys(pn["space"] for pn in panels))
+    cols = max(sum(pn["space"] == sp for pn in panels) for sp in spaces)
+    fig = figure(3.2 * cols + 0.3, 3.2 * len(spaces) + 0.4)
+    grid = fig.subplots(len(spaces), cols, squeeze=False)
+    used = []
+    for r, sp in enumerate(spaces):
+        for c, pn in enumerate(pn for pn in panels if pn["space"] == sp):
+            scatter_panel(grid[r][c], pn["scores"], pn["accuracy"], f"{pn['space']} {pn['target']}",
+                          groups=pn["folds"])
+            used.append(grid[r][c])
+    for ax in grid.flat:
+        if ax not in used:
+            ax.set_axis_off()
+    used[0].legend(fontsize=7)
     fig.suptitle(f"{title}: the pick's score vs accuracy", fontsize=10)
     if formula:
-        width = max(40, int(14 * 3.2 * len(panels)))  # about 14 characters per inch at 8 pt
+        width = max(40, int(14 * 3.2 * cols))  # about 14 characters per inch at 8 pt
         fig.supxlabel(textwrap.fill(f"score = {formula}", width), fontsize=8)
     return fig
