@@ -104,16 +104,37 @@ def test_cross_validation_reports_out_of_fold_picks_and_picks_without_test(tiny_
     assert len(final.obj.spaces[0].folds["test"]) == 0 and final.pick().record["test"] is None
     assert (tmp_path / "cv" / "best.yaml").read_text() == (tmp_path / "cv" / "final" / "best.yaml").read_text()
     text = (tmp_path / "cv" / "cv.md").read_text()
-    assert "held-out" in text and text.count("\n| ") == 4  # header, two folds, mean
+    assert "held-out" in text and text.count("\n| ") == 6  # header, two folds, mean; per-space header, one space
     again, _ = cross_validate(cfg, tmp_path / "cv", 2, resume=True)  # finished: resumes to the same figures
     assert again == rows
     for only in ("final", "fold-1", "fold-0"):  # each run alone (as parallel processes would), then gathered
         _, run = cross_validate(cfg, tmp_path / "split", 2, only=only)
         assert not (tmp_path / "split" / "cv.md").exists() and run.out.name == only
+    from autoprox.eval.uncertainty import ceiling_ci, headroom
+    sd = run.obj.spaces[0]  # fold 0's held-out archs: the per-space figures are its, the ceiling the oracle's
+    ys = {t: y[sd.folds["test"]] for t, y in sd.targets.items()}
+    per = rows[0]["spaces"][sd.name]
+    assert per["ceiling"] == pytest.approx(ceiling_ci(ys, n_boot=1).estimate)
+    assert per["pick"] == pytest.approx(rows[0]["test"]) and per["params"] == pytest.approx(rows[0]["params"])
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"| {sd.name} |"))
+    means = {c: np.mean([r["spaces"][sd.name][c] for r in rows]) for c in ("pick", "params", "ceiling")}
+    room = headroom(means["pick"], means["params"], means["ceiling"])
+    assert line.split(" | ")[4].startswith(f"{means['ceiling']:.3f}")
+    assert line.split(" | ")[5] == (f"{room:.0%}" if np.isfinite(room) else "-")
     gathered, _ = cross_validate(cfg, tmp_path / "split", 2, resume=True)
     assert gathered == rows and (tmp_path / "split" / "cv.md").read_text() == text
     with pytest.raises(ValueError, match="expected 0 to 1 or 'final'"):
         cross_validate(cfg, tmp_path / "bad", 2, only="fold-2")
+
+
+def test_cv_table_gives_per_space_means_and_the_headroom_closed():
+    from autoprox.evolve.cv import cv_markdown
+    rows = [{"fold": i, "pick": "x", "val": 0.5, "test": t, "params": p, "depth_width": d,
+             "spaces": {"pit": {"pick": t, "params": p, "depth_width": d, "ceiling": c}}}
+            for i, (t, p, d, c) in enumerate([(0.6, 0.5, 0.55, 0.7), (0.7, 0.6, 0.65, 0.8)])]
+    line = next(ln for ln in cv_markdown(rows, 2).splitlines() if ln.startswith("| pit |"))
+    # means: pick 0.65, params 0.55, depth_width 0.60, ceiling 0.75 -> headroom 50% and 25%
+    assert line == "| pit | 0.650 ± 0.050 | 0.550 ± 0.050 | 0.600 ± 0.050 | 0.750 ± 0.050 | 50% | 25% |"
 
 
 def test_beyond_size_objective_rewards_the_partial_tau_given_params(tiny_obj):

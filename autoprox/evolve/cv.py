@@ -21,19 +21,38 @@ from typing import Any, Callable
 import numpy as np
 
 from autoprox.core.io import atomic_write_text
+from autoprox.eval.fitness import jcm
+from autoprox.eval.uncertainty import headroom, oracle_scores
 from autoprox.evolve.loop import EvolveConfig, Run, evolve
 
 BASELINES = ("params", "depth_width")
 
 
 def _fold_row(i: int, run: Run) -> dict:
+    """One held-out fold: the pick's expression, validation and held-out JCM, the baselines' on the
+    same archs, and per space the held-out JCM of the pick, the baselines and the oracle ceiling."""
     doc = run.report or {}
     pick = doc.get("pick") or {}
     zoo = dict(doc.get("zoo", []))
-    row = {"fold": i, "pick": pick.get("expression"), "val": pick.get("val"), "test": pick.get("test")}
+    row = {"fold": i, "pick": pick.get("expression"), "val": pick.get("val"), "test": pick.get("test"),
+           "spaces": {}}
     for b in BASELINES:
         row[b] = zoo[b]["test"] if b in zoo else None
+    for sd in run.obj.spaces:
+        per = {n: r.get("per_space", {}).get(sd.name, {}).get("test") for n, r in (("pick", pick), *zoo.items())
+               if n in ("pick", *BASELINES)}
+        row["spaces"][sd.name] = per | {"ceiling": _ceiling(sd, run.cfg.objective.jcm)}
     return row
+
+
+def _ceiling(sd: Any, variant: str) -> float | None:
+    """JCM of the rank-sum oracle (the targets' own agreement) on a space's held-out fold."""
+    idx = sd.folds.get("test", ())
+    if len(idx) < 2:
+        return None
+    ys = {t: y[idx] for t, y in sd.targets.items()}
+    fit = jcm(oracle_scores(ys), ys, variant)  # type: ignore[arg-type]
+    return fit.jcm if fit.valid else None
 
 
 def _mean(values: list) -> tuple[float, float]:
@@ -57,7 +76,25 @@ def cv_markdown(rows: list[dict], k: int) -> str:
     wins = sum(d > 0 for d in diffs)
     lines += ["", f"The engine beats #params on {wins} of {len(diffs)} held-out folds "
               f"(mean difference {fmt(_mean(diffs)[0])} ± {fmt(_mean(diffs)[1])})."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _space_lines(rows, fmt)) + "\n"
+
+
+def _space_lines(rows: list[dict], fmt: Callable[[Any], str]) -> list[str]:
+    """Per space, means over the held-out folds: the pick, the baselines, the oracle ceiling, and
+    the share of the #params-to-ceiling headroom the pick and depth_width close."""
+    spaces = list(dict.fromkeys(sp for r in rows for sp in r.get("spaces", {})))
+    if not spaces:
+        return []
+    cols = ("pick", *BASELINES, "ceiling")
+    lines = ["", "Per space, mean ± s.e. over the held-out folds; headroom = (JCM - JCM_params) / "
+             "(ceiling - JCM_params) of the means:", "",
+             "| space | " + " | ".join(cols) + " | headroom, pick | headroom, depth_width |", "|---|" + "---|" * (len(cols) + 2)]
+    for sp in spaces:
+        m = {c: _mean([r["spaces"].get(sp, {}).get(c) for r in rows]) for c in cols}
+        rooms = [headroom(m[c][0], m["params"][0], m["ceiling"][0]) for c in ("pick", "depth_width")]
+        lines.append(f"| {sp} | " + " | ".join(f"{fmt(e)} ± {fmt(se)}" for e, se in m.values()) + " | "
+                     + " | ".join(f"{x:.0%}" if math.isfinite(x) else "-" for x in rooms) + " |")
+    return lines
 
 
 def fold_runs(cfg: EvolveConfig, k: int) -> dict[str, EvolveConfig]:
