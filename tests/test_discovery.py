@@ -104,7 +104,7 @@ def test_cross_validation_reports_out_of_fold_picks_and_picks_without_test(tiny_
     assert len(final.obj.spaces[0].folds["test"]) == 0 and final.pick().record["test"] is None
     assert (tmp_path / "cv" / "best.yaml").read_text() == (tmp_path / "cv" / "final" / "best.yaml").read_text()
     text = (tmp_path / "cv" / "cv.md").read_text()
-    assert "held-out" in text and text.count("\n| ") == 6  # header, two folds, mean; per-space header, one space
+    assert "held-out" in text and text.count("\n| ") == 9  # folds: header, 2, mean; per space: header, 1; paired: header, 2
     again, _ = cross_validate(cfg, tmp_path / "cv", 2, resume=True)  # finished: resumes to the same figures
     assert again == rows
     for only in ("final", "fold-1", "fold-0"):  # each run alone (as parallel processes would), then gathered
@@ -121,6 +121,9 @@ def test_cross_validation_reports_out_of_fold_picks_and_picks_without_test(tiny_
     room = headroom(means["pick"], means["params"], means["ceiling"])
     assert line.split(" | ")[4].startswith(f"{means['ceiling']:.3f}")
     assert line.split(" | ")[5] == (f"{room:.0%}" if np.isfinite(room) else "-")
+    paired = next(ln for ln in text.splitlines() if ln.startswith(f"| {sd.name} | params |"))
+    diff = np.mean([r["spaces"][sd.name]["pick"] - r["spaces"][sd.name]["params"] for r in rows])
+    assert paired.split(" | ")[3].startswith(f"{diff:+.3f} [")  # the folds' mean paired difference, with its CI
     gathered, _ = cross_validate(cfg, tmp_path / "split", 2, resume=True)
     assert gathered == rows and (tmp_path / "split" / "cv.md").read_text() == text
     with pytest.raises(ValueError, match="expected 0 to 1 or 'final'"):

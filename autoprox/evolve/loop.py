@@ -329,6 +329,9 @@ def report(run: Run) -> dict:
         n = len(zoo)
         doc["panels"] = [{"space": sd.name, "target": t, "scores": mats[sd.name][n + 2], "accuracy": y,
                           "folds": sd.folds} for sd in run.obj.spaces for t, y in sd.targets.items()]
+        names = [z for z, _ in zoo]  # the oriented pick's and the baselines' scores, for out-of-fold tests
+        doc["scores"] = {name: row(i) for name, i in (("pick", n + 2), ("params", n),
+                                                      *((b, names.index(b)) for b in ("depth_width",) if b in names))}
         valid = [i for i, (_, r) in enumerate(doc["zoo"]) if r.get("reason") is None]
         named = [("pick", pick.record)] + [doc["zoo"][i] for i in valid]
         rows = [n + 1] + valid + [n]  # the pick, the valid zoo proxies, then #params (last)
