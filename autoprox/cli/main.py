@@ -55,6 +55,27 @@ def _add_search_parser(sub: Any) -> None:
     se.set_defaults(fn=cmd_search)
 
 
+def _add_evolve_parser(sub: Any) -> None:
+    ev = _verb(sub, "evolve", "evolve proxies with DEAP against ViT-Bench-101 (checkpointed)")
+    ev.add_argument("--config", required=True, help="YAML evolve config (e.g. runs/quick.yaml)")
+    ev.add_argument("--out", help="run folder (default runs/<config name>)")
+    ev.add_argument("--resume", action="store_true", help="continue the run in the folder after a kill")
+    ev.add_argument("--cv", type=int, metavar="K",
+                    help="run the discovery K times, each with one fold held out, report the picks' out-of-fold "
+                         "JCM (OUT/cv.md), and pick from a final run without test fold (OUT/best.yaml)")
+    ev.add_argument("--fold", metavar="I", type=_fold,
+                    help="with --cv K: run only fold I (0 to K-1) or the final run, in OUT/fold-I or OUT/final, "
+                         "so folds can run in parallel processes or machines; then --cv K --resume gathers them")
+    ev.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a config key, a dotted path with a YAML value (repeatable): "
+                         "--set steps=2 --set objective.limit=20")
+    ev.add_argument("--bench", action="append", metavar="[SPACE=]FILE",
+                    help="benchmark JSON for a space of the objective instead of the shipped one "
+                         "(repeatable; FILE alone only for a single-space objective)")
+    add_backend_flags(ev)
+    ev.set_defaults(fn=cmd_evolve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="autoprox", description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--version", action="version", version=f"autoprox {__version__}")
@@ -91,24 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="formula (text, LaTeX), proxy file (yaml) or standalone torch file (python)")
     ex.add_argument("--out", help="output file (default: print)")
     ex.set_defaults(fn=cmd_export)
-    ev = _verb(sub, "evolve", "evolve proxies with DEAP against ViT-Bench-101 (checkpointed)")
-    ev.add_argument("--config", required=True, help="YAML evolve config (e.g. runs/quick.yaml)")
-    ev.add_argument("--out", help="run folder (default runs/<config name>)")
-    ev.add_argument("--resume", action="store_true", help="continue the run in the folder after a kill")
-    ev.add_argument("--cv", type=int, metavar="K",
-                    help="run the discovery K times, each with one fold held out, report the picks' out-of-fold "
-                         "JCM (OUT/cv.md), and pick from a final run without test fold (OUT/best.yaml)")
-    ev.add_argument("--fold", metavar="I", type=_fold,
-                    help="with --cv K: run only fold I (0 to K-1) or the final run, in OUT/fold-I or OUT/final, "
-                         "so folds can run in parallel processes or machines; then --cv K --resume gathers them")
-    ev.add_argument("--set", action="append", metavar="KEY=VALUE",
-                    help="override a config key, a dotted path with a YAML value (repeatable): "
-                         "--set steps=2 --set objective.limit=20")
-    ev.add_argument("--bench", action="append", metavar="[SPACE=]FILE",
-                    help="benchmark JSON for a space of the objective instead of the shipped one "
-                         "(repeatable; FILE alone only for a single-space objective)")
-    add_backend_flags(ev)
-    ev.set_defaults(fn=cmd_evolve)
+    _add_evolve_parser(sub)
     _add_search_parser(sub)
     ca = _verb(sub, "cache", "the statistics cache: info, clean temporaries, migrate old entries")
     ca.add_argument("action", choices=("info", "clean", "migrate"),
