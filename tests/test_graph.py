@@ -85,7 +85,7 @@ def test_population_shares_subexpressions():
 
 def test_population_memo_frees_values_after_their_last_use():
     """Scores equal a plain memo's; each value leaves the memo once its last consumer has read it."""
-    from autoprox.proxy.graph import SharedMemo, evaluate
+    from autoprox.proxy.graph import SharedMemo
     s = known_stats()
     texts = ["agg_mean(frobenius_norm(min_max_normalize(linear_input)))",
              "agg_sum(frobenius_norm(min_max_normalize(linear_input)))",

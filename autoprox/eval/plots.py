@@ -9,12 +9,9 @@ imported inside the functions: importing this module costs nothing.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-
-from autoprox.core.io import atomic_write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
