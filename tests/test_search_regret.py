@@ -62,6 +62,8 @@ def test_perfect_proxy_has_zero_regret_in_every_resample_and_reversed_has_positi
     assert reversed_["kendall"] == pytest.approx(-1.0)
     minimized = rows([-s for s in GOOD], minimize=True)[0]  # the search's direction decides the pick
     assert (minimized["regret"], minimized["regret_lo"], minimized["regret_hi"]) == (0.0, 0.0, 0.0)
+    # tau of the score as the search reads it: a perfect proxy searched downwards has tau +1, not -1
+    assert (minimized["kendall"], minimized["kendall_lo"], minimized["kendall_hi"]) == pytest.approx((1.0, 1.0, 1.0))
     other = rows(GOOD, targets=("a", "b"))[1]  # target b = -ACC: the perfect proxy picks its worst arch
     assert other["regret"] == 6.0 and other["kendall"] == pytest.approx(-1.0)
 

@@ -72,11 +72,13 @@ def regret_rows(proxy: str, space: str, history: Sequence[dict], bench: "Benchma
                 minimize: bool = False, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> list[dict]:
     """Per target: the pick (the best-scoring candidate, as ``ranked``), its true accuracy, its rank
     among the scored labelled archs (1 = best; ties share the better rank), the best accuracy,
-    regret = best - pick, and the Kendall tau of score vs accuracy (archs with a finite score).
+    regret = best - pick, and the Kendall tau of accuracy against the score oriented as the search
+    reads it (negated under ``minimize``, so that a good proxy has a positive tau either way).
     Regret and tau carry bootstrap percentile intervals over the archs: ``n_boot`` resamples drawn
     with ``seed``, shared by every target; each resample re-picks its best-scoring arch."""
     idx = np.array([h["bench_index"] for h in history], dtype=np.int64)
     scores = np.array([math.nan if h["score"] is None else h["score"] for h in history], dtype=np.float64)
+    scores = -scores if minimize else scores
     order = _order(history, minimize)
     w = resample_weights(len(idx), n_boot, seed) if len(idx) >= 2 else None
     rows = []
@@ -122,7 +124,8 @@ def regret_markdown(rows: Sequence[dict]) -> str:
     n_boot = "/".join(str(b) for b in sorted({r["n_boot"] for r in rows}))
     lines.append(f"\nIntervals: {pct} bootstrap percentile intervals over the n archs ({n_boot} resamples "
                  f"with replacement; each resample re-picks its best-scoring arch); τ: Kendall tau-b of "
-                 f"score vs accuracy over the archs with a finite score.")
+                 f"accuracy vs the score as searched (negated under --minimize) over the archs with a "
+                 f"finite score.")
     return "\n".join(lines)
 
 
