@@ -71,6 +71,8 @@ def test_bench_only_records_the_pool_it_scored(tmp_path, capsys):
     cfg = yaml.safe_load(open(tmp_path / "o" / "config.yaml"))
     assert 0 < len(pool) < len(b) and res["budget"] == res["scored"] == cfg["budget"] == len(pool)
     assert "exhausted" not in res and cfg["targets"] == list(DEFAULT_TARGETS)
+    text = (tmp_path / "o" / "result.yaml").read_text(encoding="utf-8")  # readable as written, not escaped
+    assert "| τ [95% CI] |" in text and "\\u03C4" not in text and "τ [95% CI]" in res["bench_only"]["markdown"]
     assert cfg["scoring"]["cache_dir"] == str(tmp_path / "c")
 
 

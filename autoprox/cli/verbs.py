@@ -136,7 +136,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
             _, run = cross_validate(cfg, out, args.cv, args.resume, on_step, only, backend=args.backend,
                                     workers=args.workers, address=args.address, connect_timeout=args.connect_timeout)
             print(f"{out / only} done; gather the folds with --cv {args.cv} --resume" if only else
-                  (out / "cv.md").read_text())
+                  (out / "cv.md").read_text(encoding="utf-8"))
         else:
             run = evolve(cfg, out, args.resume, args.backend, args.workers, args.address, on_step=on_step,
                          connect_timeout=args.connect_timeout)

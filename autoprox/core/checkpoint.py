@@ -33,7 +33,7 @@ def load_state(path: str | Path) -> dict[str, Any] | None:
     if not p.exists():
         return None
     try:
-        doc = json.loads(p.read_text())
+        doc = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"cannot resume from {p}: {e}") from None
     if not isinstance(doc, dict):

@@ -117,7 +117,7 @@ def read_yaml(path: str | Path, what: str, error: type[Exception] = ConfigError)
     if not p.is_file():
         raise (FileNotFoundError if error is not ConfigError else error)(f"{what} not found: {p}")
     try:
-        return yaml.safe_load(p.read_text())
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise error(f"{p}: not a YAML {what}: {e}") from None
 
@@ -134,7 +134,7 @@ def load_config(cls: type[T], path: str | Path) -> T:
 
 def config_yaml(obj: Any) -> str:
     """The resolved config as YAML text."""
-    return yaml.safe_dump(to_dict(obj), sort_keys=False)
+    return yaml.safe_dump(to_dict(obj), sort_keys=False, allow_unicode=True)
 
 
 def save_config(obj: Any, path: str | Path) -> None:

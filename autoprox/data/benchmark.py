@@ -62,13 +62,13 @@ def load_benchmark(space: str, path: str | Path | None = None) -> Benchmark:
             raise BenchmarkError(f"no shipped benchmark for space {space!r}; "
                                  f"shipped: {sorted(SHIPPED)} (or pass --bench FILE)")
         res = resources.files("autoprox.data") / "vit_bench_101" / SHIPPED[space]
-        text, p = res.read_text(), Path(str(res))
+        text, p = res.read_text(encoding="utf-8"), Path(str(res))
     else:
         p = Path(path)
         if not p.is_file():
             raise BenchmarkError(f"benchmark file not found: {p}")
         try:
-            text = p.read_text()
+            text = p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise BenchmarkError(f"{p}: cannot be read as text: {e}") from None
     try:

@@ -211,7 +211,7 @@ class Run:
         if state["config"] != to_dict(self.cfg):
             raise ConfigError(f"{self.out}: the config differs from the checkpointed run's; "
                               f"resume with the same config (see {self.out / 'config.yaml'})")
-        lines = self.history_path.read_text().splitlines() if self.history_path.is_file() else []
+        lines = self.history_path.read_text(encoding="utf-8").splitlines() if self.history_path.is_file() else []
         keep = lines[: state["history_lines"]]
         if len(keep) != state["history_lines"]:
             raise ConfigError(f"{self.history_path} has {len(lines)} lines, the checkpoint needs "

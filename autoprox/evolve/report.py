@@ -52,7 +52,7 @@ def write_outputs(out: Path, doc: dict) -> None:
     w = csv.DictWriter(buf, fieldnames=PROGRESS_COLUMNS, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     w.writerows(doc["progress"])
-    files = {out / "hall_of_fame.yaml": yaml.safe_dump(hof, sort_keys=False, width=120).encode(),
+    files = {out / "hall_of_fame.yaml": yaml.safe_dump(hof, sort_keys=False, allow_unicode=True, width=120).encode(),
              out / "progress.csv": buf.getvalue().encode()}
     r = doc["pick"]
     if r is not None:

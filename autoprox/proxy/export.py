@@ -47,7 +47,7 @@ def to_yaml(p: GraphProxy | FusedProxy) -> str:
         return yaml.safe_dump({"autoprox_proxy": 1, "name": p.name, "description": p.description, "hash": p.hash,
                                "fusion": p.fusion, "parts": [str(q.expr) for q in parts],
                                "formula": proxy_formula(p)},
-                              sort_keys=False, width=120)
+                              sort_keys=False, allow_unicode=True, width=120)
     doc: dict[str, Any] = {"autoprox_proxy": 1, "name": p.name, "description": p.description,
                            "hash": p.hash, "expression": str(p.expr)}
     g = to_genotype(p.expr)
@@ -55,7 +55,7 @@ def to_yaml(p: GraphProxy | FusedProxy) -> str:
         doc["genotype"] = g
     doc["formula"] = formula(p.expr)
     doc["graph"] = graph_to_mapping(to_graph(p.expr))
-    return yaml.safe_dump(doc, sort_keys=False, width=120)
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120)
 
 
 def load_proxy(path: str | Path) -> GraphProxy | FusedProxy:
@@ -113,7 +113,7 @@ def _tree_literal(e: Expr) -> str:
 def _embedded_source() -> str:
     parts = []
     for f in _EMBED:
-        lines = [ln for ln in f.read_text().splitlines()
+        lines = [ln for ln in f.read_text(encoding="utf-8").splitlines()
                  if not re.match(r"\s*(from primitives|import primitives|from __future__)", ln)]
         parts.append(f"# ---- from {f.parent.name}/{f.name}\n" + "\n".join(lines))
     return "\n\n".join(parts)

@@ -170,7 +170,7 @@ def result_text(res: "SearchResult") -> str:
     head = (f"# autoprox search result: the top-{len(res.top)} {c.space} archs by proxy {res.proxy!r}.\n"
             f"# Build one (arch: any entry of 'top'):\n"
             f"#   import autoprox.spaces\n#   model = {build_hint(c.space, c.num_classes, c.img_size)}\n")
-    return head + yaml.safe_dump(result_doc(res), sort_keys=False, width=120, default_flow_style=None)
+    return head + yaml.safe_dump(result_doc(res), sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
 
 
 def scores_figure(res: "SearchResult") -> "Figure":
