@@ -1,3 +1,4 @@
+import csv
 import json
 import random
 from dataclasses import replace
@@ -191,6 +192,19 @@ def test_evolve_writes_a_reproducible_run(mode, tiny_objective, tmp_path):
     again = evolve(cfg, tmp_path / "again")
     assert _outputs(d) == _outputs(tmp_path / "again")
     assert len(sd.folds["val"]) == 3
+
+
+def test_progress_reports_train_jcm_and_fitness_apart_under_the_beyond_size_reward(tiny_objective, tmp_path):
+    """With ``beyond_size`` the fitness is JCM + reward: progress keeps the train JCM as ``best_train``
+    and the fitness as ``best_fitness``, each the population's maximum."""
+    run = evolve(_cfg(replace(tiny_objective, beyond_size=2.0)), tmp_path / "b")
+    valid = [i for i in run.population if i.record.get("reason") is None]
+    s = run.summary()
+    assert s["best_train"] == max(i.record["train"] for i in valid) <= 1.0
+    assert s["best_fitness"] == max(i.fitness.values[0] for i in valid) == max(i.record["fitness"] for i in valid)
+    assert s["best_fitness"] != s["best_train"]
+    last = list(csv.DictReader((tmp_path / "b" / "progress.csv").open()))[-1]
+    assert (float(last["best_train"]), float(last["best_fitness"])) == pytest.approx((s["best_train"], s["best_fitness"]))
 
 
 def test_resume_after_a_kill_ends_like_an_unbroken_run(tiny_objective, tmp_path):

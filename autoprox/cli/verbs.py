@@ -128,8 +128,9 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     with Progress("evolve", cfg.steps) as prog:
         def on_step(row: dict) -> None:
             val = "-" if row["pick_val"] is None else f"{row['pick_val']:.3f}"
+            fit = f"  best fitness {row['best_fitness']:.3f}" if cfg.objective.beyond_size else ""
             prog.update(row["step"], note=f"evals {row['evals']} ({row['evals_per_s']:.1f}/s)  "
-                                          f"best train {row['best_train']:.3f}  pick val {val}")
+                                          f"best train {row['best_train']:.3f}{fit}  pick val {val}")
         if args.cv is not None:
             from autoprox.evolve.cv import cross_validate
             only = None if args.fold is None else args.fold if args.fold == "final" else f"fold-{args.fold}"

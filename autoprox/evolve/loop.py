@@ -237,12 +237,13 @@ class Run:
     def summary(self) -> dict:
         """Progress figures after the current step."""
         fits = [i.fitness.values[0] for i in self.population]
-        valid = [f for f in fits if f > INVALID]
+        valid = [i.record["train"] for i in self.population if i.fitness.values[0] > INVALID]
         best = self.pick()
         invalid = sum(1 for r in self.memo.values() if r.get("reason"))
         return {"step": self.step_no, "evals": self.evals, "unique": len(self.memo), "invalid": invalid,
                 "invalid_pct": 100.0 * invalid / max(len(self.memo), 1), "rejected": self.rejected,
-                "best_train": max(fits), "mean_train": sum(valid) / len(valid) if valid else INVALID,
+                "best_train": max(valid, default=INVALID), "mean_train": sum(valid) / len(valid) if valid else INVALID,
+                "best_fitness": max(fits),  # train JCM plus the beyond-size reward, when the objective has one
                 "pick_val": best.record["val"] if best is not None else None,
                 "evals_per_s": self.evals / self.elapsed if self.elapsed else 0.0}
 

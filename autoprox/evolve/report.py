@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 PROGRESS_COLUMNS = ("step", "evals", "unique", "invalid", "invalid_pct", "rejected", "best_train", "mean_train",
-                    "pick_val", "evals_per_s")
+                    "best_fitness", "pick_val", "evals_per_s")
 
 
 def oriented(record: dict, name: str, description: str = "") -> Proxy:
