@@ -23,3 +23,13 @@ def test_track_counts_every_item():
     out = io.StringIO()
     assert list(track(range(3), "t", 3, stream=out, tty=False)) == [0, 1, 2]
     assert out.getvalue().startswith("t: 3/3 in ")
+
+
+def test_a_phase_that_never_reported_prints_no_final_line():
+    out = io.StringIO()
+    with Progress("evolve", 10, stream=out, tty=False):
+        pass                        # e.g. a --cv gather whose runs had all finished
+    assert out.getvalue() == ""
+    with Progress("evolve", 10, stream=out, tty=False) as prog:
+        prog.update(0, note="started")
+    assert out.getvalue().startswith("evolve: 0/10 in ")

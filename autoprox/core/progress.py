@@ -28,7 +28,7 @@ class Progress:
         self.label, self.total, self.every = label, total, every
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
-        self.done, self.note = 0, ""
+        self.done, self.note, self.touched = 0, "", False
         self.start = self._last = time.monotonic()
         self._bar: Any = None
         if self.tty:
@@ -50,7 +50,7 @@ class Progress:
         return f"{self.label}: {self.done}{of} in {_clock(el)}{eta}" + (f"  {self.note}" if self.note else "")
 
     def update(self, done: int, total: int | None = None, note: str | None = None) -> None:
-        self.done = done
+        self.done, self.touched = done, True
         self.total = self.total if total is None else total
         self.note = self.note if note is None else note
         if self._bar is not None:
@@ -66,11 +66,12 @@ class Progress:
         print(self.line(), file=self.stream, flush=True)
 
     def close(self, failed: bool = False) -> None:
-        """Stop the bar, or print the final line (not after an error: the error is the one line)."""
+        """Stop the bar, or print the final line: not after an error (the error is the one line),
+        nor for a phase that never reported (``evolve --cv --resume`` gathering finished runs)."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-        elif not failed:
+        elif not failed and self.touched:
             self._report()
 
     def __enter__(self) -> "Progress":
