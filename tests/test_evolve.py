@@ -207,6 +207,20 @@ def test_progress_reports_train_jcm_and_fitness_apart_under_the_beyond_size_rewa
     assert (float(last["best_train"]), float(last["best_fitness"])) == pytest.approx((s["best_train"], s["best_fitness"]))
 
 
+@pytest.mark.parametrize("rule, want", [("val", "b"), ("train_val", "a")])
+def test_pick_rule_chooses_among_the_hall_of_fame(rule, want):
+    """``val``: best validation JCM. ``train_val``: best JCM over 60 train + 20 validation archs,
+    (60 * train + 20 * val) / 80: a = 0.75, b = 0.625, c (no validation figure) never."""
+    from types import SimpleNamespace as NS
+    from autoprox.evolve.loop import Run
+    hof = [NS(record={"name": n, "train": t, "val": v}) for n, t, v in
+           (("a", 0.80, 0.60), ("b", 0.60, 0.70), ("c", 0.95, None))]
+    run = NS(hof=hof, cfg=NS(pick=rule), obj=NS(spaces=[NS(folds={"train": range(60), "val": range(20)})]))
+    assert Run.pick(run).record["name"] == want
+    with pytest.raises(ConfigError, match="pick must be one of"):
+        EvolveConfig(pick="test")
+
+
 def test_resume_after_a_kill_ends_like_an_unbroken_run(tiny_objective, tmp_path):
     cfg = _cfg(tiny_objective, steps=3)
     evolve(cfg, tmp_path / "whole")

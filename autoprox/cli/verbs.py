@@ -114,7 +114,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_evolve(args: argparse.Namespace) -> int:
     from dataclasses import replace
-    from autoprox.evolve.loop import EvolveConfig, evolve, load_evolve_config
+    from autoprox.evolve.loop import PICK_RULES, EvolveConfig, evolve, load_evolve_config
     if args.fold is not None and args.cv is None:
         raise ValueError("--fold needs --cv K")
     cfg = load_evolve_config(args.config)
@@ -144,7 +144,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     best = run.pick()
     if best is not None:
         r = best.record
-        print(f"best (picked on validation): JCM train {r['train']:.3f}  val {r['val']:.3f}"
+        print(f"best (picked {PICK_RULES[cfg.pick]}): JCM train {r['train']:.3f}  val {r['val']:.3f}"
               + (f"  test {r['test']:.3f}" if r.get("test") is not None else "") + f"\n  {r['expression']}")
     print(f"wrote {out}/: config.yaml checkpoint.json history.jsonl hall_of_fame.yaml best.yaml progress.csv "
           f"jcm.png best_vs_accuracy.png summary.md")

@@ -2,10 +2,11 @@
 
 The whole discovery runs K times (``OUT/fold-<i>/``), each time with fold i of a seeded K-way
 partition of every space's archs held out as its test fold (train and validation come from
-the rest). Each run picks on validation, as usual; its pick's JCM on the held-out fold is
+the rest). Each run picks by its rule (``pick``: validation JCM, or train and validation JCM
+together), as usual; its pick's JCM on the held-out fold is
 out-of-fold. ``OUT/cv.md`` lists them beside #params and the structural baseline on the same
 folds. The proxy a user gets (``OUT/best.yaml``) comes from one more run, ``OUT/final/``, on
-train and validation folds only (``test_fraction: 0``), picked on validation: no rule that
+train and validation folds only (``test_fraction: 0``), picked by the same rule: no rule that
 chooses it ever reads a test fold. Every run checkpoints; ``--resume`` continues the sequence.
 ``--fold I`` (or ``final``) runs one of them alone, so the K + 1 runs can go to K + 1 processes or
 machines sharing ``OUT``; ``--cv K --resume`` then gathers them (finished runs only reload).
@@ -23,7 +24,7 @@ import numpy as np
 from autoprox.core.io import atomic_write_text
 from autoprox.eval.fitness import jcm
 from autoprox.eval.uncertainty import N_BOOT, headroom, oracle_scores, pooled
-from autoprox.evolve.loop import EvolveConfig, Run, evolve
+from autoprox.evolve.loop import PICK_RULES, EvolveConfig, Run, evolve
 
 BASELINES = ("params", "depth_width")
 
@@ -66,9 +67,10 @@ def _mean(values: list) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
 
 
-def cv_markdown(rows: list[dict], k: int) -> str:
+def cv_markdown(rows: list[dict], k: int, pick: str = "val") -> str:
     fmt = (lambda x: "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}")
-    lines = [f"Out-of-fold JCM of the engine's picks, {k} folds (each pick chose on validation only).", "",
+    lines = [f"Out-of-fold JCM of the engine's picks, {k} folds (each pick chose {PICK_RULES[pick]} only: "
+             f"`pick: {pick}`).", "",
              "| fold | pick (validation JCM) | pick, held-out fold | " + " | ".join(f"{b}, same fold" for b in BASELINES)
              + " |", "|---|---|---|" + "---|" * len(BASELINES)]
     for r in rows:
@@ -129,7 +131,7 @@ def cross_validate(cfg: EvolveConfig, out: str | Path, k: int, resume: bool = Fa
     if only is not None:
         return [], done[only]
     rows = [_fold_row(i, done[f"fold-{i}"]) for i in range(k)]
-    atomic_write_text(out / "cv.md", cv_markdown(rows, k))
+    atomic_write_text(out / "cv.md", cv_markdown(rows, k, cfg.pick))
     if (out / "final" / "best.yaml").is_file():
         shutil.copyfile(out / "final" / "best.yaml", out / "best.yaml")
     return rows, done["final"]

@@ -12,7 +12,8 @@ Two modes, both scoring through ``objective.Objective`` (train-fold JCM as fitne
 Every step ends with an atomic checkpoint (population, hall of fame, RNG state, history
 length), so ``--resume`` after a kill continues exactly where the last step ended and a
 resumed run ends where an unbroken one with the same seed does. The final pick is the
-hall-of-fame member with the best *validation* JCM.
+hall-of-fame member chosen by ``pick``: the best *validation* JCM (``val``), or the best JCM
+over the train and validation archs together (``train_val``). Neither reads a test fold.
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ from autoprox.proxy.spec import resolve, resolve_graph
 from autoprox.evolve.variation import VariationConfig, crossover, mutate, random_genome, to_proxy, validate
 
 MODES = ("paper", "generational")
+PICK_RULES = {"val": "on validation", "train_val": "on train and validation together"}  # ``pick``: how it reads
+PICKS = tuple(PICK_RULES)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class EvolveConfig:
     mutants: int = 8                # paper: children scored together per try
     max_tries: int = 4              # paper: tries before the iteration gives up
     hall_of_fame: int = 20
+    pick: str = "val"               # the rule for the run's pick among the hall of fame (PICKS)
     repair: int = 3                 # rounds of redrawing candidates that fail the probe (0: off)
     probe_archs: int = 3            # archs per worker (per space) a candidate is probed on first
     seed_proxies: tuple[str, ...] = ()  # genomes (expressions / genotype genes) to start from
@@ -62,8 +66,9 @@ class EvolveConfig:
     variation: VariationConfig = field(default_factory=VariationConfig)
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"evolve config: mode must be one of {MODES}, got {self.mode!r}")
+        for key, allowed in (("mode", MODES), ("pick", PICKS)):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"evolve config: {key} must be one of {allowed}, got {getattr(self, key)!r}")
         check_ranges(self, "evolve config", {
             "population": (2, None), "steps": (0, None), "offspring": (1, None), "cxpb": (0, 1),
             "pool_ratio": (0, 1, "(]"), "top_k": (1, None), "margin": (-2, 2), "mutants": (1, None),
@@ -96,7 +101,7 @@ class Run:
         self.elapsed = 0.0
         self.history_path = self.out / "history.jsonl"
         self.progress_rows: list[dict] = []
-        self.report: dict | None = None  # plain records of the finished run (``report``)
+        self.report: dict | None = None  # plain records of the finished run (``report.run_doc``)
 
     # ------------------------------------------------------------ scoring
     def evaluate(self, genomes: list[list[str]]) -> list:
@@ -248,11 +253,14 @@ class Run:
                 "evals_per_s": self.evals / self.elapsed if self.elapsed else 0.0}
 
     def pick(self) -> Any:
-        """The hall-of-fame member with the best validation JCM (train JCM breaks ties)."""
+        """The hall-of-fame member with the best validation JCM, train JCM breaking ties (``pick: val``),
+        or the best mean of train and validation JCM weighted by their arch counts (``train_val``)."""
         members = [i for i in self.hof if i.record["val"] is not None]
         if not members:
             return None
-        return max(members, key=lambda i: (i.record["val"], i.record["train"]))
+        n_tr, n_val = (sum(len(sd.folds[f]) for sd in self.obj.spaces) for f in ("train", "val"))
+        w = n_tr / (n_tr + n_val) if self.cfg.pick == "train_val" else 0.0
+        return max(members, key=lambda i: (w * i.record["train"] + (1 - w) * i.record["val"], i.record["train"]))
 
 
 def seed_genomes(cfg: EvolveConfig) -> list[list[str]]:
@@ -304,43 +312,6 @@ def load_evolve_config(path: str | Path) -> EvolveConfig:
     return load_config(EvolveConfig, path)
 
 
-def report(run: Run) -> dict:
-    """Plain records of a finished (or stopped) run for ``evolve.report.write_outputs``: the hall
-    of fame, progress, the pick, every zoo proxy the run's statistics can score (same folds), the
-    pick's scores per (space, target) panel and the fold intervals. Everything is scored in one call."""
-    from autoprox.evolve.report import fold_intervals, oriented
-    from autoprox.proxy.graph import DATA_FREE, leaves
-    from autoprox.proxy.zoo import get_proxy, list_proxies
-    pick = run.pick()
-    usable = set(run.obj.families) | DATA_FREE
-    zoo = [(n, get_proxy(n)) for n in list_proxies()]
-    zoo = [(n, p.parts[0]) for n, p in zoo if not p.fused and leaves(p.parts[0].expr) <= usable]
-    texts = [str(p.expr) for _, p in zoo] + ["num_params"]
-    if pick is not None:
-        texts += [pick.record["expression"], oriented(pick.record, "pick").text]
-    mats = run.obj.proxy_scores(texts)
-    row = (lambda i: {sd.name: mats[sd.name][i] for sd in run.obj.spaces})
-    doc: dict = {"name": run.out.name, "mode": run.cfg.mode, "spaces": list(run.cfg.objective.spaces),
-                 "jcm": run.cfg.objective.jcm, "targets": list(run.cfg.objective.targets),
-                 "hall_of_fame": [i.record for i in run.hof], "progress": list(run.progress_rows),
-                 "pick": None if pick is None else pick.record, "panels": [],
-                 "folds": {k: len(v) for k, v in run.obj.spaces[0].folds.items()},
-                 "zoo": [(n, run.obj.record(row(i))) for i, (n, _) in enumerate(zoo)]}
-    if pick is not None:
-        n = len(zoo)
-        doc["panels"] = [{"space": sd.name, "target": t, "scores": mats[sd.name][n + 2], "accuracy": y,
-                          "folds": sd.folds} for sd in run.obj.spaces for t, y in sd.targets.items()]
-        names = [z for z, _ in zoo]  # the oriented pick's and the baselines' scores, for out-of-fold tests
-        doc["scores"] = {name: row(i) for name, i in (("pick", n + 2), ("params", n),
-                                                      *((b, names.index(b)) for b in ("depth_width",) if b in names))}
-        valid = [i for i, (_, r) in enumerate(doc["zoo"]) if r.get("reason") is None]
-        named = [("pick", pick.record)] + [doc["zoo"][i] for i in valid]
-        rows = [n + 1] + valid + [n]  # the pick, the valid zoo proxies, then #params (last)
-        doc["intervals"] = fold_intervals(named, {s: m[rows] for s, m in mats.items()}, run.obj.spaces,
-                                          run.cfg.objective.jcm)
-    return doc
-
-
 def _prepare(cfg: EvolveConfig, out: Path, resume: bool) -> None:
     """Every check that can fail before the run folder is touched."""
     if not resume and (out / "checkpoint.json").exists():
@@ -383,8 +354,8 @@ def evolve(cfg: EvolveConfig, out: str | Path, resume: bool = False, backend: st
         while run.step_no < cfg.steps:
             run.step()
             _step_done(run, on_step)
-        from autoprox.evolve.report import write_outputs
-        run.report = report(run)
+        from autoprox.evolve.report import run_doc, write_outputs
+        run.report = run_doc(run)
         write_outputs(out, run.report)
     finally:
         obj.close()

@@ -1,7 +1,7 @@
 """What an evolution run leaves in ``runs/<name>/``: hall of fame, best proxy, progress, plots.
 
 - ``hall_of_fame.yaml``: the best proxies by train JCM, each with its validation and test JCM;
-- ``best.yaml``: the hall-of-fame member with the best validation JCM, oriented (negated when
+- ``best.yaml``: the hall-of-fame member picked by the run's ``pick`` rule, oriented (negated when
   its train correlation is negative) so ``autoprox bench --proxy best.yaml`` reproduces it;
 - ``progress.csv``: one row per step; ``jcm.png``: best/mean train JCM and the pick's
   validation JCM over time, against #params' train (and validation) JCM; ``best_vs_accuracy.png``:
@@ -23,11 +23,15 @@ from autoprox.eval.plots import figure, png_bytes, scatter_panel
 from autoprox.eval.uncertainty import N_BOOT, pooled
 from autoprox.evolve.objective import FOLDS
 from autoprox.proxy.export import proxy_formula, to_yaml
+from autoprox.proxy.graph import DATA_FREE, leaves
+from autoprox.proxy.zoo import get_proxy, list_proxies
 from autoprox.proxy.spec import Proxy, resolve
 from autoprox.core.io import atomic_write_many
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from autoprox.evolve.loop import Run
 
 PROGRESS_COLUMNS = ("step", "evals", "unique", "invalid", "invalid_pct", "rejected", "best_train", "mean_train",
                     "best_fitness", "pick_val", "evals_per_s")
@@ -44,9 +48,43 @@ def _figures(r: dict) -> dict:
     return {k: r[k] for k in keep if k in r} | {"formula": proxy_formula(resolve(r["expression"]))}
 
 
+def run_doc(run: Run) -> dict:
+    """Plain records of a finished (or stopped) run for ``evolve.report.write_outputs``: the hall
+    of fame, progress, the pick, every zoo proxy the run's statistics can score (same folds), the
+    pick's scores per (space, target) panel and the fold intervals. Everything is scored in one call."""
+    pick = run.pick()
+    usable = set(run.obj.families) | DATA_FREE
+    zoo = [(n, get_proxy(n)) for n in list_proxies()]
+    zoo = [(n, p.parts[0]) for n, p in zoo if not p.fused and leaves(p.parts[0].expr) <= usable]
+    texts = [str(p.expr) for _, p in zoo] + ["num_params"]
+    if pick is not None:
+        texts += [pick.record["expression"], oriented(pick.record, "pick").text]
+    mats = run.obj.proxy_scores(texts)
+    row = (lambda i: {sd.name: mats[sd.name][i] for sd in run.obj.spaces})
+    doc: dict = {"name": run.out.name, "mode": run.cfg.mode, "spaces": list(run.cfg.objective.spaces),
+                 "jcm": run.cfg.objective.jcm, "targets": list(run.cfg.objective.targets),
+                 "hall_of_fame": [i.record for i in run.hof], "progress": list(run.progress_rows),
+                 "pick": None if pick is None else pick.record, "panels": [],
+                 "folds": {k: len(v) for k, v in run.obj.spaces[0].folds.items()},
+                 "zoo": [(n, run.obj.record(row(i))) for i, (n, _) in enumerate(zoo)]}
+    if pick is not None:
+        n = len(zoo)
+        doc["panels"] = [{"space": sd.name, "target": t, "scores": mats[sd.name][n + 2], "accuracy": y,
+                          "folds": sd.folds} for sd in run.obj.spaces for t, y in sd.targets.items()]
+        names = [z for z, _ in zoo]  # the oriented pick's and the baselines' scores, for out-of-fold tests
+        doc["scores"] = {name: row(i) for name, i in (("pick", n + 2), ("params", n),
+                                                      *((b, names.index(b)) for b in ("depth_width",) if b in names))}
+        valid = [i for i, (_, r) in enumerate(doc["zoo"]) if r.get("reason") is None]
+        named = [("pick", pick.record)] + [doc["zoo"][i] for i in valid]
+        rows = [n + 1] + valid + [n]  # the pick, the valid zoo proxies, then #params (last)
+        doc["intervals"] = fold_intervals(named, {s: m[rows] for s, m in mats.items()}, run.obj.spaces,
+                                          run.cfg.objective.jcm)
+    return doc
+
+
 def write_outputs(out: Path, doc: dict) -> None:
     """Hall of fame, best proxy, progress table, plots and summary of a finished (or stopped) run,
-    from the plain records of ``evolve.loop.report``: all written or none (a full disk)."""
+    from the plain records of ``run_doc``: all written or none (a full disk)."""
     hof = [_figures(r) for r in doc["hall_of_fame"]]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=PROGRESS_COLUMNS, lineterminator="\n", extrasaction="ignore")
