@@ -246,6 +246,13 @@ def test_evolve_refuses_to_clobber_or_mix_runs(tiny_objective, tmp_path):
         evolve(cfg, tmp_path / "r")
     with pytest.raises(ConfigError, match="config differs"):
         evolve(replace(cfg, seed=1), tmp_path / "r", resume=True)
+    with pytest.raises(ConfigError, match="config differs"):
+        evolve(replace(cfg, pick="train_val"), tmp_path / "r", resume=True)
+    # a checkpoint written before a config key existed resumes with the key's default
+    ck = json.loads((tmp_path / "r" / "checkpoint.json").read_text())
+    del ck["config"]["pick"]
+    (tmp_path / "r" / "checkpoint.json").write_text(json.dumps(ck))
+    assert evolve(cfg, tmp_path / "r", resume=True).step_no == 0
     # killed before its first checkpoint (a stale temporary left behind): --resume starts afresh
     (tmp_path / "k").mkdir()
     (tmp_path / "k" / ".checkpoint.json.x.tmp").write_text("half")

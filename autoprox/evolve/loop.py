@@ -28,7 +28,7 @@ from typing import Any, Callable
 from deap import base, creator, tools
 
 from autoprox.core.checkpoint import clean_temporaries, load_state, rng_from_json, rng_to_json, save_state
-from autoprox.core.config import ConfigError, check_ranges, load_config, save_config, to_dict
+from autoprox.core.config import ConfigError, check_ranges, from_dict, load_config, save_config, to_dict
 from autoprox.core.io import atomic_write_text, check_writable_dir
 from autoprox.eval.fitness import INVALID
 from autoprox.evolve.objective import Objective, ObjectiveConfig, families_of
@@ -213,7 +213,7 @@ class Run:
         state = load_state(self.out / "checkpoint.json")
         if state is None:
             return False
-        if state["config"] != to_dict(self.cfg):
+        if not _same_config(state["config"], self.cfg):
             raise ConfigError(f"{self.out}: the config differs from the checkpointed run's; "
                               f"resume with the same config (see {self.out / 'config.yaml'})")
         lines = self.history_path.read_text(encoding="utf-8").splitlines() if self.history_path.is_file() else []
@@ -321,9 +321,18 @@ def _prepare(cfg: EvolveConfig, out: Path, resume: bool) -> None:
     seed_genomes(cfg)  # unknown seed: the error names zoo proxies, before anything is written
     check_writable_dir(out)
     state = load_state(out / "checkpoint.json") if resume else None
-    if state is not None and state.get("config") != to_dict(cfg):
+    if state is not None and not _same_config(state.get("config"), cfg):
         raise ConfigError(f"{out}: the config differs from the checkpointed run's; "
                           f"resume with the same config (see {out / 'config.yaml'})")
+
+
+def _same_config(saved: Any, cfg: EvolveConfig) -> bool:
+    """Whether a checkpoint's config is ``cfg``, keys added since it was written taking their defaults
+    (a run checkpointed before ``pick`` existed resumes with ``pick: val``)."""
+    try:
+        return to_dict(from_dict(EvolveConfig, saved, "checkpoint")) == to_dict(cfg)
+    except ConfigError:
+        return False
 
 
 def evolve(cfg: EvolveConfig, out: str | Path, resume: bool = False, backend: str = "serial",
