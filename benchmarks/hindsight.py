@@ -1,6 +1,7 @@
 """Is the pick rule or the search the limit? For each fold of an ``evolve --cv`` run: the held-out
-JCM of the pick under each ``pick`` rule (the same hall of fame; ``Run.pick`` itself decides), and
-the best held-out JCM of *any* proxy the run evaluated. That last one is chosen with the test fold:
+JCM of the pick under each ``pick`` rule (the same hall of fame; ``Run.pick`` itself decides), of
+#params and of ``depth_width`` (no statistics needed: their leaves are the arch's), the oracle
+ceiling on the same archs (``cv.held_out_ceiling``), and the best held-out JCM of *any* proxy the run evaluated. That last one is chosen with the test fold:
 an optimistic bound, a maximum over hundreds of noisy candidates on 20 archs. If even it stays
 below a target, no pick rule over that run can reach the target.
 
@@ -16,8 +17,12 @@ from types import SimpleNamespace as NS
 import numpy as np
 import yaml
 
+from autoprox.evolve.cv import held_out_ceiling
 from autoprox.evolve.loop import PICKS, Run, load_evolve_config
 from autoprox.evolve.objective import Objective
+from autoprox.proxy.zoo import get_proxy
+
+BASELINES = ("params", "depth_width")
 
 
 def fold_figures(fold: Path) -> dict[str, dict[str, float]]:
@@ -26,23 +31,31 @@ def fold_figures(fold: Path) -> dict[str, dict[str, float]]:
     obj = Objective(cfg.objective, [])  # the folds only: no statistics are loaded
     hof = [NS(record=h) for h in yaml.safe_load((fold / "hall_of_fame.yaml").read_text(encoding="utf-8"))]
     picks = {rule: Run.pick(NS(hof=hof, cfg=NS(pick=rule), obj=obj)).record for rule in PICKS}
+    obj.open()
+    try:
+        base = dict(zip(BASELINES, obj.evaluate([str(get_proxy(b).parts[0].expr) for b in BASELINES])))
+    finally:
+        obj.close()
     recs = [json.loads(ln) for ln in (fold / "history.jsonl").read_text(encoding="utf-8").splitlines()]
     out = {}
     for sd in obj.spaces:
         tests = [t for r in recs if r.get("reason") is None
                  and np.isfinite(t := r.get("per_space", {}).get(sd.name, {}).get("test", np.nan))]
         out[sd.name] = {**{rule: p["per_space"][sd.name]["test"] for rule, p in picks.items()},
-                        "hindsight": max(tests), "evaluated": len(tests)}
+                        **{b: r["per_space"][sd.name]["test"] for b, r in base.items()},
+                        "ceiling": held_out_ceiling(sd, cfg.objective.jcm), "hindsight": max(tests),
+                        "evaluated": len(tests)}
     return out
 
 
 def main(runs: list[str]) -> None:
-    cols = [*(f"pick: {r}" for r in PICKS), "best evaluated, in hindsight", "proxies per fold"]
+    cols = [*(f"pick: {r}" for r in PICKS), *BASELINES, "ceiling", "best evaluated, in hindsight",
+            "proxies per fold"]
     print("| run | space | folds | " + " | ".join(cols) + " |\n|---|---|---|" + "---|" * len(cols))
     for run in runs:
         per = [fold_figures(f) for f in sorted(Path(run).glob("fold-*"))]
         for space in per[0]:
-            means = [np.mean([p[space][k] for p in per]) for k in (*PICKS, "hindsight", "evaluated")]
+            means = [np.mean([p[space][k] for p in per]) for k in (*PICKS, *BASELINES, "ceiling", "hindsight", "evaluated")]
             print(f"| {Path(run).name} | {space} | {len(per)} | " + " | ".join(f"{m:.3f}" for m in means[:-1])
                   + f" | {means[-1]:.0f} |")
 

@@ -45,12 +45,12 @@ def _fold_row(i: int, run: Run) -> dict:
                if n in ("pick", *BASELINES)}
         idx = sd.folds.get("test", ())
         held = {n: (signs[n], v[sd.name][idx].tolist()) for n, v in scores.items() if n in signs}  # held-out archs
-        row["spaces"][sd.name] = per | {"ceiling": _ceiling(sd, run.cfg.objective.jcm), "held": held,
+        row["spaces"][sd.name] = per | {"ceiling": held_out_ceiling(sd, run.cfg.objective.jcm), "held": held,
                                         "targets": {t: y[idx].tolist() for t, y in sd.targets.items()}}
     return row
 
 
-def _ceiling(sd: Any, variant: str) -> float | None:
+def held_out_ceiling(sd: Any, variant: str) -> float | None:
     """JCM of the rank-sum oracle (the targets' own agreement) on a space's held-out fold."""
     idx = sd.folds.get("test", ())
     if len(idx) < 2:
