@@ -1,0 +1,72 @@
+"""Pool several ``evolve --cv`` runs of one procedure over the same archs (different partitions,
+e.g. ``--set objective.split_seed=1``): the picks' out-of-fold JCM against #params and
+``depth_width``, with one paired bootstrap that resamples the *archs* once per draw, so an arch
+held out in two partitions carries the same weight in both (they are not independent folds).
+
+    python benchmarks/pooled_cv.py runs/c100_kd runs/rep_c100_kd
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace as NS
+
+import numpy as np
+import yaml
+
+from autoprox.eval.fitness import jcm
+from autoprox.eval.uncertainty import N_BOOT, _difference, boot_jcm, resample_weights
+from autoprox.evolve.loop import Run, load_evolve_config
+from autoprox.evolve.objective import Objective, families_of
+from autoprox.proxy.zoo import get_proxy
+
+BASELINES = ("params", "depth_width")
+
+
+def held_out(run: Path) -> list[tuple[str, int, dict]]:
+    """(expression, sign, folds per space) of each fold's pick."""
+    out = []
+    for fold in sorted(run.glob("fold-*")):
+        cfg = load_evolve_config(fold / "config.yaml")
+        obj = Objective(cfg.objective, [])
+        hof = [NS(record=h) for h in yaml.safe_load((fold / "hall_of_fame.yaml").read_text(encoding="utf-8"))]
+        pick = Run.pick(NS(hof=hof, cfg=cfg, obj=obj)).record
+        out.append((pick["expression"], pick["sign"], {sd.name: sd.folds for sd in obj.spaces}))
+    return out
+
+
+def main(runs: list[str], n_boot: int = N_BOOT, seed: int = 0) -> None:
+    cfg = load_evolve_config(Path(runs[0]) / "fold-0" / "config.yaml")
+    folds = [f for r in runs for f in held_out(Path(r))]
+    texts = [e for e, _, _ in folds] + [str(get_proxy(b).parts[0].expr) for b in BASELINES]
+    var = cfg.variation
+    obj = Objective(cfg.objective, families_of(var.leaves + var.single_leaves))
+    obj.open()
+    try:
+        mats = obj.proxy_scores(texts)
+    finally:
+        obj.close()
+    for sd in obj.spaces:
+        w = resample_weights(len(sd.archs), n_boot, seed)
+        est: dict[str, list] = {"pick": [], **{b: [] for b in BASELINES}}
+        boot: dict[str, list] = {k: [] for k in est}
+        for i, (_, sign, fs) in enumerate(folds):
+            f = fs[sd.name]
+            ys = {t: y[f["test"]] for t, y in sd.targets.items()}
+            for name, row, sg in (("pick", i, sign), *((b, len(folds) + j, None) for j, b in enumerate(BASELINES))):
+                s = mats[sd.name][row]
+                if sg is None:  # a baseline: oriented on the fold's train archs, as evolve does
+                    tr = jcm(s[f["train"]], {t: y[f["train"]] for t, y in sd.targets.items()}, cfg.objective.jcm, sign=1)
+                    sg = 1 if tr.jcm >= 0 else -1
+                e, b = boot_jcm(s[f["test"]], ys, w[:, f["test"]], cfg.objective.jcm, sg)
+                est[name].append(e)
+                boot[name].append(b)
+        print(f"{sd.name}: {len(folds)} held-out folds from {len(runs)} runs; picks' JCM {np.mean(est['pick']):.3f}")
+        for b in BASELINES:
+            d = _difference(float(np.mean(est["pick"]) - np.mean(est[b])),
+                            np.mean(boot["pick"], axis=0) - np.mean(boot[b], axis=0), 0.95)
+            print(f"  vs {b} ({np.mean(est[b]):.3f}): {d.estimate:+.3f} [{d.lo:.3f}, {d.hi:.3f}], p = {d.p:.3f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
