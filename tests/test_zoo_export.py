@@ -38,7 +38,8 @@ def test_every_zoo_proxy_scores_a_tiny_vit(space, fp32_scoring):
 
 
 @pytest.mark.parametrize("name,run_hash", [("evolved_pit", "dc060dd958c0"), ("evolved_autoformer", "fe788beb5087"),
-                                           ("evolved_generic", "42446bdf4170")])
+                                           ("evolved_generic", "42446bdf4170"),
+                                           ("evolved_c100_kd", "f04fff4bd0546d53")])
 def test_shipped_evolved_proxies_are_the_runs_picks(name, run_hash):
     assert get_proxy(name).hash == run_hash  # the hash in runs/<config>/best.yaml of the reported run
 

@@ -34,7 +34,7 @@ def engine(tiny_batch_cfg, teacher_file):
 
 
 def test_every_zoo_proxy_has_a_reference():
-    assert set(list_proxies()) == set(ref.REFERENCES) | {"tvt"}
+    assert set(list_proxies()) == set(ref.REFERENCES) | {"tvt", "evolved_c100_kd"}  # fused: tested below
 
 
 @pytest.mark.parametrize("space", list_spaces())
@@ -54,3 +54,13 @@ def test_tvt_equals_its_reference(space, engine, tiny_batch, teacher_file):
     assert parts[0] != pytest.approx(parts[1])  # two distinct archs: the rank sum is informative
     assert scores[space]["tvt"] == pytest.approx(ref.tvt_scores(space, archs[space], tiny_batch.images, 0,
                                                                  teacher_file))
+
+
+@pytest.mark.parametrize("space", list_spaces())
+def test_evolved_c100_kd_equals_its_reference(space, engine, tiny_batch):
+    """A rank-sum across the archs scored together: each part from plain torch, then ranked."""
+    archs, scores = engine
+    args = (tiny_batch.images, tiny_batch.labels, 0, SAMPLES, TOKENS)
+    parts = [ref.evolved_c100_kd_parts(space, a, *args) for a in archs[space]]
+    assert all(parts[0][j] != pytest.approx(parts[1][j]) for j in range(3))  # every part ranks the two archs
+    assert scores[space]["evolved_c100_kd"] == pytest.approx(ref.evolved_c100_kd_scores(space, archs[space], *args))

@@ -313,6 +313,20 @@ def tvt_scores(space, archs, images, seed, teacher_path) -> np.ndarray:
     return rankdata(-parts[:, 0]) + rankdata(parts[:, 1])
 
 
+def evolved_c100_kd_parts(space, arch, images, labels, seed, samples, tokens) -> tuple[float, float, float]:
+    """(sum over Linear layers of mean |sub(x_l)|, number of transformer blocks, #params)."""
+    lin, _, model = _linear_and_norm(space, arch, images, labels, seed)
+    mass = sum(float(sub(x, samples, tokens).abs().mean()) for x in lin)
+    blocks = sum(1 for m in model.modules() if type(m).__name__ == "Block")
+    return mass, float(blocks), float(sum(p.numel() for p in model.parameters()))
+
+
+def evolved_c100_kd_scores(space, archs, images, labels, seed, samples, tokens) -> np.ndarray:
+    """Rank-sum over the archs of its three parts (average ranks for ties)."""
+    parts = np.array([evolved_c100_kd_parts(space, a, images, labels, seed, samples, tokens) for a in archs])
+    return sum(rankdata(parts[:, j]) for j in range(parts.shape[1]))
+
+
 REFERENCES: dict[str, Callable[..., float]] = {
     f.__name__: f for f in (params, flops, snip, grad_norm, grasp, fisher, zico, synflow, dss, naswot,
                             evolved_autoformer, jacov, evolved_generic, evolved_pit, autoprox_paper, depth_width)}
