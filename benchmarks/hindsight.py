@@ -1,8 +1,8 @@
 """Is the pick rule or the search the limit? For each fold of an ``evolve --cv`` run: the held-out
-JCM of the pick under each ``pick`` rule (the same hall of fame; ``Run.pick`` itself decides), of
+JCM of the pick under each ``pick`` rule (the same hall of fame; the engine's ``pick_index`` decides), of
 #params and of ``depth_width`` (no statistics needed: their leaves are the arch's), the oracle
-ceiling on the same archs (``cv.held_out_ceiling``), and the best held-out JCM of *any* proxy the run evaluated. That last one is chosen with the test fold:
-an optimistic bound, a maximum over hundreds of noisy candidates on 20 archs. If even it stays
+ceiling on the same archs (``cv.held_out_ceiling``), and the best held-out JCM of *any* proxy the
+run evaluated. That last one is chosen with the test fold: an optimistic bound, a maximum over hundreds of noisy candidates on 20 archs. If even it stays
 below a target, no pick rule over that run can reach the target.
 
     python benchmarks/hindsight.py runs/discovery [runs/discovery_pit ...]
@@ -12,25 +12,22 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace as NS
 
 import numpy as np
 import yaml
 
-from autoprox.evolve.cv import held_out_ceiling
-from autoprox.evolve.loop import PICKS, Run, load_evolve_config
+from autoprox.evolve.cv import BASELINES, held_out_ceiling
+from autoprox.evolve.loop import PICKS, load_evolve_config, pick_index
 from autoprox.evolve.objective import Objective
 from autoprox.proxy.zoo import get_proxy
-
-BASELINES = ("params", "depth_width")
 
 
 def fold_figures(fold: Path) -> dict[str, dict[str, float]]:
     """Per space: the held-out JCM of each rule's pick, the hindsight best, and #valid evaluated."""
     cfg = load_evolve_config(fold / "config.yaml")
     obj = Objective(cfg.objective, [])  # the folds only: no statistics are loaded
-    hof = [NS(record=h) for h in yaml.safe_load((fold / "hall_of_fame.yaml").read_text(encoding="utf-8"))]
-    picks = {rule: Run.pick(NS(hof=hof, cfg=NS(pick=rule), obj=obj)).record for rule in PICKS}
+    hof = yaml.safe_load((fold / "hall_of_fame.yaml").read_text(encoding="utf-8"))
+    picks = {rule: hof[pick_index(hof, rule, obj.spaces)] for rule in PICKS}
     obj.open()
     try:
         base = dict(zip(BASELINES, obj.evaluate([str(get_proxy(b).parts[0].expr) for b in BASELINES])))

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from types import SimpleNamespace as NS
 
 import numpy as np
 import yaml
 
 from autoprox.eval.fitness import jcm
-from autoprox.eval.uncertainty import N_BOOT, _difference, boot_jcm, resample_weights
-from autoprox.evolve.loop import Run, load_evolve_config
+from autoprox.eval.uncertainty import LEVEL, N_BOOT, boot_difference, boot_jcm, resample_weights
+from autoprox.evolve.cv import BASELINES
+from autoprox.evolve.loop import load_evolve_config, pick_index
 from autoprox.evolve.objective import Objective, families_of
 from autoprox.proxy.zoo import get_proxy
-
-BASELINES = ("params", "depth_width")
 
 
 def held_out(run: Path) -> list[tuple[str, int, dict]]:
@@ -29,8 +27,8 @@ def held_out(run: Path) -> list[tuple[str, int, dict]]:
     for fold in sorted(run.glob("fold-*")):
         cfg = load_evolve_config(fold / "config.yaml")
         obj = Objective(cfg.objective, [])
-        hof = [NS(record=h) for h in yaml.safe_load((fold / "hall_of_fame.yaml").read_text(encoding="utf-8"))]
-        pick = Run.pick(NS(hof=hof, cfg=cfg, obj=obj)).record
+        hof = yaml.safe_load((fold / "hall_of_fame.yaml").read_text(encoding="utf-8"))
+        pick = hof[pick_index(hof, cfg.pick, obj.spaces)]
         out.append((pick["expression"], pick["sign"], {sd.name: sd.folds for sd in obj.spaces}))
     return out
 
@@ -63,8 +61,8 @@ def main(runs: list[str], n_boot: int = N_BOOT, seed: int = 0) -> None:
                 boot[name].append(b)
         print(f"{sd.name}: {len(folds)} held-out folds from {len(runs)} runs; picks' JCM {np.mean(est['pick']):.3f}")
         for b in BASELINES:
-            d = _difference(float(np.mean(est["pick"]) - np.mean(est[b])),
-                            np.mean(boot["pick"], axis=0) - np.mean(boot[b], axis=0), 0.95)
+            d = boot_difference(float(np.mean(est["pick"]) - np.mean(est[b])),
+                            np.mean(boot["pick"], axis=0) - np.mean(boot[b], axis=0), LEVEL)
             print(f"  vs {b} ({np.mean(est[b]):.3f}): {d.estimate:+.3f} [{d.lo:.3f}, {d.hi:.3f}], p = {d.p:.3f}")
 
 

@@ -164,7 +164,7 @@ def paired_difference(a: np.ndarray, b: np.ndarray, targets: Mapping[str, np.nda
     w = resample_weights(len(a), n_boot, seed) if weights is None else weights
     ja, ba = boot_jcm(a, targets, w, variant)
     jb, bb = boot_jcm(b, targets, w, variant)
-    return _difference(ja - jb, ba - bb, level)
+    return boot_difference(ja - jb, ba - bb, level)
 
 
 def pooled(parts: Sequence[tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray]]], signs: tuple[int, int] = (1, 1),
@@ -185,10 +185,12 @@ def pooled(parts: Sequence[tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray
             bo.append(boot)
     a_boot, d = np.mean(ba, axis=0), np.mean(ba, axis=0) - np.mean(bb, axis=0)
     return (_interval(float(np.mean(ja)), a_boot, level),
-            _difference(float(np.mean(ja) - np.mean(jb)), d, level))
+            boot_difference(float(np.mean(ja) - np.mean(jb)), d, level))
 
 
-def _difference(estimate: float, d: np.ndarray, level: float) -> Difference:
+def boot_difference(estimate: float, d: np.ndarray, level: float) -> Difference:
+    """A difference's estimate, its percentile interval from bootstrap draws ``d`` (NaNs dropped)
+    and the two-sided bootstrap p-value of "no difference"."""
     d = d[np.isfinite(d)]
     ci = _interval(estimate, d, level)
     k = d.size

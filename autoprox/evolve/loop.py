@@ -255,12 +255,19 @@ class Run:
     def pick(self) -> Any:
         """The hall-of-fame member with the best validation JCM, train JCM breaking ties (``pick: val``),
         or the best mean of train and validation JCM weighted by their arch counts (``train_val``)."""
-        members = [i for i in self.hof if i.record["val"] is not None]
-        if not members:
-            return None
-        n_tr, n_val = (sum(len(sd.folds[f]) for sd in self.obj.spaces) for f in ("train", "val"))
-        w = n_tr / (n_tr + n_val) if self.cfg.pick == "train_val" else 0.0
-        return max(members, key=lambda i: (w * i.record["train"] + (1 - w) * i.record["val"], i.record["train"]))
+        members = list(self.hof)
+        i = pick_index([m.record for m in members], self.cfg.pick, self.obj.spaces)
+        return None if i is None else members[i]
+
+
+def pick_index(records: list[dict], rule: str, spaces: list) -> int | None:
+    """The position in ``records`` (hall-of-fame records) of the pick under ``rule`` (``PICKS``), the
+    folds' sizes read off ``spaces``; None when no record has a validation JCM."""
+    n_tr, n_val = (sum(len(sd.folds[f]) for sd in spaces) for f in ("train", "val"))
+    w = n_tr / (n_tr + n_val) if rule == "train_val" else 0.0
+    ok = [i for i, r in enumerate(records) if r.get("val") is not None]
+    key = (lambda i: (w * records[i]["train"] + (1 - w) * records[i]["val"], records[i]["train"]))
+    return max(ok, key=key) if ok else None
 
 
 def seed_genomes(cfg: EvolveConfig) -> list[list[str]]:
