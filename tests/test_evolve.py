@@ -244,7 +244,7 @@ def test_evolve_refuses_to_clobber_or_mix_runs(tiny_objective, tmp_path):
     evolve(cfg, tmp_path / "r")
     with pytest.raises(ConfigError, match="--resume"):
         evolve(cfg, tmp_path / "r")
-    with pytest.raises(ConfigError, match="config differs"):
+    with pytest.raises(ConfigError, match=r"config differs.*: seed: 0 \(saved\) vs 1 \(now\)$"):
         evolve(replace(cfg, seed=1), tmp_path / "r", resume=True)
     with pytest.raises(ConfigError, match="config differs"):
         evolve(replace(cfg, pick="train_val"), tmp_path / "r", resume=True)
@@ -253,6 +253,10 @@ def test_evolve_refuses_to_clobber_or_mix_runs(tiny_objective, tmp_path):
     del ck["config"]["pick"]
     (tmp_path / "r" / "checkpoint.json").write_text(json.dumps(ck))
     assert evolve(cfg, tmp_path / "r", resume=True).step_no == 0
+    # the statistics cache may move between a kill and the resume
+    moved = replace(cfg.objective.scoring, cache_dir=str(tmp_path / "elsewhere"))
+    assert evolve(replace(cfg, objective=replace(cfg.objective, scoring=moved)), tmp_path / "r",
+                  resume=True).step_no == 0
     # killed before its first checkpoint (a stale temporary left behind): --resume starts afresh
     (tmp_path / "k").mkdir()
     (tmp_path / "k" / ".checkpoint.json.x.tmp").write_text("half")

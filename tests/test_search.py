@@ -168,6 +168,11 @@ def test_resume_refusals(tmp_path, tiny_scoring):
         search(dataclasses.replace(cfg, budget=9), tmp_path, resume=True)
     moved = dataclasses.replace(cfg, scoring=dataclasses.replace(tiny_scoring, cache_dir=str(tmp_path / "c2")))
     assert search(moved, tmp_path, resume=True).best["score"] > 0  # cache location may change
+    # a run saved before a config key existed resumes with the key's default
+    st = json.loads((tmp_path / "state.json").read_text())
+    assert st["config"].pop("top_k") == cfg.top_k
+    (tmp_path / "state.json").write_text(json.dumps(st))
+    assert search(cfg, tmp_path, resume=True).best["score"] > 0
 
 
 def test_nan_scores_kept_but_never_picked(tmp_path, tiny_scoring):

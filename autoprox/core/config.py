@@ -111,6 +111,28 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else k))
+    return out
+
+
+def config_diff(cls: type[T], saved: Any, cfg: T, free: tuple[str, ...] = ()) -> list[str]:
+    """How a checkpoint's config ``saved`` differs from ``cfg``, one "key: saved vs now" line per dotted
+    key; keys added to ``cls`` since the checkpoint was written take their defaults, and the ``free``
+    keys (those that may change on resume without changing results) are not compared."""
+    try:
+        old = _flat(to_dict(from_dict(cls, saved, "checkpoint")))
+    except ConfigError as e:
+        return [f"the saved config no longer loads ({e})"]
+    now = _flat(to_dict(cfg))
+    return [f"{k}: {old.get(k)!r} (saved) vs {now.get(k)!r} (now)" for k in sorted(set(old) | set(now))
+            if k not in free and old.get(k) != now.get(k)]
+
+
 def read_yaml(path: str | Path, what: str, error: type[Exception] = ConfigError) -> Any:
     """The YAML document in ``path``; ``error`` naming the file when it is missing or no YAML text."""
     p = Path(path)

@@ -28,7 +28,7 @@ from typing import Any, Callable
 from deap import base, creator, tools
 
 from autoprox.core.checkpoint import clean_temporaries, load_state, rng_from_json, rng_to_json, save_state
-from autoprox.core.config import ConfigError, check_ranges, from_dict, load_config, save_config, to_dict
+from autoprox.core.config import ConfigError, check_ranges, config_diff, load_config, save_config, to_dict
 from autoprox.core.io import atomic_write_text, check_writable_dir
 from autoprox.eval.fitness import INVALID
 from autoprox.evolve.objective import Objective, ObjectiveConfig, families_of
@@ -40,6 +40,8 @@ from autoprox.evolve.variation import VariationConfig, crossover, mutate, random
 MODES = ("paper", "generational")
 PICK_RULES = {"val": "on validation", "train_val": "on train and validation together"}  # ``pick``: how it reads
 PICKS = tuple(PICK_RULES)
+# config keys that may change when a run resumes: where the statistics are cached cannot change a score
+RESUME_FREE = ("objective.scoring.cache_dir", "objective.scoring.use_cache", "objective.scoring.gpus_per_worker")
 
 
 @dataclass(frozen=True)
@@ -213,9 +215,8 @@ class Run:
         state = load_state(self.out / "checkpoint.json")
         if state is None:
             return False
-        if not _same_config(state["config"], self.cfg):
-            raise ConfigError(f"{self.out}: the config differs from the checkpointed run's; "
-                              f"resume with the same config (see {self.out / 'config.yaml'})")
+        if diff := _config_diff(state["config"], self.cfg):
+            raise ConfigError(f"{self.out}: the config differs from the checkpointed run's: {'; '.join(diff)}")
         lines = self.history_path.read_text(encoding="utf-8").splitlines() if self.history_path.is_file() else []
         keep = lines[: state["history_lines"]]
         if len(keep) != state["history_lines"]:
@@ -328,18 +329,14 @@ def _prepare(cfg: EvolveConfig, out: Path, resume: bool) -> None:
     seed_genomes(cfg)  # unknown seed: the error names zoo proxies, before anything is written
     check_writable_dir(out)
     state = load_state(out / "checkpoint.json") if resume else None
-    if state is not None and not _same_config(state.get("config"), cfg):
-        raise ConfigError(f"{out}: the config differs from the checkpointed run's; "
-                          f"resume with the same config (see {out / 'config.yaml'})")
+    if state is not None and (diff := _config_diff(state.get("config"), cfg)):
+        raise ConfigError(f"{out}: the config differs from the checkpointed run's: {'; '.join(diff)}")
 
 
-def _same_config(saved: Any, cfg: EvolveConfig) -> bool:
-    """Whether a checkpoint's config is ``cfg``, keys added since it was written taking their defaults
-    (a run checkpointed before ``pick`` existed resumes with ``pick: val``)."""
-    try:
-        return to_dict(from_dict(EvolveConfig, saved, "checkpoint")) == to_dict(cfg)
-    except ConfigError:
-        return False
+def _config_diff(saved: Any, cfg: EvolveConfig) -> list[str]:
+    """How a checkpoint's config differs from ``cfg``; keys added since it was written take their
+    defaults (a run checkpointed before ``pick`` existed resumes with ``pick: val``)."""
+    return config_diff(EvolveConfig, saved, cfg, RESUME_FREE)
 
 
 def evolve(cfg: EvolveConfig, out: str | Path, resume: bool = False, backend: str = "serial",

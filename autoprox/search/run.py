@@ -13,12 +13,12 @@ import random
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from autoprox.core.checkpoint import clean_temporaries, load_state, rng_from_json, rng_to_json, save_state
-from autoprox.core.config import save_config, to_dict
+from autoprox.core.config import config_diff, save_config, to_dict
 from autoprox.core.io import atomic_write_text, check_writable_dir
 from autoprox.data.benchmark import Benchmark, load_archs
 from autoprox.parallel.backends import Backend, make_backend, score_proxies
@@ -72,15 +72,6 @@ class _Scorer:
             self.be = None
 
 
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}.{k}" if prefix else k))
-    return out
-
-
 def _save_state(out: Path, cfg: SearchConfig, proxy: Proxy, st: State) -> None:
     """``state.json`` (the truth for resume), ``history.csv`` and ``config.yaml``, each atomically."""
     doc = {"format": STATE_FORMAT, "config": to_dict(cfg), "proxy_hash": proxy.hash,
@@ -100,9 +91,7 @@ def _load_state(out: Path, cfg: SearchConfig, proxy: Proxy) -> State | None:
         return None
     if doc.get("format") != STATE_FORMAT:
         raise ValueError(f"cannot resume from {p}: not an autoprox search checkpoint")
-    saved, now = _flat(doc["config"]), _flat(to_dict(cfg))
-    diff = [f"{k}: {saved.get(k)!r} (saved) vs {now.get(k)!r} (now)" for k in sorted(set(saved) | set(now))
-            if k not in RESUME_FREE and saved.get(k) != now.get(k)]
+    diff = config_diff(SearchConfig, doc["config"], cfg, RESUME_FREE)
     if diff:
         raise ValueError(f"cannot resume {out}: the config differs from the saved run: " + "; ".join(diff))
     if doc.get("proxy_hash") != proxy.hash:
