@@ -138,6 +138,9 @@ def test_cv_table_gives_per_space_means_and_the_headroom_closed():
     line = next(ln for ln in cv_markdown(rows, 2).splitlines() if ln.startswith("| pit |"))
     # means: pick 0.65, params 0.55, depth_width 0.60, ceiling 0.75 -> headroom 50% and 25%
     assert line == "| pit | 0.650 ± 0.050 | 0.550 ± 0.050 | 0.600 ± 0.050 | 0.750 ± 0.050 | 50% | 25% |"
+    assert cv_markdown(rows, 2, "train_val").startswith(
+        "Out-of-fold JCM of the engine's picks, 2 folds (each pick chosen on train and validation together, "
+        "never on its held-out fold: `pick: train_val`).")
 
 
 def test_beyond_size_objective_rewards_the_partial_tau_given_params(tiny_obj):

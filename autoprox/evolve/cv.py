@@ -69,8 +69,8 @@ def _mean(values: list) -> tuple[float, float]:
 
 def cv_markdown(rows: list[dict], k: int, pick: str = "val") -> str:
     fmt = (lambda x: "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}")
-    lines = [f"Out-of-fold JCM of the engine's picks, {k} folds (each pick chose {PICK_RULES[pick]} only: "
-             f"`pick: {pick}`).", "",
+    lines = [f"Out-of-fold JCM of the engine's picks, {k} folds (each pick chosen {PICK_RULES[pick]}, "
+             f"never on its held-out fold: `pick: {pick}`).", "",
              "| fold | pick (validation JCM) | pick, held-out fold | " + " | ".join(f"{b}, same fold" for b in BASELINES)
              + " |", "|---|---|---|" + "---|" * len(BASELINES)]
     for r in rows:
