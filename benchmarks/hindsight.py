@@ -4,6 +4,8 @@ JCM of the pick under each ``pick`` rule (the same hall of fame; the engine's ``
 ceiling on the same archs (``cv.held_out_ceiling``), and the best held-out JCM of *any* proxy the
 run evaluated. That last one is chosen with the test fold: an optimistic bound, a maximum over hundreds of noisy candidates on 20 archs. If even it stays
 below a target, no pick rule over that run can reach the target.
+A fold cut before its report (no ``hall_of_fame.yaml``) is read from its checkpoint: the hall of
+fame saved at the last finished step, each member looked up in ``history.jsonl``.
 
     python benchmarks/hindsight.py runs/discovery [runs/discovery_pit ...]
 """
@@ -17,23 +19,33 @@ import numpy as np
 import yaml
 
 from autoprox.evolve.cv import BASELINES, held_out_ceiling
-from autoprox.evolve.loop import PICKS, load_evolve_config, pick_index
+from autoprox.evolve.loop import PICKS, EvolveConfig, load_evolve_config, pick_index
 from autoprox.evolve.objective import Objective
+from autoprox.evolve.variation import to_proxy
 from autoprox.proxy.zoo import get_proxy
+
+
+def hall_of_fame(fold: Path, cfg: EvolveConfig, recs: list[dict]) -> list[dict]:
+    """The fold's hall-of-fame records, from ``hall_of_fame.yaml`` or else from the checkpoint."""
+    if (fold / "hall_of_fame.yaml").is_file():
+        return yaml.safe_load((fold / "hall_of_fame.yaml").read_text(encoding="utf-8"))
+    by_hash = {r["hash"]: r for r in recs}
+    genomes = json.loads((fold / "checkpoint.json").read_text(encoding="utf-8"))["hall_of_fame"]
+    return [by_hash[to_proxy(g, cfg.variation).hash] for g in genomes]
 
 
 def fold_figures(fold: Path) -> dict[str, dict[str, float]]:
     """Per space: the held-out JCM of each rule's pick, the hindsight best, and #valid evaluated."""
     cfg = load_evolve_config(fold / "config.yaml")
     obj = Objective(cfg.objective, [])  # the folds only: no statistics are loaded
-    hof = yaml.safe_load((fold / "hall_of_fame.yaml").read_text(encoding="utf-8"))
+    recs = [json.loads(ln) for ln in (fold / "history.jsonl").read_text(encoding="utf-8").splitlines()]
+    hof = hall_of_fame(fold, cfg, recs)
     picks = {rule: hof[pick_index(hof, rule, obj.spaces)] for rule in PICKS}
     obj.open()
     try:
         base = dict(zip(BASELINES, obj.evaluate([str(get_proxy(b).parts[0].expr) for b in BASELINES])))
     finally:
         obj.close()
-    recs = [json.loads(ln) for ln in (fold / "history.jsonl").read_text(encoding="utf-8").splitlines()]
     out = {}
     for sd in obj.spaces:
         tests = [t for r in recs if r.get("reason") is None
