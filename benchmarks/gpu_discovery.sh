@@ -8,6 +8,9 @@
 #   3. meanwhile, the GPU path again: serial and Ray statistics give byte-equal bench scores, and a
 #      50-candidate search with --device cuda.
 # Rerunning it in the same WORK folder resumes every stage (cache hits, `evolve --resume`).
+# Measured on an H200 machine (RESULTS.md, session 8): stage 1 takes about 1 minute; the 12 folds need
+# about 8 minutes, since evolution is CPU work and 12 processes on its 16 vCPUs run at half a free
+# core's rate; so it needs two calls (or one DEADLINE_S near 700) and about 12 minutes in all.
 # Usage: bash benchmarks/gpu_discovery.sh OUTDIR WORK [DEADLINE_S]   (autoprox, Ray and CUDA torch importable)
 # SMOKE=1 DEVICE=cpu runs the same stages on 30 tiny-batch archs and one generation, on a CPU box.
 set -u
