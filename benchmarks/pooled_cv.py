@@ -3,7 +3,9 @@ e.g. ``--set objective.split_seed=1``): the picks' out-of-fold JCM against #para
 ``depth_width``, with one paired bootstrap that resamples the *archs* once per draw, so an arch
 held out in two partitions carries the same weight in both (they are not independent folds).
 
-    python benchmarks/pooled_cv.py runs/c100_kd runs/rep_c100_kd
+    python benchmarks/pooled_cv.py runs/c100_kd runs/rep_c100_kd [--pick train_val]
+
+Each fold's pick follows its run's ``pick`` rule, or ``--pick RULE`` for every run.
 """
 from __future__ import annotations
 
@@ -16,26 +18,26 @@ import yaml
 from autoprox.eval.fitness import jcm
 from autoprox.eval.uncertainty import LEVEL, N_BOOT, boot_difference, boot_jcm, resample_weights
 from autoprox.evolve.cv import BASELINES
-from autoprox.evolve.loop import load_evolve_config, pick_index
+from autoprox.evolve.loop import PICKS, load_evolve_config, pick_index
 from autoprox.evolve.objective import Objective, families_of
 from autoprox.proxy.zoo import get_proxy
 
 
-def held_out(run: Path) -> list[tuple[str, int, dict]]:
-    """(expression, sign, folds per space) of each fold's pick."""
+def held_out(run: Path, rule: str | None = None) -> list[tuple[str, int, dict]]:
+    """(expression, sign, folds per space) of each fold's pick, under ``rule`` (default: the run's)."""
     out = []
     for fold in sorted(run.glob("fold-*")):
         cfg = load_evolve_config(fold / "config.yaml")
         obj = Objective(cfg.objective, [])
         hof = yaml.safe_load((fold / "hall_of_fame.yaml").read_text(encoding="utf-8"))
-        pick = hof[pick_index(hof, cfg.pick, obj.spaces)]
+        pick = hof[pick_index(hof, rule or cfg.pick, obj.spaces)]
         out.append((pick["expression"], pick["sign"], {sd.name: sd.folds for sd in obj.spaces}))
     return out
 
 
-def main(runs: list[str], n_boot: int = N_BOOT, seed: int = 0) -> None:
+def main(runs: list[str], rule: str | None = None, n_boot: int = N_BOOT, seed: int = 0) -> None:
     cfg = load_evolve_config(Path(runs[0]) / "fold-0" / "config.yaml")
-    folds = [f for r in runs for f in held_out(Path(r))]
+    folds = [f for r in runs for f in held_out(Path(r), rule)]
     texts = [e for e, _, _ in folds] + [str(get_proxy(b).parts[0].expr) for b in BASELINES]
     var = cfg.variation
     obj = Objective(cfg.objective, families_of(var.leaves + var.single_leaves))
@@ -67,4 +69,12 @@ def main(runs: list[str], n_boot: int = N_BOOT, seed: int = 0) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    args = sys.argv[1:]
+    rule = None
+    if "--pick" in args:
+        i = args.index("--pick")
+        rule = args[i + 1] if i + 1 < len(args) else ""
+        if rule not in PICKS:
+            sys.exit(f"pooled_cv.py: --pick needs one of {', '.join(PICKS)}")
+        del args[i:i + 2]
+    main(args, rule)
