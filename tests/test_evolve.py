@@ -266,6 +266,24 @@ def test_evolve_refuses_to_clobber_or_mix_runs(tiny_objective, tmp_path):
     assert (tmp_path / "k" / "history.jsonl").read_text() == (tmp_path / "r" / "history.jsonl").read_text()
 
 
+def test_resuming_a_reported_run_scores_only_the_baselines(tiny_objective, tmp_path):
+    cfg = _cfg(tiny_objective, steps=1)
+    first = evolve(cfg, tmp_path / "r")
+    assert len(first.report["zoo"]) > 2
+    (tmp_path / "r" / "summary.md").write_text("kept")
+    again = evolve(cfg, tmp_path / "r", resume=True)  # a --cv gather: nothing is recomputed or rewritten
+    assert [n for n, _ in again.report["zoo"]] == ["params", "depth_width"]
+    assert again.report["pick"] == first.report["pick"] and (tmp_path / "r" / "summary.md").read_text() == "kept"
+    assert all(np.array_equal(again.report["scores"][k][s], first.report["scores"][k][s])
+               for k in first.report["scores"] for s in first.report["scores"][k])
+    # outputs older than the last step (killed while writing the report) are written again
+    rows = (tmp_path / "r" / "progress.csv").read_text().splitlines()
+    (tmp_path / "r" / "progress.csv").write_text("\n".join(rows[:-1]) + "\n")
+    evolve(cfg, tmp_path / "r", resume=True)
+    assert (tmp_path / "r" / "summary.md").read_text() != "kept"
+    assert (tmp_path / "r" / "progress.csv").read_text().splitlines() == rows
+
+
 def test_make_types_is_idempotent():
     assert make_types() == make_types()
     fit_cls, ind_cls = make_types()
@@ -279,6 +297,8 @@ def test_cli_evolve(tiny_objective, tmp_path, capsys):
     save_config(cfg, tmp_path / "tiny.yaml")
     assert main(["evolve", "--config", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "o")]) == 0
     assert "picked on validation" in capsys.readouterr().out
+    assert main(["evolve", "--config", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "o"), "--resume"]) == 0
+    assert capsys.readouterr().out.endswith("/o/ was finished and written before; nothing rewritten\n")
     assert main(["bench", "--space", "pit", "--proxy", str(tmp_path / "o" / "best.yaml"), "--limit", "12",
                  "--out", str(tmp_path / "b"), "--batch-size", "4", "--resolution", "32", "--num-classes", "10",
                  "--cache-dir", tiny_objective.scoring.cache_dir]) == 0

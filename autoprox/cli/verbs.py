@@ -146,8 +146,13 @@ def cmd_evolve(args: argparse.Namespace) -> int:
         r = best.record
         print(f"best (picked {PICK_RULES[cfg.pick]}): JCM train {r['train']:.3f}  val {r['val']:.3f}"
               + (f"  test {r['test']:.3f}" if r.get("test") is not None else "") + f"\n  {r['expression']}")
-    print(f"wrote {out}/: config.yaml checkpoint.json history.jsonl hall_of_fame.yaml best.yaml progress.csv "
-          f"jcm.png best_vs_accuracy.png summary.md")
+    if args.cv is not None and args.fold is None:
+        print(f"wrote {out}/: cv.md best.yaml (each run's outputs in fold-*/ and final/)")
+    elif run.wrote:
+        print(f"wrote {run.out}/: config.yaml checkpoint.json history.jsonl hall_of_fame.yaml best.yaml "
+              f"progress.csv jcm.png best_vs_accuracy.png summary.md")
+    else:
+        print(f"{run.out}/ was finished and written before; nothing rewritten")
     return 0
 
 

@@ -25,8 +25,7 @@ from autoprox.core.io import atomic_write_text
 from autoprox.eval.fitness import jcm
 from autoprox.eval.uncertainty import N_BOOT, headroom, oracle_scores, pooled
 from autoprox.evolve.loop import PICK_RULES, EvolveConfig, Run, evolve
-
-BASELINES = ("params", "depth_width")
+from autoprox.evolve.report import BASELINES
 
 
 def _fold_row(i: int, run: Run) -> dict:

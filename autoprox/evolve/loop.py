@@ -104,6 +104,7 @@ class Run:
         self.history_path = self.out / "history.jsonl"
         self.progress_rows: list[dict] = []
         self.report: dict | None = None  # plain records of the finished run (``report.run_doc``)
+        self.wrote = False  # whether this call wrote the run's outputs (not when they were current)
 
     # ------------------------------------------------------------ scoring
     def evaluate(self, genomes: list[list[str]]) -> list:
@@ -357,6 +358,7 @@ def evolve(cfg: EvolveConfig, out: str | Path, resume: bool = False, backend: st
         out.mkdir(parents=True, exist_ok=True)
         clean_temporaries(out)
         fresh = not (resume and run.restore())
+        reported = not fresh and run.step_no >= cfg.steps and _outputs_current(out, run)
         if fresh:
             run.history_path.unlink(missing_ok=True)
         save_config(replace(cfg, objective=replace(cfg.objective, scoring=cfg.objective.scoring.resolved())),
@@ -367,12 +369,22 @@ def evolve(cfg: EvolveConfig, out: str | Path, resume: bool = False, backend: st
         while run.step_no < cfg.steps:
             run.step()
             _step_done(run, on_step)
-        from autoprox.evolve.report import run_doc, write_outputs
-        run.report = run_doc(run)
-        write_outputs(out, run.report)
+        from autoprox.evolve.report import BASELINES, run_doc, write_outputs
+        if reported:  # finished and written before (a --cv gather): only what the fold table reads
+            run.report = run_doc(run, zoo_names=BASELINES)
+        else:
+            run.report = run_doc(run)
+            write_outputs(out, run.report)
+            run.wrote = True
     finally:
         obj.close()
     return run
+
+
+def _outputs_current(out: Path, run: Run) -> bool:
+    """Whether ``out``'s outputs were written after the run's last step (they are written all at once)."""
+    p = out / "progress.csv"
+    return p.is_file() and len(p.read_text(encoding="utf-8").splitlines()) == len(run.progress_rows) + 1
 
 
 def _step_done(run: Run, on_step: Callable[[dict], None] | None) -> None:

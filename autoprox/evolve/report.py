@@ -14,7 +14,7 @@ import dataclasses
 import io
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import yaml
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from autoprox.evolve.loop import Run
 
+BASELINES = ("params", "depth_width")  # every out-of-fold pick is compared with these zoo proxies
 PROGRESS_COLUMNS = ("step", "evals", "unique", "invalid", "invalid_pct", "rejected", "best_train", "mean_train",
                     "best_fitness", "pick_val", "evals_per_s")
 
@@ -48,13 +49,14 @@ def _figures(r: dict) -> dict:
     return {k: r[k] for k in keep if k in r} | {"formula": proxy_formula(resolve(r["expression"]))}
 
 
-def run_doc(run: Run) -> dict:
+def run_doc(run: Run, zoo_names: Sequence[str] | None = None) -> dict:
     """Plain records of a finished (or stopped) run for ``evolve.report.write_outputs``: the hall
-    of fame, progress, the pick, every zoo proxy the run's statistics can score (same folds), the
-    pick's scores per (space, target) panel and the fold intervals. Everything is scored in one call."""
+    of fame, progress, the pick, every zoo proxy the run's statistics can score (same folds; or only
+    ``zoo_names``), the pick's scores per (space, target) panel and the fold intervals. Everything
+    is scored in one call."""
     pick = run.pick()
     usable = set(run.obj.families) | DATA_FREE
-    zoo = [(n, get_proxy(n)) for n in list_proxies()]
+    zoo = [(n, get_proxy(n)) for n in (list_proxies() if zoo_names is None else zoo_names)]
     zoo = [(n, p.parts[0]) for n, p in zoo if not p.fused and leaves(p.parts[0].expr) <= usable]
     texts = [str(p.expr) for _, p in zoo] + ["num_params"]
     if pick is not None:
