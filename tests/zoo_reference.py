@@ -123,7 +123,7 @@ def snip(space, arch, images, labels, seed, samples, tokens):
     """SNIP (Lee et al. 2019): sum |W * dL/dW|."""
     model = build(space, arch, seed)
     ce_backward(model, images, labels, seed)
-    return sum(float((m.weight * m.weight.grad).abs().sum()) for m in weight_layers(model))
+    return sum(float((m.weight.detach() * m.weight.grad).abs().sum()) for m in weight_layers(model))
 
 
 def grad_norm(space, arch, images, labels, seed, samples, tokens):
