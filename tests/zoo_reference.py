@@ -304,7 +304,7 @@ def tvt_parts(space, arch, images, seed, teacher_path: str) -> tuple[float, floa
         a = f.pow(2).mean(1).flatten(1)
         return a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)
     gap = float((att(f_s) - att(f_t)).pow(2).mean())
-    return gap, sum(float(m.weight.norm()) for m in weight_layers(model))
+    return gap, sum(float(m.weight.detach().norm()) for m in weight_layers(model))
 
 
 def tvt_scores(space, archs, images, seed, teacher_path) -> np.ndarray:
