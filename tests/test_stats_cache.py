@@ -1,3 +1,4 @@
+import dataclasses
 import pickle
 
 import numpy as np
@@ -344,3 +345,32 @@ def test_pass_registry_rules():
         get_pass("nope")
     with pytest.raises(KeyError, match="did you mean 'hessian'"):
         get_pass("hesian")
+
+
+def test_a_cuda_cache_serves_a_machine_without_cuda(tmp_path, capsys):
+    """Statistics computed on a GPU box and copied to a CPU box: bench reads them with --device cuda
+    (here: CPU entries re-keyed as cuda ones); an arch not cached for cuda stops with one line."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from autoprox.cli.main import main
+    from autoprox.core.config import load_config
+    from autoprox.core.io import atomic_write_bytes
+    from autoprox.data.benchmark import load_archs
+    from autoprox.eval.bench import BenchConfig
+    from autoprox.stats.cache import read_header, with_meta
+    common = ["bench", "--space", "pit", "--proxy", "snip", "params", "--batch-size", "4", "--resolution", "32",
+              "--num-classes", "10", "--cache-dir", str(tmp_path / "c")]
+    assert main(common + ["--limit", "6", "--out", str(tmp_path / "cpu")]) == 0
+    scoring = load_config(BenchConfig, tmp_path / "cpu" / "config.yaml").scoring
+    cpu, gpu = StatsProvider("pit", scoring), StatsProvider("pit", dataclasses.replace(scoring, device="cuda"))
+    for arch in load_archs("pit", None, 6)[1]:
+        buf = cpu.cache.path("pit", cpu.key(arch)).read_bytes()
+        meta = read_header(buf)[0]["meta"]
+        atomic_write_bytes(gpu.cache.path("pit", gpu.key(arch)), with_meta(buf, {**meta, "key": gpu.key(arch)}))
+    assert main(common + ["--limit", "6", "--device", "cuda", "--out", str(tmp_path / "gpu")]) == 0
+    assert (tmp_path / "gpu" / "scores.csv").read_text() == (tmp_path / "cpu" / "scores.csv").read_text()
+    capsys.readouterr()
+    assert main(common + ["--limit", "7", "--device", "cuda", "--out", str(tmp_path / "miss")]) == 2
+    err = capsys.readouterr().err
+    assert "not cached for cuda, and CUDA is not available" in err and err.count("\n") == 1
+    assert not (tmp_path / "miss").exists()

@@ -21,7 +21,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cfg = from_dict(BenchConfig, overlay(base, args, top), "bench config")
     out = Path(args.out or f"runs/bench-{cfg.space}")
     check_writable_dir(out)
-    check_device(cfg.scoring.device, args.backend)
+    check_device(cfg.scoring.device, args.backend, cached_ok=True)
     rows = bench_to(out, cfg, args.backend, args.workers, args.address, args.connect_timeout)
     print(to_markdown(rows))
     print(f"\nwrote {out / 'bench.csv'}, scores.csv, config.yaml, scatter.png and jcm.png")
@@ -123,7 +123,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     if args.bench:
         files = {**cfg.objective.bench, **bench_files(args.bench, cfg.objective.spaces)}
         cfg = replace(cfg, objective=replace(cfg.objective, bench=files))
-    check_device(cfg.objective.scoring.device, args.backend)
+    check_device(cfg.objective.scoring.device, args.backend, cached_ok=True)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     with Progress("evolve", cfg.steps) as prog:
         def on_step(row: dict) -> None:
@@ -175,8 +175,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_device(device: str, backend: str) -> None:
-    """A one-line error for a device this machine (serial backend) cannot use."""
+def check_device(device: str, backend: str, cached_ok: bool = False) -> None:
+    """A one-line error for a device this machine (serial backend) cannot use. With ``cached_ok``
+    (verbs that load every arch's statistics before writing anything), cuda passes here and only
+    an arch whose statistics are not cached for cuda stops the run (``StatsProvider.get``)."""
     import torch
     try:
         dev = torch.device(device)
@@ -184,7 +186,7 @@ def check_device(device: str, backend: str) -> None:
         raise ValueError(f"--device {device!r} is not a torch device; use cpu or cuda[:N]") from None
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"--device {device!r}: autoprox runs on cpu or cuda")
-    if dev.type == "cuda" and backend == "serial" and not torch.cuda.is_available():
+    if dev.type == "cuda" and backend == "serial" and not cached_ok and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: CUDA is not available on this machine")
 
 

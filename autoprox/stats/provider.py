@@ -100,6 +100,9 @@ class StatsProvider:
             else:
                 parts[p] = hit
         if missing:
+            if torch.device(c.device).type == "cuda" and not torch.cuda.is_available():
+                raise ValueError(f"{self.space_name}: the {', '.join(missing)} statistics of an arch are not "
+                                 f"cached for cuda, and CUDA is not available on this machine to compute them")
             b = self.batch
             lean = None if c.use_cache else families  # a cache entry holds a whole pass
             teacher = self._teacher_target() if any("teacher" in get_pass(p).needs for p in missing) else None
