@@ -16,22 +16,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from autoprox.evolve.cv import BASELINES, held_out_ceiling
-from autoprox.evolve.loop import PICKS, EvolveConfig, load_evolve_config, pick_index
+from autoprox.evolve.loop import PICKS, load_evolve_config, pick_index
 from autoprox.evolve.objective import Objective
-from autoprox.evolve.variation import to_proxy
+from autoprox.evolve.report import read_hall_of_fame
 from autoprox.proxy.zoo import get_proxy
-
-
-def hall_of_fame(fold: Path, cfg: EvolveConfig, recs: list[dict]) -> list[dict]:
-    """The fold's hall-of-fame records, from ``hall_of_fame.yaml`` or else from the checkpoint."""
-    if (fold / "hall_of_fame.yaml").is_file():
-        return yaml.safe_load((fold / "hall_of_fame.yaml").read_text(encoding="utf-8"))
-    by_hash = {r["hash"]: r for r in recs}
-    genomes = json.loads((fold / "checkpoint.json").read_text(encoding="utf-8"))["hall_of_fame"]
-    return [by_hash[to_proxy(g, cfg.variation).hash] for g in genomes]
 
 
 def fold_figures(fold: Path) -> dict[str, dict[str, float]]:
@@ -39,7 +29,7 @@ def fold_figures(fold: Path) -> dict[str, dict[str, float]]:
     cfg = load_evolve_config(fold / "config.yaml")
     obj = Objective(cfg.objective, [])  # the folds only: no statistics are loaded
     recs = [json.loads(ln) for ln in (fold / "history.jsonl").read_text(encoding="utf-8").splitlines()]
-    hof = hall_of_fame(fold, cfg, recs)
+    hof = read_hall_of_fame(fold, cfg.variation)
     picks = {rule: hof[pick_index(hof, rule, obj.spaces)] for rule in PICKS}
     obj.open()
     try:

@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from autoprox.eval.fitness import jcm
 from autoprox.eval.uncertainty import LEVEL, N_BOOT, boot_difference, boot_jcm, resample_weights
 from autoprox.evolve.cv import BASELINES
 from autoprox.evolve.loop import PICKS, load_evolve_config, pick_index
 from autoprox.evolve.objective import Objective, families_of
+from autoprox.evolve.report import read_hall_of_fame
 from autoprox.proxy.zoo import get_proxy
 
 
@@ -29,7 +29,7 @@ def held_out(run: Path, rule: str | None = None) -> list[tuple[str, int, dict]]:
     for fold in sorted(run.glob("fold-*")):
         cfg = load_evolve_config(fold / "config.yaml")
         obj = Objective(cfg.objective, [])
-        hof = yaml.safe_load((fold / "hall_of_fame.yaml").read_text(encoding="utf-8"))
+        hof = read_hall_of_fame(fold, cfg.variation)
         pick = hof[pick_index(hof, rule or cfg.pick, obj.spaces)]
         out.append((pick["expression"], pick["sign"], {sd.name: sd.folds for sd in obj.spaces}))
     return out

@@ -284,6 +284,17 @@ def test_resuming_a_reported_run_scores_only_the_baselines(tiny_objective, tmp_p
     assert (tmp_path / "r" / "progress.csv").read_text().splitlines() == rows
 
 
+def test_hall_of_fame_reads_from_the_checkpoint_of_a_cut_run(tiny_objective, tmp_path):
+    from autoprox.evolve.report import read_hall_of_fame
+    cfg = _cfg(tiny_objective, steps=1)
+    evolve(cfg, tmp_path / "r")
+    written = read_hall_of_fame(tmp_path / "r", cfg.variation)
+    (tmp_path / "r" / "hall_of_fame.yaml").unlink()  # as if killed before the report
+    rebuilt = read_hall_of_fame(tmp_path / "r", cfg.variation)
+    assert [(r["hash"], r["val"]) for r in rebuilt] == [(r["hash"], r["val"]) for r in written]
+    assert len(written) > 1
+
+
 def test_make_types_is_idempotent():
     assert make_types() == make_types()
     fit_cls, ind_cls = make_types()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from autoprox.evolve.loop import Run
+    from autoprox.evolve.variation import VariationConfig
 
 BASELINES = ("params", "depth_width")  # every out-of-fold pick is compared with these zoo proxies
 PROGRESS_COLUMNS = ("step", "evals", "unique", "invalid", "invalid_pct", "rejected", "best_train", "mean_train",
@@ -82,6 +84,18 @@ def run_doc(run: Run, zoo_names: Sequence[str] | None = None) -> dict:
         doc["intervals"] = fold_intervals(named, {s: m[rows] for s, m in mats.items()}, run.obj.spaces,
                                           run.cfg.objective.jcm)
     return doc
+
+
+def read_hall_of_fame(folder: Path, variation: "VariationConfig") -> list[dict]:
+    """A run folder's hall-of-fame records: ``hall_of_fame.yaml``, or for a run cut before its
+    report, the checkpoint's hall of fame (last finished step) looked up in ``history.jsonl``."""
+    if (folder / "hall_of_fame.yaml").is_file():
+        return yaml.safe_load((folder / "hall_of_fame.yaml").read_text(encoding="utf-8"))
+    from autoprox.evolve.variation import to_proxy
+    lines = (folder / "history.jsonl").read_text(encoding="utf-8").splitlines()
+    by_hash = {r["hash"]: r for r in map(json.loads, lines)}
+    genomes = json.loads((folder / "checkpoint.json").read_text(encoding="utf-8"))["hall_of_fame"]
+    return [by_hash[to_proxy(g, variation).hash] for g in genomes]
 
 
 def write_outputs(out: Path, doc: dict) -> None:
