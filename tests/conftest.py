@@ -29,7 +29,10 @@ def assert_png(path, min_w: int = 200, min_h: int = 150) -> None:
 
 AF_SMALL = {"hidden_dim": 192, "depth": 12, "mlp_ratio": [3.5] * 12, "num_heads": [3] * 12}
 PIT_SMALL = {"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 2]}
-SMALL = {"autoformer": AF_SMALL, "pit": PIT_SMALL}
+SMALL = {"autoformer": AF_SMALL, "pit": PIT_SMALL, "autoformer-tiny": AF_SMALL,
+         "autoformer-small": {"hidden_dim": 320, "depth": 12, "mlp_ratio": [3.0] * 12, "num_heads": [5] * 12},
+         "autoformer-base": {"hidden_dim": 528, "depth": 14, "mlp_ratio": [3.0] * 14, "num_heads": [9] * 14}}
+FIDELITY_SPACES = ("autoformer", "pit", "autoformer-tiny")  # both shipped spaces and a supernet space
 
 
 class TinyCNN(nn.Module):

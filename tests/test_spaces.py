@@ -4,9 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from autoprox.data.benchmark import load_benchmark
+from autoprox.data.benchmark import SHIPPED, load_benchmark
 from autoprox.spaces import ArchError, get_space, list_spaces
 from autoprox.spaces.layers import Attention
+from autoprox.spaces.supernet import RelPosAttention
 from primitives.registry import RegistryError
 
 from conftest import SMALL
@@ -16,9 +17,9 @@ def count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def test_registry_lists_both_spaces():
-    assert list_spaces() == ["autoformer", "pit"]
-    with pytest.raises(RegistryError, match="known: autoformer, pit"):
+def test_registry_lists_the_spaces():
+    assert list_spaces() == ["autoformer", "autoformer-base", "autoformer-small", "autoformer-tiny", "pit"]
+    with pytest.raises(RegistryError, match="known: autoformer, autoformer-base"):
         get_space("nasbench")
 
 
@@ -65,6 +66,10 @@ def measured_macs(model: nn.Module, res: int) -> int:
         nonlocal total
         total += o[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
 
+    def rel(n):
+        nonlocal total
+        total += n
+
     def attn(m, i, o):
         nonlocal total
         b, n, c = i[0].shape
@@ -77,6 +82,8 @@ def measured_macs(model: nn.Module, res: int) -> int:
             m.register_forward_hook(conv)
         elif isinstance(m, Attention):
             m.register_forward_hook(attn)
+        elif isinstance(m, RelPosAttention):  # QK^T, attn @ V and both relative-position products
+            m.register_forward_hook(lambda m, i, o: rel(i[0].shape[1] ** 2 * 4 * m.width))
     model.eval()
     with torch.no_grad():
         model(torch.zeros(1, 3, res, res))
@@ -131,7 +138,7 @@ def test_pit_errors_name_the_field(arch, field):
         get_space("pit").validate(arch)
 
 
-@pytest.mark.parametrize("name", list_spaces())
+@pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_every_benchmark_arch_is_in_its_space(name):
     space = get_space(name)
     for a in load_benchmark(name).archs:

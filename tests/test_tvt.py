@@ -22,7 +22,7 @@ from autoprox.stats.provider import StatsProvider
 from autoprox.spaces import get_space, list_spaces
 from autoprox.proxy.zoo import get_proxy
 
-from conftest import SMALL, TinyCNN, score_named
+from conftest import FIDELITY_SPACES, SMALL, TinyCNN, score_named
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # TorchScript teachers
 
@@ -169,7 +169,7 @@ def test_teacher_gap_is_a_single_value():
 
 
 # ---------------------------------------------------------------- tvt end to end
-@pytest.mark.parametrize("space", list_spaces())
+@pytest.mark.parametrize("space", FIDELITY_SPACES)
 def test_tvt_scores_tiny_archs(space, tvt_scoring):
     tvt = get_proxy("tvt")
     assert [str(p.expr) for p in tvt.parts] == ["negate(teacher_gap)", "agg_sum(frobenius_norm(weight))"]

@@ -95,7 +95,8 @@ def params(space, arch, images, labels, seed, samples, tokens):
 
 
 def flops(space, arch, images, labels, seed, samples, tokens):
-    """MACs of one image: every Linear/Conv2d (no bias) plus QK^T and attn @ V."""
+    """MACs of one image: every Linear/Conv2d (no bias) plus QK^T and attn @ V (and, in AutoFormer's
+    supernet attention, the relative-position products on keys and values: two more)."""
     model = build(space, arch, seed).eval()
     macs = [0]
 
@@ -105,11 +106,12 @@ def flops(space, arch, images, labels, seed, samples, tokens):
         elif isinstance(m, nn.Conv2d):
             macs[0] += o.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
         elif type(m).__name__ == "AttentionMap":  # (1, H, N, N); head dim = width / H
-            macs[0] += 2 * o.numel() * m.width // o.shape[1]
+            macs[0] += m.products * o.numel() * m.width // o.shape[1]
 
     for m in model.modules():
-        if type(m).__name__ == "Attention":
+        if type(m).__name__ in ("Attention", "RelPosAttention"):
             m.attn_map.width = m.proj.in_features
+            m.attn_map.products = 4 if type(m).__name__ == "RelPosAttention" else 2
     handles = [m.register_forward_hook(count) for m in model.modules()]
     with torch.no_grad():
         model(images[:1])

@@ -45,7 +45,7 @@ def _add_search_parser(sub: Any) -> None:
     se.add_argument("--bench-only", dest="bench_only", action="store_true",
                     help="candidates are the labelled ViT-Bench-101 archs; report true accuracy and regret")
     se.add_argument("--bench", help="benchmark JSON file for --bench-only (default: the shipped one)")
-    se.add_argument("--targets", help="--bench-only: comma-separated targets (default c100_kd,flower_kd,chaoyang_kd)")
+    se.add_argument("--targets", help="--bench-only: comma-separated targets (default c100_kd,flower_kd,chaoyang_kd; imagenet for an OoD-ViT-NAS file)")
     se.add_argument("--config", help="YAML search config (flags override it)")
     se.add_argument("--out", required=True,
                     help="run folder (config.yaml, state.json, history.csv, result.yaml, scores.png)")
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--bench", help="benchmark JSON file (default: the shipped one)")
     b.add_argument("--proxy", nargs="+", action="extend",
                    help="zoo names, proxy files or expressions (repeatable: --proxy a --proxy b; default params)")
-    b.add_argument("--targets", help="comma-separated targets (default c100_kd,flower_kd,chaoyang_kd)")
+    b.add_argument("--targets", help="comma-separated targets (default c100_kd,flower_kd,chaoyang_kd; imagenet for an OoD-ViT-NAS file)")
     b.add_argument("--jcm", choices=("mean_tau", "mean_abs_tau"), help="joint correlation metric (default mean_tau)")
     b.add_argument("--limit", type=int, help="only the first N archs (default: all)")
     b.add_argument("--n-boot", dest="n_boot", type=int, help="bootstrap resamples for intervals (default 1000)")

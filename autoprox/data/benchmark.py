@@ -1,9 +1,11 @@
 """ViT-Bench-101 ground truth (shipped as package data), users' own files in the same JSON
-format, the archs a run scores, and the train/validation/test folds it splits them into."""
+format or in OoD-ViT-NAS's (detected from the content), the archs a run scores, and the
+train/validation/test folds it splits them into."""
 from __future__ import annotations
 
 import json
 import math
+import re
 from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ import numpy as np
 
 SHIPPED = {"autoformer": "autoformer.json", "pit": "pit.json"}  # in the package folder vit_bench_101/
 DEFAULT_TARGETS = ("c100_kd", "flower_kd", "chaoyang_kd")  # the KD accuracies
+NATIVE_DEFAULT = ("imagenet",)  # an OoD-ViT-NAS file's default target: clean ImageNet top-1
 
 
 class BenchmarkError(ValueError):
@@ -30,6 +33,12 @@ class Benchmark:
     archs: tuple[dict, ...]
     accs: tuple[dict[str, float], ...]
     source: str
+    ids: tuple[str, ...] = ()               # record names for messages (an OoD-ViT-NAS file's keys)
+    params: tuple[float | None, ...] = ()   # the file's own parameter counts (millions), if it has them
+
+    def record(self, i: int) -> str:
+        """How messages name record ``i``."""
+        return f"record {self.ids[i]!r}" if self.ids else f"record {i}"
 
     def __len__(self) -> int:
         return len(self.archs)
@@ -43,7 +52,7 @@ class Benchmark:
 
     def default_targets(self) -> list[str]:
         have = self.targets()
-        chosen = [t for t in DEFAULT_TARGETS if t in have]
+        chosen = [t for t in DEFAULT_TARGETS if t in have] or [t for t in NATIVE_DEFAULT if t in have]
         return chosen or have
 
     def values(self, target: str, idx: np.ndarray | None = None) -> np.ndarray:
@@ -75,8 +84,11 @@ def load_benchmark(space: str, path: str | Path | None = None) -> Benchmark:
         records = json.loads(text)
     except json.JSONDecodeError as e:
         raise BenchmarkError(f"{p}: not valid JSON: {e}") from None
+    if is_native(records):
+        return _native(space, records, str(p))
     if not isinstance(records, list) or not records:
-        raise BenchmarkError(f"{p}: expected a non-empty list of records")
+        raise BenchmarkError(f"{p}: expected a non-empty list of records, or OoD-ViT-NAS's mapping of "
+                             f"record ids to {{'net_setting', 'performance'}}")
     archs, accs = [], []
     for i, rec in enumerate(records):
         if not isinstance(rec, dict) or not isinstance(rec.get("arch"), dict):
@@ -84,19 +96,87 @@ def load_benchmark(space: str, path: str | Path | None = None) -> Benchmark:
         acc = {}
         for k, v in rec.items():
             if k.endswith("_acc"):
-                if not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise BenchmarkError(f"{p}: record {i} key {k!r} is not a finite number")
-                acc[k[: -len("_acc")]] = float(v)
+                acc[k[: -len("_acc")]] = _number(v, f"{p}: record {i} key {k!r}")
         if not acc:
             raise BenchmarkError(f"{p}: record {i} has no '<name>_acc' value")
         archs.append(rec["arch"])
         accs.append(acc)
-    every = set(accs[0]).union(*accs)
-    for i, acc in enumerate(accs):
-        if set(acc) != every:
-            raise BenchmarkError(f"{p}: record {i} has no {sorted(every - set(acc))[0]!r}_acc value that "
-                                 f"other records have; give every record the same targets")
+    _same_targets(accs, str(p), [f"record {i}" for i in range(len(accs))])
     return Benchmark(space=space, archs=tuple(archs), accs=tuple(accs), source=str(p))
+
+
+def _number(v: object, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise BenchmarkError(f"{where} is not a finite number: {v!r}")
+    return float(v)
+
+
+def _same_targets(accs: list[dict], source: str, names: list[str]) -> None:
+    every = set(accs[0]).union(*accs)
+    for name, acc in zip(names, accs):
+        if set(acc) != every:
+            raise BenchmarkError(f"{source}: {name} has no {sorted(every - set(acc))[0]!r} accuracy that "
+                                 f"other records have; give every record the same targets")
+
+
+def is_native(records: object) -> bool:
+    """An OoD-ViT-NAS file: a mapping of record ids to records holding ``net_setting``."""
+    return (isinstance(records, dict) and bool(records)
+            and all(isinstance(r, dict) and "net_setting" in r for r in records.values()))
+
+
+def target_name(*parts: str) -> str:
+    """``imagenet``, ``imagenet_gaussian_noise_1``: lower case, runs of other characters as ``_``."""
+    return "_".join(re.sub(r"[^a-z0-9]+", "_", str(x).lower()).strip("_") for x in parts)
+
+
+def _native(space: str, records: dict, source: str) -> Benchmark:
+    """OoD-ViT-NAS's format: ``net_setting`` becomes the arch, ``performance`` the targets
+    (``<dataset>`` for clean, ``<dataset>_<corruption>_<level>`` for each corruption)."""
+    archs, accs, params, names = [], [], [], []
+    for rid, rec in records.items():
+        where = f"{source}: record {rid!r}"
+        archs.append(_native_arch(rec["net_setting"], where))
+        accs.append(_native_accs(rec.get("performance"), where))
+        params.append(_number(rec["params"], f"{where} params") if "params" in rec else None)
+        names.append(f"record {rid!r}")
+    _same_targets(accs, source, names)
+    return Benchmark(space=space, archs=tuple(archs), accs=tuple(accs), source=source,
+                     ids=tuple(str(k) for k in records), params=tuple(params))
+
+
+def _native_arch(ns: object, where: str) -> dict:
+    keys = ("layer_num", "embed_dim", "mlp_ratio", "num_heads")
+    if not isinstance(ns, dict) or any(k not in ns for k in keys):
+        raise BenchmarkError(f"{where}: net_setting must hold {list(keys)}")
+    depth = ns["layer_num"]
+    for k in keys[1:]:
+        if not isinstance(ns[k], list) or len(ns[k]) != depth:
+            raise BenchmarkError(f"{where}: net_setting {k} must be a list of layer_num={depth!r} values")
+    if len(set(map(repr, ns["embed_dim"]))) != 1:
+        raise BenchmarkError(f"{where}: embed_dim differs across layers {ns['embed_dim']}; "
+                             f"AutoFormer's spaces use one width")
+    return {"hidden_dim": ns["embed_dim"][0], "depth": depth, "mlp_ratio": ns["mlp_ratio"],
+            "num_heads": ns["num_heads"]}
+
+
+def _native_accs(perf: object, where: str) -> dict[str, float]:
+    if not isinstance(perf, dict) or not perf:
+        raise BenchmarkError(f"{where}: no 'performance' mapping")
+    acc = {}
+    for dataset, res in perf.items():
+        if not isinstance(res, dict) or "clean" not in res:
+            raise BenchmarkError(f"{where}: performance {dataset!r} has no 'clean' accuracy")
+        acc[target_name(dataset)] = _number(res["clean"], f"{where} {dataset} clean")
+        corr = res.get("corruption", {})
+        if not isinstance(corr, dict):
+            raise BenchmarkError(f"{where}: performance {dataset!r} corruption is not a mapping")
+        for kind, levels in corr.items():
+            if not isinstance(levels, dict):
+                raise BenchmarkError(f"{where}: corruption {kind!r} is not a mapping of level to accuracy")
+            for level, v in levels.items():
+                acc[target_name(dataset, kind, level)] = _number(v, f"{where} {dataset} {kind} {level}")
+    return acc
 
 
 def load_archs(space: str, bench: str | None = None, limit: int | None = None,
@@ -114,15 +194,34 @@ def load_archs(space: str, bench: str | None = None, limit: int | None = None,
         try:
             archs.append(sp.validate(a))
         except ValueError as e:
-            raise BenchmarkError(f"{b.source}: record {i}: {e}") from None
+            raise BenchmarkError(f"{b.source}: {b.record(i)}: {e}") from None
+        if b.params and b.params[i] is not None:
+            _check_params(b, i, space, archs[-1])
         k = sp.key(archs[-1])
         if k in seen:
-            raise BenchmarkError(f"{b.source}: records {seen[k]} and {i} are the same arch")
+            raise BenchmarkError(f"{b.source}: {b.record(seen[k])} and {b.record(i)} are the same arch")
         seen[k] = i
     chosen = list(targets) or b.default_targets()
     for t in chosen:
         b.values(t)  # raises a clear error for an unknown target
     return b, archs, chosen
+
+
+def _check_params(b: Benchmark, i: int, space: str, arch: dict) -> None:
+    """The file's parameter count (millions, at 1,000 classes and 224 px) must be the space's:
+    a Tiny file read with ViT-Bench-101's ``autoformer`` builder validates but builds other models."""
+    from autoprox.spaces import get_space, list_spaces
+    def millions(name: str) -> float | None:
+        try:
+            return round(get_space(name).num_params(arch, num_classes=1000, img_size=224) / 1e6, 6)
+        except ValueError:
+            return None
+    if millions(space) == round(b.params[i], 6):
+        return
+    fits = [s for s in list_spaces() if millions(s) == round(b.params[i], 6)]
+    hint = f"; its count is that of space {fits[0]!r}" if fits else ""
+    raise BenchmarkError(f"{b.source}: {b.record(i)}: the file gives {b.params[i]} M params but space "
+                         f"{space!r} builds {millions(space)} M{hint}")
 
 
 def split_cv(n: int, k: int, fold: int, val: float, seed: int) -> dict[str, np.ndarray]:

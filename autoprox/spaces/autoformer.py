@@ -45,16 +45,26 @@ class AutoFormerViT(nn.Module):
         return self.head(x[:, 1:].mean(dim=1))
 
 
-@register_space("autoformer")
-class AutoFormerSpace(SearchSpace):
-    """hidden_dim, depth, and per-layer mlp_ratio and num_heads lists."""
+class LayerwiseSpace(SearchSpace):
+    """hidden_dim, depth, and per-layer mlp_ratio and num_heads lists: AutoFormer's arch
+    encoding, shared by ViT-Bench-101's variant and AutoFormer's supernet spaces; a subclass
+    sets the choices and builds the model."""
+
+    DIMS: tuple[int, ...] = DIMS
+    DEPTHS: tuple[int, ...] = DEPTHS
+    RATIOS: tuple[float, ...] = RATIOS
+    HEADS: tuple[int, ...] = HEADS
+
+    def choices(self) -> dict[str, tuple]:
+        """Each field's choices (per layer for mlp_ratio and num_heads)."""
+        return {"hidden_dim": self.DIMS, "depth": self.DEPTHS, "mlp_ratio": self.RATIOS, "num_heads": self.HEADS}
 
     def validate(self, arch: Mapping[str, Any]) -> dict:
-        check_keys(arch, FIELDS, "autoformer")
-        check_choice("hidden_dim", arch["hidden_dim"], DIMS)
-        check_choice("depth", arch["depth"], DEPTHS)
+        check_keys(arch, FIELDS, self.name)
+        check_choice("hidden_dim", arch["hidden_dim"], self.DIMS)
+        check_choice("depth", arch["depth"], self.DEPTHS)
         depth = arch["depth"]
-        for f, choices in (("mlp_ratio", RATIOS), ("num_heads", HEADS)):
+        for f, choices in (("mlp_ratio", self.RATIOS), ("num_heads", self.HEADS)):
             v = arch[f]
             if not isinstance(v, (list, tuple)) or len(v) != depth:
                 raise ArchError(f"{f} must be a list of {depth} values (one per layer), got {v!r}")
@@ -65,18 +75,18 @@ class AutoFormerSpace(SearchSpace):
                 "num_heads": [int(h) for h in arch["num_heads"]]}
 
     def sample(self, rng: random.Random) -> dict:
-        depth = rng.choice(DEPTHS)
-        return {"hidden_dim": rng.choice(DIMS), "depth": depth,
-                "mlp_ratio": [rng.choice(RATIOS) for _ in range(depth)],
-                "num_heads": [rng.choice(HEADS) for _ in range(depth)]}
+        depth = rng.choice(self.DEPTHS)
+        return {"hidden_dim": rng.choice(self.DIMS), "depth": depth,
+                "mlp_ratio": [rng.choice(self.RATIOS) for _ in range(depth)],
+                "num_heads": [rng.choice(self.HEADS) for _ in range(depth)]}
 
     def mutate(self, arch: Mapping[str, Any], rng: random.Random, prob: float = 0.3) -> dict:
         a = self.validate(arch)
         if rng.random() < prob:
-            a["hidden_dim"] = rng.choice(DIMS)
+            a["hidden_dim"] = rng.choice(self.DIMS)
         if rng.random() < prob:
-            a["depth"] = rng.choice(DEPTHS)
-        for f, choices in (("mlp_ratio", RATIOS), ("num_heads", HEADS)):
+            a["depth"] = rng.choice(self.DEPTHS)
+        for f, choices in (("mlp_ratio", self.RATIOS), ("num_heads", self.HEADS)):
             genes = a[f][: a["depth"]] + [rng.choice(choices) for _ in range(a["depth"] - len(a[f]))]
             a[f] = [rng.choice(choices) if rng.random() < prob else g for g in genes]
         return a
@@ -88,6 +98,17 @@ class AutoFormerSpace(SearchSpace):
         for f in ("mlp_ratio", "num_heads"):
             child[f] = [rng.choice([p[f][i] for p in (a, b) if i < p["depth"]]) for i in range(depth)]
         return child
+
+    def arch_scalars(self, arch: Mapping[str, Any]) -> dict[str, float]:
+        """Every block works at ``hidden_dim``: width is hidden_dim; heads and mlp_ratio are per-layer means."""
+        a = self.validate(arch)
+        return {"depth": float(a["depth"]), "width": float(a["hidden_dim"]),
+                "heads": sum(a["num_heads"]) / a["depth"], "mlp_ratio": sum(a["mlp_ratio"]) / a["depth"]}
+
+
+@register_space("autoformer")
+class AutoFormerSpace(LayerwiseSpace):
+    """ViT-Bench-101's AutoFormer-Ti variant: attention width = hidden_dim, mean-pooled head."""
 
     def num_params(self, arch: Mapping[str, Any], num_classes: int = 100, img_size: int = 224) -> int:
         a = self.validate(arch)
@@ -104,12 +125,6 @@ class AutoFormerSpace(SearchSpace):
         total = n * d * 3 * PATCH * PATCH
         total += sum(block_macs(d, int(d * r), n + 1) for r in a["mlp_ratio"])
         return total + d * num_classes
-
-    def arch_scalars(self, arch: Mapping[str, Any]) -> dict[str, float]:
-        """Every block works at ``hidden_dim``: width is hidden_dim; heads and mlp_ratio are per-layer means."""
-        a = self.validate(arch)
-        return {"depth": float(a["depth"]), "width": float(a["hidden_dim"]),
-                "heads": sum(a["num_heads"]) / a["depth"], "mlp_ratio": sum(a["mlp_ratio"]) / a["depth"]}
 
     def _build(self, arch: dict, num_classes: int, img_size: int, drop_path: float) -> nn.Module:
         if img_size < PATCH:
