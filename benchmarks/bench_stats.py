@@ -2,7 +2,7 @@
 
 - overhead: extract() (build + forward/backward with hooks + virtual pass + copies)
   against build + a bare forward/backward of the same model and batch, min of reps;
-  and the lean extraction of only snip's families (``weight``, ``weight_grad``), what an
+  and the lean extraction of only snip's family (``snip_saliency``), what an
   uncached search with a one-forward-backward proxy runs per candidate;
 - cache: file size of every AutoFormer benchmark arch's statistics (the largest
   computed for real, the rest from the layout), and the time to load the largest.
@@ -23,9 +23,10 @@ from autoprox.stats.batch import BatchConfig, make_batch
 from autoprox.data.benchmark import load_benchmark
 from autoprox.stats.cache import StatsCache, encode
 from autoprox.spaces import get_space
-from autoprox.stats.base import StatsConfig, extract
+from autoprox.stats.base import StatsConfig
+from autoprox.stats.extract import extract
 
-LEAN = frozenset({"weight", "weight_grad"})  # snip's statistics
+LEAN = frozenset({"snip_saliency"})  # snip's statistics
 
 
 def bare(space, arch, b, seed: int) -> None:

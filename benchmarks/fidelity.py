@@ -24,17 +24,17 @@ from autoprox.stats.batch import BatchConfig, make_batch
 from autoprox.data.benchmark import load_benchmark
 from autoprox.core.io import atomic_write_text
 from autoprox.spaces import get_space
-from autoprox.stats.base import StatsConfig, extract
+from autoprox.stats.base import StatsConfig
+from autoprox.stats.extract import extract
 
 CONFIGS = [(128, 224), (64, 224), (32, 224), (16, 224), (64, 112), (32, 112), (16, 112), (32, 64)]
 
 
 def statistics(s) -> dict[str, float]:
     """A few data-dependent statistics of one arch (sums over layers)."""
-    w, g = s.get("weight"), s.get("weight_grad")
     return {
-        "grad_norm": float(sum(x.norm() for x in g)),
-        "snip": float(sum((a * b).abs().sum() for a, b in zip(w, g))),
+        "grad_norm": float(sum(s.get("weight_grad_norm"))),
+        "snip": float(sum(s.get("snip_saliency"))),
         "t2g_norm": float(sum(x.norm() for x in s.get("linear_input_grad"))),
         "t4g_absmean": float(np.mean([x.abs().mean() for x in s.get("norm_output_grad")])),
         "naswot": float(torch.linalg.slogdet(s.get("naswot_kernel")[0].double())[1]),

@@ -11,8 +11,8 @@ fame saved at the last finished step, each member looked up in ``history.jsonl``
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,4 +60,6 @@ def main(runs: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", help="folders of evolve --cv runs")
+    main(ap.parse_args().runs)

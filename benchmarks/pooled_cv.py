@@ -9,7 +9,7 @@ Each fold's pick follows its run's ``pick`` rule, or ``--pick RULE`` for every r
 """
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -69,12 +69,8 @@ def main(runs: list[str], rule: str | None = None, n_boot: int = N_BOOT, seed: i
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    rule = None
-    if "--pick" in args:
-        i = args.index("--pick")
-        rule = args[i + 1] if i + 1 < len(args) else ""
-        if rule not in PICKS:
-            sys.exit(f"pooled_cv.py: --pick needs one of {', '.join(PICKS)}")
-        del args[i:i + 2]
-    main(args, rule)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", help="folders of evolve --cv runs of one procedure")
+    ap.add_argument("--pick", choices=PICKS, help="one pick rule for every run (default: each run's own)")
+    a = ap.parse_args()
+    main(a.runs, a.pick)

@@ -223,7 +223,7 @@ def tiny_archs(n: int = 3) -> list[dict]:
 
 def cache_scores(scoring: ScoringConfig) -> np.ndarray:
     b = SerialBackend("pit", scoring)
-    b.load(tiny_archs(), ["weight", "weight_grad", "linear_input_grad"])
+    b.load(tiny_archs(), ["weight", "snip_saliency", "linear_input_grad"])
     try:
         return np.vstack([b.score(EXPRS), score_named(b, ["snip"])])
     finally:

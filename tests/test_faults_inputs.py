@@ -53,7 +53,7 @@ BAD_INPUTS = [  # id, argv builder (tmp -> argv without --out), text the one lin
     ("bench-duplicate-archs", lambda t: BENCH + ["--bench", _bench(t, [{"arch": PIT_A, "x_acc": 1.0},
                                                                         {"arch": PIT_B, "x_acc": 2.0},
                                                                         {"arch": PIT_A, "x_acc": 3.0}])],
-     "records 0 and 2"),
+     "record 0 and record 2"),
     ("bench-missing-target", lambda t: BENCH + ["--bench", _bench(t, [{"arch": PIT_A, "x_acc": 1.0, "y_acc": 2.0},
                                                                        {"arch": PIT_B, "x_acc": 2.0}])],
      "record 1"),

@@ -110,11 +110,16 @@ def test_weight_grads_equal_a_plain_backward(stats, tiny_batch):
         torch.manual_seed(0)
         F.cross_entropy(model(tiny_batch.images), tiny_batch.labels).backward()
     from autoprox.stats.collect import weight_layers
-    grads = [m.weight.grad for m, _ in weight_layers(model)]
-    ref = {tuple(g.shape): g for g in grads}
-    for g in s.get("weight_grad"):
-        assert any(torch.allclose(g, r) for r in grads if r.shape == g.shape)
-    assert len(ref) > 0
+    layers = [m for m, _ in weight_layers(model)]
+    grads = [m.weight.grad for m in layers]
+    kept = [r[torch.linspace(0, r.shape[0] - 1, 32).round().long().unique()] if r.shape[0] > 32 else r for r in grads]
+    for g in s.get("weight_grad"):  # 32 evenly spaced output units of each layer, all inputs
+        assert g.shape[0] == min(32, g.shape[0]) and any(torch.allclose(g, r) for r in kept if r.shape == g.shape)
+    # the per-layer reductions are over every weight (float16 storage is exact for one number per layer)
+    want_snip = sorted(float((m.weight.detach() * m.weight.grad).abs().sum()) for m in layers)
+    want_norm = sorted(float(m.weight.grad.norm()) for m in layers)
+    assert sorted(float(x) for x in s.get("snip_saliency")) == pytest.approx(want_snip, rel=1e-5)
+    assert sorted(float(x) for x in s.get("weight_grad_norm")) == pytest.approx(want_norm, rel=1e-5)
 
 
 def test_matrix_statistics_known_structure(stats, tiny_batch):
@@ -240,8 +245,10 @@ def test_hessian_grad_is_hessian_times_gradient(name, tiny_batch):
                 StatsConfig(drop_path=0.0), passes=("hessian",))
     got = s.get("hessian_grad")
     assert len(got) == len(hvp) == len(s.kinds["hessian_grad"])
-    for a, b in zip(got, hvp):
-        assert torch.allclose(a, b, rtol=1e-3, atol=1e-6 * float(b.abs().max()) + 1e-12)
+    for a, b, w, sal in zip(got, hvp, ws, s.get("grasp_saliency")):
+        b_rows = b[torch.linspace(0, b.shape[0] - 1, 32).round().long().unique()] if b.shape[0] > 32 else b
+        assert torch.allclose(a, b_rows, rtol=1e-3, atol=1e-6 * float(b.abs().max()) + 1e-12)
+        assert float(sal) == pytest.approx(float((b * w).sum()), rel=1e-3, abs=1e-6 * float((b * w).abs().sum()))
 
 
 def test_grad_snr_is_mean_abs_over_std_of_split_gradients(tiny_batch):
@@ -250,11 +257,13 @@ def test_grad_snr_is_mean_abs_over_std_of_split_gradients(tiny_batch):
            for i in (0, 2)]  # grad_groups=2 on 4 images: images 0-1 and 2-3
     s = extract(get_space("pit"), SMALL["pit"], tiny_batch.images, tiny_batch.labels, 10, 0,
                 StatsConfig(drop_path=0.0, grad_groups=2), passes=("grad_groups",))
-    for i, got in enumerate(s.get("grad_snr")):
+    for i, (got, total) in enumerate(zip(s.get("grad_snr"), s.get("zico_snr"))):
         a, b = per[0][i], per[1][i]
         std = (a - b).abs() / 2  # population std of two values
         ref = torch.where(std > 0, (a.abs() + b.abs()) / 2 / std, torch.zeros_like(std))
-        assert torch.allclose(got, ref, rtol=2e-3, atol=1e-3)
+        kept = ref[torch.linspace(0, ref.shape[0] - 1, 32).round().long().unique()] if ref.shape[0] > 32 else ref
+        assert torch.allclose(got, kept, rtol=2e-3, atol=1e-3)
+        assert float(total) == pytest.approx(float(ref.sum()), rel=2e-3)
 
 
 def test_optional_passes_are_cached_apart(tiny_scoring, monkeypatch):

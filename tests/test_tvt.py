@@ -172,7 +172,7 @@ def test_teacher_gap_is_a_single_value():
 @pytest.mark.parametrize("space", FIDELITY_SPACES)
 def test_tvt_scores_tiny_archs(space, tvt_scoring):
     tvt = get_proxy("tvt")
-    assert [str(p.expr) for p in tvt.parts] == ["negate(teacher_gap)", "agg_sum(frobenius_norm(weight))"]
+    assert [str(p.expr) for p in tvt.parts] == ["negate(teacher_gap)", "agg_sum(weight_norm)"]
     be = SerialBackend(space, tvt_scoring)
     be.load(_archs(space), sorted(tvt.families | get_proxy("snip").families))
     m = score_named(be, ["params", "tvt", "snip"])
@@ -184,9 +184,9 @@ def test_tvt_scores_tiny_archs(space, tvt_scoring):
 
 def test_tvt_in_zoo_and_export(tmp_path, capsys):
     assert main(["zoo"]) == 0
-    assert "| tvt | teacher_gap, weight | `rank_sum(" in capsys.readouterr().out
+    assert "| tvt | teacher_gap, weight_norm | `rank_sum(" in capsys.readouterr().out
     assert main(["export", "tvt"]) == 2
-    assert "negate(teacher_gap); agg_sum(frobenius_norm(weight))" in capsys.readouterr().err
+    assert "negate(teacher_gap); agg_sum(weight_norm)" in capsys.readouterr().err
     with pytest.raises(ValueError, match="needs a ConvNet teacher"):
         export(get_proxy("tvt").parts[0], "python")
     assert export(get_proxy("tvt").parts[0], "text").strip() == "-(teacher_gap)"

@@ -55,7 +55,7 @@ def test_yaml_roundtrip_same_hash(name, tmp_path):
 
 
 def test_edited_yaml_is_refused(tmp_path):
-    text = export(get_proxy("snip"), "yaml").replace("op: abs", "op: square")
+    text = export(get_proxy("evolved_generic"), "yaml").replace("op: abs", "op: square")
     (tmp_path / "x.yaml").write_text(text)
     with pytest.raises(GraphError, match="it was edited"):
         load_proxy(tmp_path / "x.yaml")

@@ -13,6 +13,7 @@ from autoprox.proxy.fuse import FusedProxy, parse_fused
 from autoprox.proxy.genotype import parse_genotype, to_genotype
 from autoprox.core.config import read_yaml
 from autoprox.core.io import atomic_write_text
+from autoprox.spaces import list_spaces
 from autoprox.stats.passes import get_pass, matrix_families, passes_for
 
 FORMATS = ("text", "latex", "yaml", "python")
@@ -128,6 +129,7 @@ def to_python(p: GraphProxy) -> str:
     calls = ", ".join(f"{n!r}: {get_pass(n).run.__name__}" for n in passes)
     ops = {e for e in _heads(p.expr)}
     groups = {n: _op(n).group for n in ops}
+    spaces = tuple(list_spaces())
     return f'''"""autoprox proxy {p.name!r} (hash {p.hash}), exported as a standalone file.
 
 {formula(p.expr)}
@@ -177,11 +179,12 @@ PASSES = {{{calls}}}  # in run order: a pass that alters the weights comes last
 FAMILIES = {tuple(sorted(leaves(p.expr) - DATA_FREE))!r}
 
 
-def score(model, images, labels, seed=0, samples=4, tokens=8, flops=None, grad_groups=4, arch_scalars=None):
+def score(model, images, labels, seed=0, samples=4, tokens=8, flops=None, grad_groups=4, arch_scalars=None,
+          weight_rows=32):
     """The proxy's score of ``model`` on (images, labels); ``arch_scalars``: the arch's
     depth, width, heads, mlp_ratio (autoprox's SearchSpace.arch_scalars), for a proxy that reads them."""
     num_params = float(sum(p.numel() for p in model.parameters()))
-    settings = {{"act_samples": samples, "act_tokens": tokens, "grad_groups": grad_groups}}
+    settings = {{"act_samples": samples, "act_tokens": tokens, "grad_groups": grad_groups, "weight_rows": weight_rows}}
     tensors, kinds, scalars = {{}}, {{}}, {{}}
     for run in PASSES.values():
         t, k, s = run(model, images, labels, seed, settings, FAMILIES)
@@ -202,7 +205,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=f"score an arch with proxy {{NAME}} on autoprox's default batch",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("arch", help="the arch as JSON, e.g. one 'arch' of a search's result.yaml")
-    ap.add_argument("--space", required=True, choices=("autoformer", "pit"), help="the arch's search space")
+    ap.add_argument("--space", required=True, choices={spaces!r}, help="the arch's search space")
     ap.add_argument("--seed", type=int, default=0, help="statistics seed: model init and stochastic layers")
     args = ap.parse_args(argv)
     try:
@@ -220,7 +223,7 @@ def main(argv=None):
     space, st, classes, res = get_space(args.space), StatsConfig(), BatchConfig().num_classes, images.shape[-1]
     model = space.build(arch, num_classes=classes, img_size=res, seed=args.seed, drop_path=st.drop_path)
     value = score(model, images, labels, seed=args.seed, samples=st.act_samples, tokens=st.act_tokens,
-                  flops=space.flops(arch, classes, res), grad_groups=st.grad_groups)
+                  flops=space.flops(arch, classes, res), grad_groups=st.grad_groups, weight_rows=st.weight_rows)
     print(value)
 
 

@@ -24,12 +24,13 @@ AUTOPROX_INPUTS = {"t1": "gelu_input", "t1g": "gelu_input_grad", "t2": "linear_i
 class StatsConfig:
     act_samples: int = 4
     act_tokens: int = 8
+    weight_rows: int = 32  # output units kept of each weight-shaped tensor (per-layer reductions use all)
     dtype: Literal["float16", "float32"] = "float16"
     drop_path: float = 0.1
     grad_groups: int = 4
 
     def __post_init__(self) -> None:
-        check_ranges(self, "stats", {"act_samples": (1, None), "act_tokens": (1, None), "grad_groups": (2, None),
+        check_ranges(self, "stats", {"act_samples": (1, None), "act_tokens": (1, None), "weight_rows": (1, None), "grad_groups": (2, None),
                                      "drop_path": (0, 1, "[)")})
         if self.dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be float16 or float32, got {self.dtype!r}")

@@ -40,6 +40,21 @@ def token_index(n: int, k: int) -> torch.Tensor:
     return torch.linspace(0, n - 1, k).round().long().unique()
 
 
+def rows(w: torch.Tensor, k: int) -> torch.Tensor:
+    """``k`` evenly spaced output units (first dim) of a weight-shaped tensor, as float32 on the CPU."""
+    return w.detach()[token_index(w.shape[0], k).to(w.device)].float().cpu().clone()
+
+
+def as_matrix(w: torch.Tensor) -> torch.Tensor:
+    """The 2-D view of a weight (output units x the rest), as the ``nuclear_norm`` op takes it."""
+    return w.reshape(w.shape[0], -1)
+
+
+def per_layer(values: list[torch.Tensor]) -> list[torch.Tensor]:
+    """One 0-d float32 CPU tensor per layer."""
+    return [v.detach().float().reshape(()).cpu() for v in values]
+
+
 def subsample(x: torch.Tensor, samples: int, tokens: int) -> torch.Tensor:
     """First ``samples`` images; ``tokens`` evenly spaced positions (queries and keys of maps)."""
     x = x.detach()[:samples]
@@ -126,22 +141,27 @@ class Recorder:
         self.naswot = k if self.naswot is None else self.naswot + k
 
 
-def _weights(layers: list[nn.Module], grad: bool) -> list[torch.Tensor]:
-    return [(m.weight.grad if grad else m.weight).detach().float().cpu().clone() for m in layers]
+def _weights(layers: list[nn.Module], grad: bool, k: int) -> list[torch.Tensor]:
+    return [rows(m.weight.grad if grad else m.weight, k) for m in layers]
 
 
 GRAD_FAMILIES = ("weight_grad", "linear_input_grad", "gelu_input_grad", "norm_output_grad", "attention_grad",
-                 "fisher", "input_grad_corr")  # the base families that need the backward pass
+                 "fisher", "input_grad_corr", "snip_saliency", "weight_grad_norm")  # need the backward pass
+VIRTUAL_FAMILIES = ("virtual_grad", "synflow_saliency", "dss_nuclear")  # need the SynFlow-style pass
+WEIGHT_SHAPED = ("weight", "weight_grad", "weight_norm", "snip_saliency", "weight_grad_norm") + VIRTUAL_FAMILIES
 
 
 def collect(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int,
-            samples: int, tokens: int, families: Collection[str] | None = None) -> tuple[dict, dict, float]:
+            samples: int, tokens: int, families: Collection[str] | None = None,
+            weight_rows: int = 32) -> tuple[dict, dict, float]:
     """(tensors, kinds, loss): one train-mode forward+backward, then the virtual pass.
 
     ``families`` (default: all) limits the work to what they need: hooks only for wanted
-    activations, no backward without a gradient family, no virtual pass without
-    ``virtual_grad``; the wanted values are those of the full pass. ``model`` must sit on
-    the device of ``images``; after the virtual pass it holds |w| weights.
+    activations, no backward without a gradient family, no virtual pass without a family
+    that reads it; the wanted values are those of the full pass. Weight-shaped families
+    keep ``weight_rows`` evenly spaced output units of each layer; the per-layer reductions
+    (``weight_norm``, ``snip_saliency``, ...) are exact, over every element. ``model`` must
+    sit on the device of ``images``; after the virtual pass it holds |w| weights.
     """
     def wants(f: str) -> bool:
         return families is None or f in families
@@ -160,14 +180,22 @@ def collect(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: 
         h.remove()
     layers = rec.order
     tensors, kinds = rec.tensors, rec.kinds
-    extra = {"weight": lambda: _weights(layers, False), "weight_grad": lambda: _weights(layers, True),
+    ws = [m.weight for m in layers]
+    extra = {"weight": lambda: _weights(layers, False, weight_rows),
+             "weight_grad": lambda: _weights(layers, True, weight_rows),
+             "weight_norm": lambda: per_layer([w.detach().float().norm() for w in ws]),
+             "snip_saliency": lambda: per_layer([(w.detach() * w.grad).float().abs().sum() for w in ws]),
+             "weight_grad_norm": lambda: per_layer([w.grad.float().norm() for w in ws]),
              "naswot_kernel": lambda: [rec.naswot.cpu() if rec.naswot is not None else torch.zeros(0)],
-             "input_grad_corr": lambda: [torch.corrcoef(x.grad.flatten(1)).float().cpu()],
-             "virtual_grad": lambda: virtual_grad(model, layers, images.shape[-1], device)}
-    for f, make in extra.items():  # in this order: the virtual pass changes the weights
+             "input_grad_corr": lambda: [torch.corrcoef(x.grad.flatten(1)).float().cpu()]}
+    for f, make in extra.items():
         if wants(f):
             tensors[f] = make()
-            kinds[f] = [kind[id(m)] for m in layers] if f in ("weight", "weight_grad", "virtual_grad") else ["batch"]
+            kinds[f] = [kind[id(m)] for m in layers] if f in WEIGHT_SHAPED else ["batch"]
+    if any(wants(f) for f in VIRTUAL_FAMILIES):  # last: the virtual pass changes the weights
+        for f, v in virtual_pass(model, layers, images.shape[-1], device, weight_rows).items():
+            if wants(f):
+                tensors[f], kinds[f] = v, [kind[id(m)] for m in layers]
     return tensors, kinds, float(loss.detach())
 
 
@@ -175,19 +203,28 @@ def base_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed
               families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
     """The base pass: ``collect`` with the subsample of ``settings``; the loss as a scalar."""
     tensors, kinds, loss = collect(model, images, labels, seed, settings["act_samples"], settings["act_tokens"],
-                                   families)
+                                   families, settings["weight_rows"])
     return tensors, kinds, {"loss": loss}
 
 
-def virtual_grad(model: nn.Module, layers: list[nn.Module], res: int, device: torch.device) -> list[torch.Tensor]:
-    """SynFlow-style: |w| for every parameter, all-ones input, eval mode, d sum(logits) / dW."""
+def virtual_pass(model: nn.Module, layers: list[nn.Module], res: int, device: torch.device,
+                 weight_rows: int) -> dict[str, list[torch.Tensor]]:
+    """SynFlow-style: |w| for every parameter, all-ones input, eval mode, vg = d sum(logits) / dW.
+    ``virtual_grad`` keeps ``weight_rows`` output units of vg; ``synflow_saliency`` is sum |W * vg|
+    and ``dss_nuclear`` ||vg||_* x || |W| ||_* (2-D views) per layer, with W the weights before."""
+    w0 = [m.weight.detach().clone() for m in layers]
     model.eval()
     model.zero_grad(set_to_none=True)
     with torch.no_grad():
         for p in model.parameters():
             p.abs_()
     model(torch.ones(1, 3, res, res, device=device)).sum().backward()
-    return _weights(layers, True)
+    vg = [m.weight.grad.detach() for m in layers]
+    nuc = [torch.linalg.matrix_norm(as_matrix(g).float(), ord="nuc") *
+           torch.linalg.matrix_norm(as_matrix(w.abs()).float(), ord="nuc") for g, w in zip(vg, w0)]
+    return {"virtual_grad": [rows(g, weight_rows) for g in vg],
+            "synflow_saliency": per_layer([(w * g).float().abs().sum() for w, g in zip(w0, vg)]),
+            "dss_nuclear": per_layer(nuc)}
 
 
 def _forward(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple:
@@ -224,19 +261,24 @@ def jacobian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
 
 def hessian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, settings: dict,
                  families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
-    """GraSP's Hessian-gradient product per weight layer: Hg = d/dW sum(g * stop_grad(g)), g = dL/dW."""
+    """GraSP's Hessian-gradient product per weight layer: Hg = d/dW sum(g * stop_grad(g)), g = dL/dW;
+    ``hessian_grad`` keeps ``weight_rows`` output units, ``grasp_saliency`` is sum(Hg * W) per layer."""
     loss, order, kind = _forward(model, images, labels, seed)
     ws = [m.weight for m in order]
     g = torch.autograd.grad(loss, ws, create_graph=True)
     hg = torch.autograd.grad(sum((gi * gi.detach()).sum() for gi in g), ws)
-    return ({"hessian_grad": [h.detach().float().cpu() for h in hg]},
-            {"hessian_grad": [kind[id(m)] for m in order]}, {})
+    k = settings["weight_rows"]
+    kinds = [kind[id(m)] for m in order]
+    return ({"hessian_grad": [rows(h, k) for h in hg],
+             "grasp_saliency": per_layer([(h.detach() * w.detach()).float().sum() for h, w in zip(hg, ws)])},
+            {"hessian_grad": kinds, "grasp_saliency": kinds}, {})
 
 
 def grad_groups_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, settings: dict,
                      families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
     """ZiCo's gradient signal-to-noise per weight: mean |g| / std g over ``settings["grad_groups"]``
-    equal splits of the batch (population std; 0 where the std is 0)."""
+    equal splits of the batch (population std; 0 where the std is 0); ``grad_snr`` keeps
+    ``weight_rows`` output units, ``zico_snr`` is its sum over every weight of a layer."""
     groups = settings["grad_groups"]
     if not 2 <= groups <= images.shape[0]:
         raise ValueError(f"grad_groups must be in [2, batch size {images.shape[0]}], got {groups}")
@@ -251,5 +293,7 @@ def grad_groups_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     for layer in zip(*per):
         g = torch.stack(layer)
         std = g.std(0, unbiased=False)
-        snr.append(torch.where(std > 0, g.abs().mean(0) / std.clamp_min(1e-30), torch.zeros_like(std)).cpu())
-    return {"grad_snr": snr}, {"grad_snr": [kind[id(m)] for m in order]}, {}
+        snr.append(torch.where(std > 0, g.abs().mean(0) / std.clamp_min(1e-30), torch.zeros_like(std)))
+    kinds = [kind[id(m)] for m in order]
+    return ({"grad_snr": [rows(x, settings["weight_rows"]) for x in snr], "zico_snr": per_layer([x.sum() for x in snr])},
+            {"grad_snr": kinds, "zico_snr": kinds}, {})

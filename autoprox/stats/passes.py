@@ -7,11 +7,18 @@ registered once, with everything the engine needs to know about it:
 |-------------|---------------------------------------------|----------------------------------------|
 | base        | weight(_grad), virtual_grad, activations and | one train-mode forward+backward, then  |
 |             | their gradients, naswot_kernel,              | a SynFlow-style pass (see ``collect``) |
-|             | input_grad_corr, fisher                      |                                        |
-| hessian     | hessian_grad                                 | GraSP's Hg (double backward)           |
-| grad_groups | grad_snr                                     | ZiCo's gradient signal-to-noise        |
+|             | input_grad_corr, fisher; per layer:          |                                        |
+|             | weight_norm, snip_saliency, weight_grad_norm,|                                        |
+|             | synflow_saliency, dss_nuclear                |                                        |
+| hessian     | hessian_grad, grasp_saliency                 | GraSP's Hg (double backward)           |
+| grad_groups | grad_snr, zico_snr                           | ZiCo's gradient signal-to-noise        |
 | teacher     | teacher_gap                                  | TVT's gap to a ConvNet teacher         |
 | jacobian    | logit_jacobian_corr                          | jacob_cov's d sum(logits)/d image corr |
+
+Weight-shaped families (``weight``, ``weight_grad``, ``virtual_grad``, ``hessian_grad``,
+``grad_snr``) keep ``weight_rows`` evenly spaced output units of each layer, as activations keep
+a subsample; the per-layer families (one number per weight layer) are exact reductions over
+every element, which is what the zoo reads: one arch's cache stays small whatever its size.
 
 A pass's cache key holds its ``version`` and the ``StatsConfig`` ``fields`` it reads, never
 a hash of source code: refactoring keeps caches valid. Whoever changes a pass's values bumps
@@ -129,14 +136,17 @@ def families_of_passes(names: Iterable[str]) -> tuple[str, ...]:
 # ---------------------------------------------------------------- the built-in passes
 BASE_FAMILIES = ("weight", "weight_grad", "virtual_grad", "linear_input", "linear_input_grad", "gelu_input",
                  "gelu_input_grad", "norm_output", "norm_output_grad", "attention", "attention_grad",
-                 "naswot_kernel", "input_grad_corr", "fisher")
+                 "naswot_kernel", "input_grad_corr", "fisher", "weight_norm", "snip_saliency", "weight_grad_norm",
+                 "synflow_saliency", "dss_nuclear")
 
-register_pass("hessian", families=("hessian_grad",), version=1, fields=("drop_path",))(collect.hessian_pass)
-register_pass("grad_groups", families=("grad_snr",), version=1,
-              fields=("drop_path", "grad_groups"))(collect.grad_groups_pass)
+register_pass("hessian", families=("hessian_grad", "grasp_saliency"), version=2,
+              fields=("drop_path", "weight_rows"))(collect.hessian_pass)
+register_pass("grad_groups", families=("grad_snr", "zico_snr"), version=2,
+              fields=("drop_path", "grad_groups", "weight_rows"))(collect.grad_groups_pass)
 register_pass("teacher", families=("teacher_gap",), version=1, fields=("drop_path",), scalar=("teacher_gap",),
               needs=("teacher",))(teacher.teacher_pass)
 register_pass("jacobian", families=("logit_jacobian_corr",), version=1, fields=("drop_path",),
               matrix=("logit_jacobian_corr",))(collect.jacobian_pass)
-register_pass("base", families=BASE_FAMILIES, version=1, fields=("act_samples", "act_tokens", "drop_path"),
+register_pass("base", families=BASE_FAMILIES, version=2,
+              fields=("act_samples", "act_tokens", "drop_path", "weight_rows"),
               matrix=("naswot_kernel", "input_grad_corr"), last=True)(collect.base_pass)

@@ -8,7 +8,5 @@ def dss() -> str:
     choice: the layers are split by kind, attention = qkv and proj; every other weight layer except the
     patch embedding (MLP, head and, on PiT, the pooling conv and the pooling cls fc) takes the
     SynFlow-like sum (issue 14: the public Auto-Prox code treats PiT's pooling conv and square pooling
-    fc otherwise)."""
-    return ("element_wise_sum("
-            "agg_sum_attn(element_wise_product(nuclear_norm(virtual_grad), nuclear_norm(abs(weight)))), "
-            "agg_sum_nonattn(sum(abs(element_wise_product(virtual_grad, abs(weight))))))")
+    fc otherwise). ``dss_nuclear`` and ``synflow_saliency`` are per-layer, over all weights."""
+    return "element_wise_sum(agg_sum_attn(dss_nuclear), agg_sum_nonattn(synflow_saliency))"

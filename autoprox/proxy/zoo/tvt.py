@@ -9,6 +9,6 @@ def tvt() -> FusedProxy:
     and sum over Linear/Conv layers of ||W||_2 (flattened L2 = Frobenius norm)."""
     return FusedProxy("tvt", (GraphProxy.from_text("tvt_teacher", "negate(teacher_gap)",
                                                    "minus the attention-map gap to the teacher"),
-                              GraphProxy.from_text("tvt_capability", "agg_sum(frobenius_norm(weight))",
+                              GraphProxy.from_text("tvt_capability", "agg_sum(weight_norm)",
                                                    "sum over weight layers of ||W||_F")),
                       "rank_sum", (tvt.__doc__ or "").strip())
