@@ -26,10 +26,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c 'import torch, ray; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "ray", ray.__version__)'
 
 for space in pit autoformer; do
-    timed "stats_cuda_$space" 90 stats --space "$space" --limit 20 --pass grad_groups --device cuda \
+    timed "stats_cuda_$space" 90 stats --space "$space" --limit 20 --device cuda \
         --cache-dir "$tmp/serial"
 done
-timed stats_cuda_ray_pit 90 stats --space pit --limit 20 --pass grad_groups --device cuda \
+timed stats_cuda_ray_pit 90 stats --space pit --limit 20 --device cuda \
     --backend ray --workers 2 --gpus-per-worker 0.5 --cache-dir "$tmp/ray"
 for c in serial ray; do
     timed "bench_$c" 40 bench --space pit --limit 20 --proxy snip zico naswot grad_norm fisher params \

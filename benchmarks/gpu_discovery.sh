@@ -36,7 +36,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c 'import torch, ray, deap; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "ray", ray.__version__)' || exit 3
 
 stamp "stats: AutoFormer, 100 archs, every pass, 6 Ray actors x 1/6 GPU"
-timeout "$(left 200)" "${ap[@]}" stats --space autoformer --pass grad_groups --pass hessian --pass jacobian \
+timeout "$(left 200)" "${ap[@]}" stats --space autoformer --pass hessian --pass jacobian \
     --device "$dev" --cache-dir "$cache" --backend ray --workers 6 "${gpu[@]}" "${small[@]}"
 stamp "stats rc=$?"
 
@@ -51,7 +51,7 @@ done
 stamp "started ${#pids[@]} evolve folds"
 
 # the GPU path, beside the folds (two cores, the GPU otherwise idle)
-timeout 90 "${ap[@]}" stats --space autoformer --limit 10 --pass grad_groups --device "$dev" \
+timeout 90 "${ap[@]}" stats --space autoformer --limit 10 --device "$dev" \
     --cache-dir "$work/serial" "${small[@]:2}"
 for c in "$cache" "$work/serial"; do
     timeout 90 "${ap[@]}" bench --space autoformer --limit 10 --proxy snip zico naswot grad_norm params \

@@ -5,7 +5,10 @@ Nothing here imports ``autoprox.stats`` or ``autoprox.proxy``: each reference bu
 leaves a choice open, the engine's documented convention is followed:
 
 - every data pass is one train-mode forward (DropPath active) seeded with ``torch.manual_seed(seed)``
-  inside ``torch.random.fork_rng``; the loss is the cross-entropy of the batch;
+  inside ``torch.random.fork_rng``; the loss is the cross-entropy of the batch. The base pass (every
+  proxy here but GraSP, jacob_cov and TVT's teacher gap) runs the batch in ``GROUPS`` near-equal
+  chunks (``np.array_split``), one after the other after a single seeding, each chunk's mean loss
+  scaled by its share of the batch: the gradients are the batch's, and ZiCo's groups are the chunks;
 - weight layers are the model's Linear and Conv2d modules (patch, qkv, proj, fc1, fc2, PiT's pooling
   conv and cls fc, head), weights only (no biases);
 - activations read by the evolved proxies and autoprox_paper are subsampled to the first ``samples``
@@ -27,6 +30,7 @@ from torch import nn
 from autoprox.spaces import get_space
 
 NUM_CLASSES, IMG, DROP_PATH = 10, 32, 0.1
+GROUPS = 4  # StatsConfig.grad_groups
 
 
 def build(space: str, arch: dict, seed: int = 0) -> nn.Module:
@@ -45,9 +49,45 @@ def seeded(model: nn.Module, x: torch.Tensor, seed: int) -> torch.Tensor:
         return model(x)
 
 
-def ce_backward(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int) -> None:
+def chunks(n: int) -> list[np.ndarray]:
+    return np.array_split(np.arange(n), min(GROUPS, n))
+
+
+def ce_backward(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int) -> list[list[torch.Tensor]]:
+    """The chunked pass: each weight's .grad = sum over chunks of share * d(chunk mean CE)/dW; returns
+    each chunk's own d(chunk mean CE)/dW (ZiCo's groups). Activation hooks see every chunk in turn."""
     model.zero_grad(set_to_none=True)
-    F.cross_entropy(seeded(model, images, seed), labels).backward()
+    model.train()
+    ws = [m.weight for m in weight_layers(model)]
+    per, total = [], [torch.zeros_like(w) for w in ws]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for idx in chunks(images.shape[0]):
+            share = len(idx) / images.shape[0]
+            for w in ws:
+                w.grad = None
+            (share * F.cross_entropy(model(images[idx]), labels[idx])).backward()  # also activations' .grad
+            per.append([w.grad.detach().clone() / share for w in ws])
+            total = [t + w.grad for t, w in zip(total, ws)]
+    for w, t in zip(ws, total):
+        w.grad = t
+    return per
+
+
+def chunked_forward(model: nn.Module, images: torch.Tensor, seed: int) -> None:
+    """The chunked pass's forward alone (the same DropPath draws), no gradients."""
+    model.train()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for idx in chunks(images.shape[0]):
+            model(images[idx])
+
+
+def joined(xs: list[torch.Tensor], n_chunks: int, grad: bool = False) -> list[torch.Tensor]:
+    """Taps of a chunked pass (chunk after chunk, each in layer order), joined per layer over the batch."""
+    per = len(xs) // n_chunks
+    pick = (lambda x: x.grad) if grad else (lambda x: x.detach())
+    return [torch.cat([pick(xs[c * per + i]) for c in range(n_chunks)]) for i in range(per)]
 
 
 def sub(x: torch.Tensor, samples: int, tokens: int) -> torch.Tensor:
@@ -149,9 +189,9 @@ def _fisher_terms(model, images, labels, seed) -> list[float]:
     taps = Taps(model, nn.Linear)
     ce_backward(model, images, labels, seed)
     taps.remove()
+    k = len(chunks(images.shape[0]))
     out = []
-    for x in taps.xs:
-        x, g = x.detach(), x.grad
+    for x, g in zip(joined(taps.xs, k), joined(taps.xs, k, grad=True)):
         s = (x * g).sum(1) if x.dim() == 3 else x * g
         out.append(float(0.5 * s.pow(2).flatten(1).sum(1).mean()))
     return out
@@ -161,13 +201,9 @@ def fisher(space, arch, images, labels, seed, samples, tokens):
     return sum(_fisher_terms(build(space, arch, seed), images, labels, seed))
 
 
-def zico(space, arch, images, labels, seed, samples, tokens, groups: int = 4):
-    """ZiCo (Li et al. 2023): sum_l log sum_theta E|g| / std(g), over ``groups`` splits of the batch."""
-    model = build(space, arch, seed)
-    per = []
-    for idx in np.array_split(np.arange(images.shape[0]), groups):
-        ce_backward(model, images[idx], labels[idx], seed)
-        per.append([m.weight.grad.detach().clone() for m in weight_layers(model)])
+def zico(space, arch, images, labels, seed, samples, tokens):
+    """ZiCo (Li et al. 2023): sum_l log sum_theta E|g| / std(g), over ``GROUPS`` splits of the batch."""
+    per = ce_backward(build(space, arch, seed), images, labels, seed)
     total = 0.0
     for layer in zip(*per):
         g = torch.stack(layer).double()
@@ -215,11 +251,10 @@ def _naswot_k(space, arch, images, seed) -> torch.Tensor:
     """Mellor et al. 2021: K = sum over GELUs of c c^T + (1-c)(1-c)^T, c the binary codes (x > 0)."""
     model = build(space, arch, seed)
     taps = Taps(model, nn.GELU)
-    with torch.no_grad():
-        seeded(model, images, seed)
+    chunked_forward(model, images, seed)
     taps.remove()
     k = torch.zeros(images.shape[0], images.shape[0], dtype=torch.float64)
-    for x in taps.xs:
+    for x in joined(taps.xs, len(chunks(images.shape[0]))):
         c = (x.detach() > 0).flatten(1).double()
         k += c @ c.T + (1 - c) @ (1 - c).T
     return k
@@ -249,11 +284,14 @@ def jacov(space, arch, images, labels, seed, samples, tokens):
 
 # ------------------------------------------------------------------ evolved / Auto-Prox
 def _linear_and_norm(space, arch, images, labels, seed):
-    """Linear inputs and LayerNorm outputs (with grads) of one CE forward+backward, in forward order."""
+    """Linear inputs and the gradients of the LayerNorm outputs of the chunked pass, per layer in forward order."""
     model = build(space, arch, seed)
     lin, norm = Taps(model, nn.Linear), Taps(model, nn.LayerNorm, output=True)
     ce_backward(model, images, labels, seed)
-    return lin.remove().xs, norm.remove().xs, model
+    k = len(chunks(images.shape[0]))
+    lin.remove()
+    norm.remove()
+    return joined(lin.xs, k), joined(norm.xs, k, grad=True), model
 
 
 def evolved_generic(space, arch, images, labels, seed, samples, tokens):
@@ -275,7 +313,7 @@ def autoprox_paper(space, arch, images, labels, seed, samples, tokens):
     lin, norm, _ = _linear_and_norm(space, arch, images, labels, seed)
     vals = []
     for x, o in zip(lin, norm):
-        a, g = sub(x, samples, tokens), sub(o.grad, samples, tokens)
+        a, g = sub(x, samples, tokens), sub(o, samples, tokens)
         mm = (a - a.min()) / (a.max() - a.min()) if a.max() > a.min() else torch.zeros_like(a)
         vals.append(float(mm.norm()) + float(torch.sigmoid(g).sqrt().mean()))
     return float(np.mean(vals))

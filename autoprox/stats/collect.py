@@ -66,26 +66,46 @@ def subsample(x: torch.Tensor, samples: int, tokens: int) -> torch.Tensor:
     return x.float().cpu().clone()
 
 
+def _cat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.cat([a, b]) if a.numel() else b
+
+
 class Recorder:
-    """Forward hooks storing subsampled activations; tensor hooks for their gradients."""
+    """Forward hooks storing subsampled activations; tensor hooks for their gradients. The batch
+    runs in chunks (``start_chunk``): a layer's rows of the first ``samples`` images are joined
+    across chunks, and NASWOT's codes and the Fisher sums gather every image."""
 
     def __init__(self, samples: int, tokens: int, wants: Callable[[str], bool] = lambda f: True) -> None:
         self.samples, self.tokens, self.wants = samples, tokens, wants
         self.tensors: dict[str, list[torch.Tensor]] = {}
         self.kinds: dict[str, list[str]] = {}
-        self.naswot: torch.Tensor | None = None
+        self.codes: list[list[torch.Tensor]] = []  # per GELU layer: each chunk's sign codes
         self.order: list[nn.Module] = []
+        self.offset = 0  # the current chunk's first image
+        self.calls: dict[str, int] = {}  # per family: layers seen in the current chunk
+
+    def start_chunk(self, offset: int) -> None:
+        self.offset, self.calls = offset, {}
+
+    def _slot(self, family: str) -> int:
+        i = self.calls.get(family, 0)
+        self.calls[family] = i + 1
+        return i
 
     def _store(self, family: str, kind: str, x: torch.Tensor) -> None:
-        for f in (family, family + "_grad"):
-            self.tensors.setdefault(f, [])
-            self.kinds.setdefault(f, []).append(kind)
-        self.tensors[family].append(subsample(x, self.samples, self.tokens))
-        g = self.tensors[family + "_grad"]
-        g.append(torch.zeros(0))
-        slot = len(g) - 1
+        i = self._slot(family)
+        vals, grads = (self.tensors.setdefault(f, []) for f in (family, family + "_grad"))
+        if self.offset == 0:
+            for f in (family, family + "_grad"):
+                self.kinds.setdefault(f, []).append(kind)
+            vals.append(torch.zeros(0))
+            grads.append(torch.zeros(0))
+        take = self.samples - self.offset
+        if take <= 0:
+            return
+        vals[i] = _cat(vals[i], subsample(x, take, self.tokens))
         if x.requires_grad:
-            x.register_hook(lambda grad: g.__setitem__(slot, subsample(grad, self.samples, self.tokens)))
+            x.register_hook(lambda g: grads.__setitem__(i, _cat(grads[i], subsample(g, take, self.tokens))))
 
     def _act(self, family: str) -> bool:
         return self.wants(family) or self.wants(family + "_grad")
@@ -107,7 +127,8 @@ class Recorder:
         linear, fisher = self._act("linear_input"), self.wants("fisher")
 
         def hook(m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            self.order.append(m)
+            if self.offset == 0:
+                self.order.append(m)
             if isinstance(m, nn.Linear):
                 if linear:
                     self._store("linear_input", kind, inputs[0])
@@ -116,17 +137,19 @@ class Recorder:
         return hook
 
     def _fisher(self, kind: str, x: torch.Tensor) -> None:
-        """0.5 * mean over images of sum over channels of (sum over tokens of x * dL/dx)^2."""
+        """Sum over images of 0.5 * sum over channels of (sum over tokens of x * dL/dx)^2 (``collect``
+        divides by the batch size)."""
         out = self.tensors.setdefault("fisher", [])
-        self.kinds.setdefault("fisher", []).append(kind)
-        out.append(torch.tensor(float("nan")))
-        slot = len(out) - 1
-
+        slot = self._slot("fisher")
+        if self.offset == 0:
+            self.kinds.setdefault("fisher", []).append(kind)
+            out.append(torch.tensor(float("nan")))
         xd = x.detach()  # the closure must not hold x itself: x -> hook -> x would be a cycle
 
         def hook(g: torch.Tensor) -> None:
             s = (xd * g).sum(dim=1) if xd.dim() == 3 else xd * g
-            out[slot] = (0.5 * s.float().pow(2).flatten(1).sum(1).mean()).cpu()
+            v = (0.5 * s.float().pow(2).flatten(1).sum(1).sum()).cpu()
+            out[slot] = v if torch.isnan(out[slot]) else out[slot] + v
         if x.requires_grad:
             x.register_hook(hook)
 
@@ -134,11 +157,20 @@ class Recorder:
         x = inputs[0]
         if self._act("gelu_input"):
             self._store("gelu_input", "gelu", x)
-        if not self.wants("naswot_kernel"):
-            return
-        code = (x.detach() > 0).flatten(1).float() * 2 - 1  # +-1 codes per image
-        k = (code @ code.T + code.shape[1]) / 2  # number of agreeing units
-        self.naswot = k if self.naswot is None else self.naswot + k
+        if self.wants("naswot_kernel"):
+            i = self._slot("naswot")
+            if self.offset == 0:
+                self.codes.append([])
+            self.codes[i].append((x.detach() > 0).flatten(1))
+
+    def naswot(self) -> torch.Tensor:
+        """K = sum over GELU layers of the number of units on which two images agree in sign."""
+        k = None
+        for chunks in self.codes:
+            code = torch.cat(chunks).float() * 2 - 1  # +-1 codes per image
+            kl = (code @ code.T + code.shape[1]) / 2
+            k = kl if k is None else k + kl
+        return k.cpu() if k is not None else torch.zeros(0)
 
 
 def _weights(layers: list[nn.Module], grad: bool, k: int) -> list[torch.Tensor]:
@@ -146,64 +178,113 @@ def _weights(layers: list[nn.Module], grad: bool, k: int) -> list[torch.Tensor]:
 
 
 GRAD_FAMILIES = ("weight_grad", "linear_input_grad", "gelu_input_grad", "norm_output_grad", "attention_grad",
-                 "fisher", "input_grad_corr", "snip_saliency", "weight_grad_norm")  # need the backward pass
+                 "fisher", "input_grad_corr", "snip_saliency", "weight_grad_norm", "grad_snr",
+                 "zico_snr")  # need the backward pass
 VIRTUAL_FAMILIES = ("virtual_grad", "synflow_saliency", "dss_nuclear")  # need the SynFlow-style pass
-WEIGHT_SHAPED = ("weight", "weight_grad", "weight_norm", "snip_saliency", "weight_grad_norm") + VIRTUAL_FAMILIES
+ZICO_FAMILIES = ("grad_snr", "zico_snr")
+WEIGHT_SHAPED = ("weight", "weight_grad", "weight_norm", "snip_saliency", "weight_grad_norm") + VIRTUAL_FAMILIES \
+    + ZICO_FAMILIES
+
+
+def chunked_backward(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, seed: int, groups: int,
+                     rec: Recorder, backward: bool, keep_chunks: bool) -> tuple[float, list, list]:
+    """The batch in ``min(groups, B)`` near-equal chunks (``tensor_split``), seeded once: each chunk's
+    mean cross-entropy, scaled by its share of the batch, is back-propagated, so gradients are those
+    of the batch's mean loss while only one chunk's activations are held. Returns (batch loss, the
+    weight gradients summed over chunks, and with ``keep_chunks`` each chunk's own-mean gradients)."""
+    n, device = x.shape[0], x.device
+    loss_sum, total, chunks = 0.0, [], []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for idx in torch.arange(n).tensor_split(min(groups, n)):
+            rec.start_chunk(int(idx[0]))
+            share, idx = len(idx) / n, idx.to(device)
+            model.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x[idx]), labels[idx])
+            loss_sum += share * float(loss.detach())
+            if not backward:
+                continue
+            (loss * share).backward()
+            grads = [m.weight.grad.detach().clone() for m in rec.order]
+            total = grads if not total else [t + g for t, g in zip(total, grads)]
+            if keep_chunks:
+                chunks.append([g / share for g in grads])
+    return loss_sum, total, chunks
+
+
+def snr(chunks: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    """ZiCo's mean |g| / std g per weight over the chunks' gradients (population std; 0 where it is 0)."""
+    out = []
+    for layer in zip(*chunks):
+        g = torch.stack(layer)
+        std = g.std(0, unbiased=False)
+        out.append(torch.where(std > 0, g.abs().mean(0) / std.clamp_min(1e-30), torch.zeros_like(std)))
+    return out
 
 
 def collect(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int,
             samples: int, tokens: int, families: Collection[str] | None = None,
-            weight_rows: int = 32) -> tuple[dict, dict, float]:
-    """(tensors, kinds, loss): one train-mode forward+backward, then the virtual pass.
+            weight_rows: int = 32, groups: int = 4) -> tuple[dict, dict, float]:
+    """(tensors, kinds, loss): one train-mode forward+backward of the batch (in ``groups`` chunks,
+    see ``chunked_backward``), then the virtual pass.
 
     ``families`` (default: all) limits the work to what they need: hooks only for wanted
     activations, no backward without a gradient family, no virtual pass without a family
     that reads it; the wanted values are those of the full pass. Weight-shaped families
     keep ``weight_rows`` evenly spaced output units of each layer; the per-layer reductions
-    (``weight_norm``, ``snip_saliency``, ...) are exact, over every element. ``model`` must
-    sit on the device of ``images``; after the virtual pass it holds |w| weights.
+    (``weight_norm``, ``snip_saliency``, ``zico_snr``, ...) are exact, over every element. ZiCo's
+    gradient signal-to-noise is over the chunks. ``model`` must sit on the device of ``images``;
+    after the virtual pass it holds |w| weights.
     """
     def wants(f: str) -> bool:
         return families is None or f in families
-    device = images.device
+    zico = any(wants(f) for f in ZICO_FAMILIES)
+    if zico and min(groups, images.shape[0]) < 2:
+        raise ValueError(f"grad_groups must be in [2, batch size {images.shape[0]}] for ZiCo, got {groups}")
     rec = Recorder(samples, tokens, wants)
     handles = rec.attach(model)
     kind = dict((id(m), k) for m, k in weight_layers(model))
     x = images.detach().requires_grad_(wants("input_grad_corr"))  # own .grad; the batch stays untouched
     model.train()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        loss = F.cross_entropy(model(x), labels)
-        if any(wants(f) for f in GRAD_FAMILIES):
-            loss.backward()
-    for h in handles:
-        h.remove()
+    try:
+        loss, total, chunks = chunked_backward(model, x, labels, seed, groups, rec,
+                                               any(wants(f) for f in GRAD_FAMILIES), zico)
+    finally:
+        for h in handles:
+            h.remove()
     layers = rec.order
+    for m, g in zip(layers, total):
+        m.weight.grad = g
     tensors, kinds = rec.tensors, rec.kinds
+    if "fisher" in tensors:
+        tensors["fisher"] = [v / images.shape[0] for v in tensors["fisher"]]
     ws = [m.weight for m in layers]
+    z = snr(chunks) if zico else []
     extra = {"weight": lambda: _weights(layers, False, weight_rows),
              "weight_grad": lambda: _weights(layers, True, weight_rows),
              "weight_norm": lambda: per_layer([w.detach().float().norm() for w in ws]),
              "snip_saliency": lambda: per_layer([(w.detach() * w.grad).float().abs().sum() for w in ws]),
              "weight_grad_norm": lambda: per_layer([w.grad.float().norm() for w in ws]),
-             "naswot_kernel": lambda: [rec.naswot.cpu() if rec.naswot is not None else torch.zeros(0)],
+             "grad_snr": lambda: [rows(v, weight_rows) for v in z],
+             "zico_snr": lambda: per_layer([v.sum() for v in z]),
+             "naswot_kernel": lambda: [rec.naswot()],
              "input_grad_corr": lambda: [torch.corrcoef(x.grad.flatten(1)).float().cpu()]}
     for f, make in extra.items():
         if wants(f):
             tensors[f] = make()
             kinds[f] = [kind[id(m)] for m in layers] if f in WEIGHT_SHAPED else ["batch"]
     if any(wants(f) for f in VIRTUAL_FAMILIES):  # last: the virtual pass changes the weights
-        for f, v in virtual_pass(model, layers, images.shape[-1], device, weight_rows).items():
+        for f, v in virtual_pass(model, layers, images.shape[-1], images.device, weight_rows).items():
             if wants(f):
                 tensors[f], kinds[f] = v, [kind[id(m)] for m in layers]
-    return tensors, kinds, float(loss.detach())
+    return tensors, kinds, loss
 
 
 def base_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, settings: dict,
               families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
     """The base pass: ``collect`` with the subsample of ``settings``; the loss as a scalar."""
     tensors, kinds, loss = collect(model, images, labels, seed, settings["act_samples"], settings["act_tokens"],
-                                   families, settings["weight_rows"])
+                                   families, settings["weight_rows"], settings["grad_groups"])
     return tensors, kinds, {"loss": loss}
 
 
@@ -272,28 +353,3 @@ def hessian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
     return ({"hessian_grad": [rows(h, k) for h in hg],
              "grasp_saliency": per_layer([(h.detach() * w.detach()).float().sum() for h, w in zip(hg, ws)])},
             {"hessian_grad": kinds, "grasp_saliency": kinds}, {})
-
-
-def grad_groups_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, settings: dict,
-                     families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
-    """ZiCo's gradient signal-to-noise per weight: mean |g| / std g over ``settings["grad_groups"]``
-    equal splits of the batch (population std; 0 where the std is 0); ``grad_snr`` keeps
-    ``weight_rows`` output units, ``zico_snr`` is its sum over every weight of a layer."""
-    groups = settings["grad_groups"]
-    if not 2 <= groups <= images.shape[0]:
-        raise ValueError(f"grad_groups must be in [2, batch size {images.shape[0]}], got {groups}")
-    per: list[list[torch.Tensor]] = []
-    for idx in torch.arange(images.shape[0]).chunk(groups):
-        model.zero_grad(set_to_none=True)
-        loss, order, kind = _forward(model, images[idx.to(images.device)], labels[idx.to(labels.device)], seed)
-        loss.backward()
-        per.append([m.weight.grad.detach().float() for m in order])
-    model.zero_grad(set_to_none=True)
-    snr = []
-    for layer in zip(*per):
-        g = torch.stack(layer)
-        std = g.std(0, unbiased=False)
-        snr.append(torch.where(std > 0, g.abs().mean(0) / std.clamp_min(1e-30), torch.zeros_like(std)))
-    kinds = [kind[id(m)] for m in order]
-    return ({"grad_snr": [rows(x, settings["weight_rows"]) for x in snr], "zico_snr": per_layer([x.sum() for x in snr])},
-            {"grad_snr": kinds, "zico_snr": kinds}, {})

@@ -3,7 +3,9 @@
 Before 0.2 a pass's key held a hash of its source code, so any edit (even a move) orphaned
 every entry; 0.2 keys hold the pass's explicit version (``stats.passes``). The values of
 every pass are unchanged, so old entries are renamed, not recomputed. The old code hashes
-depended on torch's version: they are known here for the pinned torch 2.13.0 only.
+depended on torch's version: they are known here for the pinned torch 2.13.0 only. Old entries
+hold version-1 values, so only passes still at version 1 are moved; the others (``base`` and
+``hessian`` since compact statistics, the folded-in ``grad_groups``) are recomputed.
 """
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ import torch
 from autoprox.core.io import atomic_write_bytes
 from autoprox.data.benchmark import load_archs
 from autoprox.stats.cache import cache_key, read_header, with_meta
+from autoprox.stats.passes import get_pass, list_passes
 from autoprox.stats.provider import ScoringConfig, StatsProvider
 from autoprox.stats.teacher import checksum
 
+LEGACY_VERSION = 1  # the values every pass had before 0.2
 LEGACY_CODE = {"2.13.0": {"base": "ee451c691d5c2818", "hessian": "ada5623bba315f21",
                           "grad_groups": "c4f76a1890a25d7e", "teacher": "b2a19c2ef687fad3"}}
 
@@ -40,7 +44,8 @@ def migrate(space: str, scoring: ScoringConfig, bench: str | None = None) -> int
         raise ValueError(f"old cache keys are known for torch {', '.join(LEGACY_CODE)} only, not {version}: "
                          f"recompute with 'autoprox stats'")
     provider = StatsProvider(space, replace(scoring, use_cache=True))
-    passes = [p for p in LEGACY_CODE[version] if p != "teacher" or scoring.teacher]
+    passes = [p for p in LEGACY_CODE[version] if p in list_passes() and get_pass(p).version == LEGACY_VERSION
+              and (p != "teacher" or scoring.teacher)]
     _, archs, _ = load_archs(space, bench)
     moved = 0
     for arch in archs:

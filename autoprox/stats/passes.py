@@ -5,13 +5,12 @@ registered once, with everything the engine needs to know about it:
 
 | pass        | families                                    | what                                   |
 |-------------|---------------------------------------------|----------------------------------------|
-| base        | weight(_grad), virtual_grad, activations and | one train-mode forward+backward, then  |
-|             | their gradients, naswot_kernel,              | a SynFlow-style pass (see ``collect``) |
-|             | input_grad_corr, fisher; per layer:          |                                        |
-|             | weight_norm, snip_saliency, weight_grad_norm,|                                        |
-|             | synflow_saliency, dss_nuclear                |                                        |
+| base        | weight(_grad), virtual_grad, activations and | one train-mode forward+backward in     |
+|             | their gradients, naswot_kernel,              | ``grad_groups`` chunks (ZiCo's splits),|
+|             | input_grad_corr, fisher, grad_snr; per layer:| then a SynFlow-style pass (see         |
+|             | weight_norm, snip_saliency, weight_grad_norm,| ``collect``)                           |
+|             | synflow_saliency, dss_nuclear, zico_snr      |                                        |
 | hessian     | hessian_grad, grasp_saliency                 | GraSP's Hg (double backward)           |
-| grad_groups | grad_snr, zico_snr                           | ZiCo's gradient signal-to-noise        |
 | teacher     | teacher_gap                                  | TVT's gap to a ConvNet teacher         |
 | jacobian    | logit_jacobian_corr                          | jacob_cov's d sum(logits)/d image corr |
 
@@ -137,16 +136,14 @@ def families_of_passes(names: Iterable[str]) -> tuple[str, ...]:
 BASE_FAMILIES = ("weight", "weight_grad", "virtual_grad", "linear_input", "linear_input_grad", "gelu_input",
                  "gelu_input_grad", "norm_output", "norm_output_grad", "attention", "attention_grad",
                  "naswot_kernel", "input_grad_corr", "fisher", "weight_norm", "snip_saliency", "weight_grad_norm",
-                 "synflow_saliency", "dss_nuclear")
+                 "synflow_saliency", "dss_nuclear", "grad_snr", "zico_snr")
 
 register_pass("hessian", families=("hessian_grad", "grasp_saliency"), version=2,
               fields=("drop_path", "weight_rows"))(collect.hessian_pass)
-register_pass("grad_groups", families=("grad_snr", "zico_snr"), version=2,
-              fields=("drop_path", "grad_groups", "weight_rows"))(collect.grad_groups_pass)
 register_pass("teacher", families=("teacher_gap",), version=1, fields=("drop_path",), scalar=("teacher_gap",),
               needs=("teacher",))(teacher.teacher_pass)
 register_pass("jacobian", families=("logit_jacobian_corr",), version=1, fields=("drop_path",),
               matrix=("logit_jacobian_corr",))(collect.jacobian_pass)
 register_pass("base", families=BASE_FAMILIES, version=2,
-              fields=("act_samples", "act_tokens", "drop_path", "weight_rows"),
+              fields=("act_samples", "act_tokens", "drop_path", "weight_rows", "grad_groups"),
               matrix=("naswot_kernel", "input_grad_corr"), last=True)(collect.base_pass)
