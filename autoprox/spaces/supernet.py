@@ -33,16 +33,39 @@ class RelativePosition2D(nn.Module):
         self.table_h = nn.Parameter(torch.zeros(TABLE_ROWS, HEAD_DIM))
         nn.init.trunc_normal_(self.table_v, std=0.02)
         nn.init.trunc_normal_(self.table_h, std=0.02)
+        self._index: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def index(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row and column table indices of every (query, key) pair of n tokens, computed once per n."""
+        key = (n, self.table_v.device)
+        if key not in self._index:
+            side = int((n - 1) ** 0.5)
+            pos = torch.arange(n - 1, device=self.table_v.device)
+            rows, cols = pos // side, pos % side
+            idx_v = (rows[None, :] - rows[:, None]).clamp(-MAX_REL, MAX_REL) + MAX_REL + 1
+            idx_h = (cols[None, :] - cols[:, None]).clamp(-MAX_REL, MAX_REL) + MAX_REL + 1
+            # row and column 0: the cls token, table row 0
+            self._index[key] = (nn.functional.pad(idx_v, (1, 0, 1, 0)), nn.functional.pad(idx_h, (1, 0, 1, 0)))
+        return self._index[key]
 
     def forward(self, n: int) -> torch.Tensor:
-        side = int((n - 1) ** 0.5)
-        pos = torch.arange(n - 1, device=self.table_v.device)
-        rows, cols = pos // side, pos % side
-        idx_v = (rows[None, :] - rows[:, None]).clamp(-MAX_REL, MAX_REL) + MAX_REL + 1
-        idx_h = (cols[None, :] - cols[:, None]).clamp(-MAX_REL, MAX_REL) + MAX_REL + 1
-        idx_v = nn.functional.pad(idx_v, (1, 0, 1, 0))  # row and column 0: the cls token, table row 0
-        idx_h = nn.functional.pad(idx_h, (1, 0, 1, 0))
+        """The (n, n, 64) embeddings, as AutoFormer materialises them (``RelPosAttention`` does not)."""
+        idx_v, idx_h = self.index(n)
         return self.table_v[idx_v] + self.table_h[idx_h]
+
+    def logits(self, q: torch.Tensor) -> torch.Tensor:
+        """q_i . e(i, j) for queries (..., n, 64): each query against the table rows, then picked per key."""
+        idx_v, idx_h = self.index(q.shape[-2])
+        shape = q.shape[:-1] + (q.shape[-2],)
+        return ((q @ self.table_v.T).gather(-1, idx_v.expand(shape))
+                + (q @ self.table_h.T).gather(-1, idx_h.expand(shape)))
+
+    def mix(self, attn: torch.Tensor) -> torch.Tensor:
+        """sum_j attn_ij e(i, j): the attention summed per table row, then times the table."""
+        idx_v, idx_h = self.index(attn.shape[-1])
+        zero = attn.new_zeros(attn.shape[:-1] + (TABLE_ROWS,))
+        return (zero.scatter_add(-1, idx_v.expand(attn.shape), attn) @ self.table_v
+                + zero.scatter_add(-1, idx_h.expand(attn.shape), attn) @ self.table_h)
 
 
 class RelPosAttention(nn.Module):
@@ -61,9 +84,9 @@ class RelPosAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, HEAD_DIM).permute(2, 0, 3, 1, 4)
-        logits = (q @ k.transpose(-2, -1) + torch.einsum("bhqd,qkd->bhqk", q, self.rel_k(n))) * self.scale
+        logits = (q @ k.transpose(-2, -1) + self.rel_k.logits(q)) * self.scale
         attn = self.attn_map(logits.softmax(dim=-1))
-        out = attn @ v + torch.einsum("bhqk,qkd->bhqd", attn, self.rel_v(n))
+        out = attn @ v + self.rel_v.mix(attn)
         return self.proj(out.transpose(1, 2).reshape(b, n, self.width))
 
 

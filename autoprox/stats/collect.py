@@ -217,7 +217,7 @@ def snr(chunks: list[list[torch.Tensor]]) -> list[torch.Tensor]:
     out = []
     for layer in zip(*chunks):
         g = torch.stack(layer)
-        std = g.std(0, unbiased=False)
+        std = (g - g.mean(0)).square_().mean(0).sqrt_()  # two-pass, as g.std(0, unbiased=False), faster
         out.append(torch.where(std > 0, g.abs().mean(0) / std.clamp_min(1e-30), torch.zeros_like(std)))
     return out
 
