@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -19,7 +19,12 @@ FIELDS = ("hidden_dim", "depth", "mlp_ratio", "num_heads")
 
 
 class AutoFormerViT(nn.Module):
-    def __init__(self, arch: dict, num_classes: int, img_size: int, drop_path: float) -> None:
+    """Patch embedding, cls token and absolute positions, ``depth`` blocks made by ``make_block(width,
+    heads, mlp hidden, drop-path rate)`` (default: ``layers.Block`` with LayerNorm ``eps``), a final
+    LayerNorm and a head on the mean of the patch tokens."""
+
+    def __init__(self, arch: dict, num_classes: int, img_size: int, drop_path: float,
+                 make_block: Callable[[int, int, int, float], nn.Module] | None = None, eps: float = 1e-6) -> None:
         super().__init__()
         d, depth = arch["hidden_dim"], arch["depth"]
         n = (img_size // PATCH) ** 2
@@ -27,10 +32,10 @@ class AutoFormerViT(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, d))
         rates = [drop_path * i / max(depth - 1, 1) for i in range(depth)]
+        make = make_block or (lambda dim, heads, hidden, rate: Block(dim, heads, hidden, rate, eps=eps))
         self.blocks = nn.ModuleList(
-            Block(d, arch["num_heads"][i], int(d * arch["mlp_ratio"][i]), rates[i], eps=1e-6)
-            for i in range(depth))
-        self.norm = nn.LayerNorm(d, eps=1e-6)
+            make(d, arch["num_heads"][i], int(d * arch["mlp_ratio"][i]), rates[i]) for i in range(depth))
+        self.norm = nn.LayerNorm(d, eps=eps)
         self.head = tag(nn.Linear(d, num_classes), "head")
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
@@ -99,6 +104,35 @@ class LayerwiseSpace(SearchSpace):
             child[f] = [rng.choice([p[f][i] for p in (a, b) if i < p["depth"]]) for i in range(depth)]
         return child
 
+    def block_params(self, dim: int, heads: int, hidden: int) -> int:
+        """Parameters of one block."""
+        return block_params(dim, hidden)
+
+    def block_macs(self, dim: int, heads: int, hidden: int, tokens: int) -> int:
+        """Multiply-accumulates of one block on ``tokens`` tokens."""
+        return block_macs(dim, hidden, tokens)
+
+    def num_params(self, arch: Mapping[str, Any], num_classes: int = 100, img_size: int = 224) -> int:
+        a = self.validate(arch)
+        d = a["hidden_dim"]
+        tokens = (img_size // PATCH) ** 2 + 1
+        total = 3 * PATCH * PATCH * d + d + d + tokens * d  # patch conv, cls, pos
+        total += sum(self.block_params(d, h, int(d * r)) for h, r in zip(a["num_heads"], a["mlp_ratio"]))
+        return total + 2 * d + d * num_classes + num_classes  # final norm, head
+
+    def flops(self, arch: Mapping[str, Any], num_classes: int = 100, img_size: int = 224) -> int:
+        a = self.validate(arch)
+        d = a["hidden_dim"]
+        n = (img_size // PATCH) ** 2
+        total = n * d * 3 * PATCH * PATCH
+        total += sum(self.block_macs(d, h, int(d * r), n + 1) for h, r in zip(a["num_heads"], a["mlp_ratio"]))
+        return total + d * num_classes
+
+    def _build(self, arch: dict, num_classes: int, img_size: int, drop_path: float) -> nn.Module:
+        if img_size < PATCH:
+            raise ArchError(f"img_size {img_size} is smaller than the {PATCH}px patch")
+        return AutoFormerViT(arch, num_classes, img_size, drop_path)
+
     def arch_scalars(self, arch: Mapping[str, Any]) -> dict[str, float]:
         """Every block works at ``hidden_dim``: width is hidden_dim; heads and mlp_ratio are per-layer means."""
         a = self.validate(arch)
@@ -109,24 +143,3 @@ class LayerwiseSpace(SearchSpace):
 @register_space("autoformer")
 class AutoFormerSpace(LayerwiseSpace):
     """ViT-Bench-101's AutoFormer-Ti variant: attention width = hidden_dim, mean-pooled head."""
-
-    def num_params(self, arch: Mapping[str, Any], num_classes: int = 100, img_size: int = 224) -> int:
-        a = self.validate(arch)
-        d = a["hidden_dim"]
-        tokens = (img_size // PATCH) ** 2 + 1
-        total = 3 * PATCH * PATCH * d + d + d + tokens * d  # patch conv, cls, pos
-        total += sum(block_params(d, int(d * r)) for r in a["mlp_ratio"])
-        return total + 2 * d + d * num_classes + num_classes  # final norm, head
-
-    def flops(self, arch: Mapping[str, Any], num_classes: int = 100, img_size: int = 224) -> int:
-        a = self.validate(arch)
-        d = a["hidden_dim"]
-        n = (img_size // PATCH) ** 2
-        total = n * d * 3 * PATCH * PATCH
-        total += sum(block_macs(d, int(d * r), n + 1) for r in a["mlp_ratio"])
-        return total + d * num_classes
-
-    def _build(self, arch: dict, num_classes: int, img_size: int, drop_path: float) -> nn.Module:
-        if img_size < PATCH:
-            raise ArchError(f"img_size {img_size} is smaller than the {PATCH}px patch")
-        return AutoFormerViT(arch, num_classes, img_size, drop_path)

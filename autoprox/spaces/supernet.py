@@ -10,14 +10,12 @@ tokens, as in the other spaces.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import torch
 from torch import nn
 
-from autoprox.spaces.autoformer import PATCH, LayerwiseSpace
+from autoprox.spaces.autoformer import PATCH, AutoFormerViT, LayerwiseSpace
 from autoprox.spaces.base import ArchError, register_space
-from autoprox.spaces.layers import AttentionMap, DropPath, Mlp, init_vit_weights, tag
+from autoprox.spaces.layers import AttentionMap, DropPath, Mlp, tag
 
 HEAD_DIM = 64      # AutoFormer's per-head width under change_qkv
 MAX_REL = 14       # max_relative_position
@@ -107,31 +105,6 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class SupernetViT(nn.Module):
-    def __init__(self, arch: dict, num_classes: int, img_size: int, drop_path: float) -> None:
-        super().__init__()
-        d, depth = arch["hidden_dim"], arch["depth"]
-        n = (img_size // PATCH) ** 2
-        self.patch_embed = tag(nn.Conv2d(3, d, kernel_size=PATCH, stride=PATCH), "patch")
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
-        self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, d))
-        rates = [drop_path * i / max(depth - 1, 1) for i in range(depth)]
-        self.blocks = nn.ModuleList(
-            Block(d, arch["num_heads"][i], int(d * arch["mlp_ratio"][i]), rates[i]) for i in range(depth))
-        self.norm = nn.LayerNorm(d)
-        self.head = tag(nn.Linear(d, num_classes), "head")
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        init_vit_weights(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(x).flatten(2).transpose(1, 2)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
-        for blk in self.blocks:
-            x = blk(x)
-        return self.head(self.norm(x)[:, 1:].mean(dim=1))
-
-
 def supernet_block_params(dim: int, heads: int, hidden: int) -> int:
     """Two LayerNorms, qkv and proj at heads x 64, four relative-position tables, fc1, fc2."""
     a = heads * HEAD_DIM
@@ -148,27 +121,16 @@ def supernet_block_macs(dim: int, heads: int, hidden: int, tokens: int) -> int:
 class SupernetSpace(LayerwiseSpace):
     """One of AutoFormer's supernet spaces; subclasses set the choices."""
 
-    def num_params(self, arch: Mapping[str, Any], num_classes: int = 100, img_size: int = 224) -> int:
-        a = self.validate(arch)
-        d = a["hidden_dim"]
-        tokens = (img_size // PATCH) ** 2 + 1
-        total = 3 * PATCH * PATCH * d + d + d + tokens * d  # patch conv, cls, pos
-        total += sum(supernet_block_params(d, h, int(d * r)) for h, r in zip(a["num_heads"], a["mlp_ratio"]))
-        return total + 2 * d + d * num_classes + num_classes  # final norm, head
+    def block_params(self, dim: int, heads: int, hidden: int) -> int:
+        return supernet_block_params(dim, heads, hidden)
 
-    def flops(self, arch: Mapping[str, Any], num_classes: int = 100, img_size: int = 224) -> int:
-        a = self.validate(arch)
-        d = a["hidden_dim"]
-        n = (img_size // PATCH) ** 2
-        total = n * d * 3 * PATCH * PATCH
-        total += sum(supernet_block_macs(d, h, int(d * r), n + 1) for h, r in zip(a["num_heads"], a["mlp_ratio"]))
-        return total + d * num_classes
+    def block_macs(self, dim: int, heads: int, hidden: int, tokens: int) -> int:
+        return supernet_block_macs(dim, heads, hidden, tokens)
 
     def _build(self, arch: dict, num_classes: int, img_size: int, drop_path: float) -> nn.Module:
-        side = img_size // PATCH
-        if side < 1:
+        if img_size < PATCH:
             raise ArchError(f"img_size {img_size} is smaller than the {PATCH}px patch")
-        return SupernetViT(arch, num_classes, img_size, drop_path)
+        return AutoFormerViT(arch, num_classes, img_size, drop_path, make_block=Block, eps=1e-5)
 
 
 @register_space("autoformer-tiny")
