@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from autoprox.stats.batch import BatchConfig, BatchError, make_batch
 from autoprox.stats.cache import StatsCache, decode, encode
-from autoprox.stats.provider import StatsProvider
+from autoprox.stats.provider import ScoringConfig, StatsProvider
 from autoprox.spaces import get_space, list_spaces
 from autoprox.stats.collect import token_index
 from autoprox.stats.base import StatsConfig
@@ -229,9 +229,14 @@ def test_cold_and_warm_cache_give_identical_statistics(tiny_scoring):
 def _weight_loss(name, tiny_batch):
     """A drop-path-free model, its weight layers and loss(weights) for reference derivatives."""
     from torch.func import functional_call
-    from autoprox.stats.collect import _forward
+    from autoprox.stats.collect import weight_layers
     model = get_space(name).build(SMALL[name], num_classes=10, img_size=32, seed=0, drop_path=0.0)
-    _, order, _ = _forward(model, tiny_batch.images, tiny_batch.labels, 0)
+    order = []  # weight layers in forward order
+    handles = [m.register_forward_hook(lambda m, i, o: order.append(m)) for m, _ in weight_layers(model)]
+    with torch.no_grad():
+        model(tiny_batch.images[:1])
+    for h in handles:
+        h.remove()
     names = {id(m): n for n, m in model.named_modules()}
     keys = [names[id(m)] + ".weight" for m in order]
     ws = tuple(m.weight.detach().requires_grad_() for m in order)
@@ -252,7 +257,7 @@ def test_hessian_grad_is_hessian_times_gradient(name, tiny_batch):
     assert len(got) == len(hvp) == len(s.kinds["hessian_grad"])
     for a, b, w, sal in zip(got, hvp, ws, s.get("grasp_saliency")):
         b_rows = b[torch.linspace(0, b.shape[0] - 1, 32).round().long().unique()] if b.shape[0] > 32 else b
-        assert torch.allclose(a, b_rows, rtol=1e-3, atol=1e-6 * float(b.abs().max()) + 1e-12)
+        assert torch.allclose(a, b_rows, rtol=1e-3, atol=1e-5 * float(b.abs().max()) + 1e-12)  # chunk sums: float32
         bw = b * w.detach()
         assert float(sal) == pytest.approx(float(bw.sum()), rel=1e-3, abs=1e-6 * float(bw.abs().sum()))
 
@@ -316,9 +321,10 @@ def test_pass_keys_depend_only_on_their_fields(tiny_scoring):
     b = StatsProvider("pit", replace(tiny_scoring, stats=replace(tiny_scoring.stats, grad_groups=3)))
     c = StatsProvider("pit", replace(tiny_scoring, stats=replace(tiny_scoring.stats, act_tokens=3)))
     arch = SMALL["pit"]
-    assert a.key(arch, "hessian") == b.key(arch, "hessian") == c.key(arch, "hessian")
-    assert a.key(arch, "base") != b.key(arch, "base")  # the base pass runs the batch in grad_groups chunks
-    assert a.key(arch, "jacobian") == c.key(arch, "jacobian") and a.key(arch, "base") != c.key(arch, "base")
+    assert a.key(arch, "jacobian") == b.key(arch, "jacobian") == c.key(arch, "jacobian")
+    assert a.key(arch, "hessian") == c.key(arch, "hessian") and a.key(arch, "base") != c.key(arch, "base")
+    for p in ("base", "hessian"):  # both run the batch in grad_groups chunks
+        assert a.key(arch, p) != b.key(arch, p)
     keys = {a.key(arch, p) for p in ("base", "hessian", "jacobian")}
     assert len(keys) == 3  # the pass is part of the key
 
@@ -401,3 +407,20 @@ def test_a_cuda_cache_serves_a_machine_without_cuda(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not cached for cuda, and CUDA is not available" in err and err.count("\n") == 1
     assert not (tmp_path / "miss").exists()
+
+
+def test_one_tiny_arch_fits_the_cache_budget(tmp_path):
+    """The largest AutoFormer-Tiny arch's base entry (ZiCo included) stays under 16 MiB: weight-shaped
+    families keep 32 output units per layer. Activations are subsampled to 4 images x 8 tokens at any
+    batch of >= 4 images and >= 8 tokens, so 4 images at 64 px give the default batch's file size
+    but for the (B x B) matrices; with every output unit kept, the entry is several times larger."""
+    arch = {"hidden_dim": 240, "depth": 14, "mlp_ratio": [4.0] * 14, "num_heads": [4] * 14}
+    batch = BatchConfig(size=4, resolution=64, num_classes=100)
+
+    def size(rows: int) -> int:
+        cfg = ScoringConfig(batch=batch, stats=StatsConfig(weight_rows=rows), cache_dir=str(tmp_path / str(rows)))
+        p = StatsProvider("autoformer-tiny", cfg)
+        p.get(arch, {"weight", "grad_snr", "linear_input"})
+        return p.cache.path("autoformer-tiny", p.key(arch)).stat().st_size
+    compact, full = size(32), size(10_000)
+    assert compact < 16 * 2**20 < full / 3

@@ -6,9 +6,10 @@ leaves a choice open, the engine's documented convention is followed:
 
 - every data pass is one train-mode forward (DropPath active) seeded with ``torch.manual_seed(seed)``
   inside ``torch.random.fork_rng``; the loss is the cross-entropy of the batch. The base pass (every
-  proxy here but GraSP, jacob_cov and TVT's teacher gap) runs the batch in ``GROUPS`` near-equal
+  proxy here but jacob_cov and TVT's teacher gap) runs the batch in ``GROUPS`` near-equal
   chunks (``np.array_split``), one after the other after a single seeding, each chunk's mean loss
-  scaled by its share of the batch: the gradients are the batch's, and ZiCo's groups are the chunks;
+  scaled by its share of the batch: the gradients are the batch's, and ZiCo's groups are the chunks
+  (GraSP's pass sweeps the same chunks twice, with the same seed);
 - weight layers are the model's Linear and Conv2d modules (patch, qkv, proj, fc1, fc2, PiT's pooling
   conv and cls fc, head), weights only (no biases);
 - activations read by the evolved proxies and autoprox_paper are subsampled to the first ``samples``
@@ -176,11 +177,24 @@ def grad_norm(space, arch, images, labels, seed, samples, tokens):
 
 
 def grasp(space, arch, images, labels, seed, samples, tokens):
-    """GraSP (Wang et al. 2020): -sum W * (H g), H g as the vector-Jacobian product of g with itself."""
+    """GraSP (Wang et al. 2020): -sum W * (H g), g the gradient of the batch's mean CE and H its Hessian.
+    In the engine's chunks: g summed over one seeded sweep of the chunks, then H g summed over a second,
+    identically seeded sweep as each chunk's vector-Jacobian product of its gradient with g."""
     model = build(space, arch, seed)
     ws = [m.weight for m in weight_layers(model)]
-    g = torch.autograd.grad(F.cross_entropy(seeded(model, images, seed), labels), ws, create_graph=True)
-    hg = torch.autograd.grad(g, ws, grad_outputs=[x.detach() for x in g])
+    n = images.shape[0]
+
+    def sweep():  # each chunk's gradient (with its graph) of its share of the batch's mean loss
+        model.train()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for idx in chunks(n):
+                loss = F.cross_entropy(model(images[idx]), labels[idx]) * len(idx) / n
+                yield torch.autograd.grad(loss, ws, create_graph=True)
+    g = [sum(parts) for parts in zip(*[[x.detach() for x in gc] for gc in sweep()])]
+    hg = [torch.zeros_like(w) for w in ws]
+    for gc in sweep():
+        hg = [a + b for a, b in zip(hg, torch.autograd.grad(gc, ws, grad_outputs=g))]
     return -sum(float((w.detach() * h).sum()) for w, h in zip(ws, hg))
 
 

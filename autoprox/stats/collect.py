@@ -308,23 +308,6 @@ def virtual_pass(model: nn.Module, layers: list[nn.Module], res: int, device: to
             "dss_nuclear": per_layer(nuc)}
 
 
-def _forward(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple:
-    """Seeded train-mode cross-entropy; (loss, weight layers in forward order, kind by id)."""
-    order: list[nn.Module] = []
-    layers = weight_layers(model)
-    handles = [m.register_forward_hook(lambda m, i, o: order.append(m)) for m, _ in layers]
-    model.train()
-    device = images.device
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            loss = F.cross_entropy(model(images.detach()), labels)
-    finally:
-        for h in handles:
-            h.remove()
-    return loss, order, {id(m): k for m, k in layers}
-
-
 def jacobian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, settings: dict,
                   families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
     """jacob_cov's statistic (Mellor et al. 2021): the (B x B) correlation matrix of the per-image
@@ -342,14 +325,41 @@ def jacobian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
 
 def hessian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, settings: dict,
                  families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
-    """GraSP's Hessian-gradient product per weight layer: Hg = d/dW sum(g * stop_grad(g)), g = dL/dW;
+    """GraSP's Hessian-gradient product per weight layer, Hg = d/dW sum(g * stop_grad(g)), g = dL/dW of
+    the batch's mean cross-entropy. The batch runs in ``grad_groups`` chunks as in the base pass, twice
+    with the same seed (so both sweeps see the same DropPath masks): the first sums g, the second sums
+    each chunk's d/dW (share * g_c . stop_grad(g)), which is H g with H the batch's Hessian.
     ``hessian_grad`` keeps ``weight_rows`` output units, ``grasp_saliency`` is sum(Hg * W) per layer."""
-    loss, order, kind = _forward(model, images, labels, seed)
-    ws = [m.weight for m in order]
-    g = torch.autograd.grad(loss, ws, create_graph=True)
-    hg = torch.autograd.grad(sum((gi * gi.detach()).sum() for gi in g), ws)
+    layers = weight_layers(model)
+    kind = {id(m): k for m, k in layers}
+    order: list[nn.Module] = []  # weight layers in forward order, from the first chunk
+    handles = [m.register_forward_hook(lambda m, i, o: order.append(m)) for m, _ in layers]
+    n, device = images.shape[0], images.device
+    parts = torch.arange(n).tensor_split(min(settings["grad_groups"], n))
+    model.train()
+    g: list[torch.Tensor] = []
+    hg: list[torch.Tensor] = []
+    try:
+        for sweep in (1, 2):
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                for idx in parts:
+                    idx = idx.to(device)
+                    loss = F.cross_entropy(model(images[idx].detach()), labels[idx]) * (len(idx) / n)
+                    for h in handles:
+                        h.remove()
+                    ws = [m.weight for m in order]
+                    gc = torch.autograd.grad(loss, ws, create_graph=sweep == 2)
+                    if sweep == 1:
+                        g = list(gc) if not g else [a + b for a, b in zip(g, gc)]
+                        continue
+                    hv = torch.autograd.grad(sum((a * b).sum() for a, b in zip(gc, g)), ws)
+                    hg = list(hv) if not hg else [a + b for a, b in zip(hg, hv)]
+    finally:
+        for h in handles:
+            h.remove()
     k = settings["weight_rows"]
     kinds = [kind[id(m)] for m in order]
     return ({"hessian_grad": [rows(h, k) for h in hg],
-             "grasp_saliency": per_layer([(h.detach() * w.detach()).float().sum() for h, w in zip(hg, ws)])},
+             "grasp_saliency": per_layer([(h * w.detach()).float().sum() for h, w in zip(hg, ws)])},
             {"hessian_grad": kinds, "grasp_saliency": kinds}, {})

@@ -138,8 +138,8 @@ BASE_FAMILIES = ("weight", "weight_grad", "virtual_grad", "linear_input", "linea
                  "naswot_kernel", "input_grad_corr", "fisher", "weight_norm", "snip_saliency", "weight_grad_norm",
                  "synflow_saliency", "dss_nuclear", "grad_snr", "zico_snr")
 
-register_pass("hessian", families=("hessian_grad", "grasp_saliency"), version=2,
-              fields=("drop_path", "weight_rows"))(collect.hessian_pass)
+register_pass("hessian", families=("hessian_grad", "grasp_saliency"), version=3,
+              fields=("drop_path", "weight_rows", "grad_groups"))(collect.hessian_pass)
 register_pass("teacher", families=("teacher_gap",), version=1, fields=("drop_path",), scalar=("teacher_gap",),
               needs=("teacher",))(teacher.teacher_pass)
 register_pass("jacobian", families=("logit_jacobian_corr",), version=1, fields=("drop_path",),
