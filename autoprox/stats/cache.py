@@ -112,14 +112,20 @@ def _open_fds() -> int:
         return 0
 
 
+FAULT_AROUND = 1 << 16  # Linux maps up to 64 KiB of cached pages around a faulting one (fault_around_bytes)
+
+
 def _give_back(mapping: tuple[mmap.mmap, int], arr: np.ndarray) -> None:
-    """Drop the pages under ``arr`` from this process (they stay in the page cache)."""
+    """Drop the pages under ``arr``, and those a page fault mapped around them, from this process
+    (they stay in the page cache): without the margin, reading 58 one-number arrays of a file left
+    up to 64 KiB each resident."""
     m, addr = mapping
     drop = getattr(mmap, "MADV_DONTNEED", None)
     if drop is not None:
         start = arr.ctypes.data - addr
-        lo = start - start % mmap.PAGESIZE
-        m.madvise(drop, lo, start + arr.nbytes - lo)
+        lo = max(0, start - FAULT_AROUND)
+        lo -= lo % mmap.PAGESIZE
+        m.madvise(drop, lo, min(len(m), start + arr.nbytes + FAULT_AROUND) - lo)
 
 
 def select(stats: ArchStats, families: Collection[str]) -> ArchStats:
