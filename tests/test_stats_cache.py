@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from autoprox.stats.batch import BatchConfig, BatchError, make_batch
 from autoprox.stats.cache import StatsCache, decode, encode
-from autoprox.stats.provider import ScoringConfig, StatsProvider
+from autoprox.stats.provider import StatsProvider
 from autoprox.spaces import get_space, list_spaces
 from autoprox.stats.collect import token_index
 from autoprox.stats.base import StatsConfig
@@ -329,46 +329,6 @@ def test_pass_keys_depend_only_on_their_fields(tiny_scoring):
     assert len(keys) == 3  # the pass is part of the key
 
 
-def _legacy_entry(p, arch, pass_name, family, mig):
-    """Store ``arch``'s ``pass_name`` entry under its pre-0.2 key (code hash, no key in its header)."""
-    from autoprox.stats.cache import read_header, with_meta
-    want = p.get(arch, {family})
-    new = p.cache.path("pit", p.key(arch, pass_name))
-    buf = new.read_bytes()
-    meta = {k: v for k, v in read_header(buf)[0]["meta"].items() if k != "key"}
-    old = p.cache.path("pit", mig.legacy_key(p, arch, pass_name))
-    old.parent.mkdir(parents=True, exist_ok=True)
-    old.write_bytes(with_meta(buf, meta))
-    new.unlink()
-    return want, new, old
-
-
-def test_migrate_rekeys_entries_of_the_old_format(tiny_scoring, teacher_file, monkeypatch):
-    """An entry of a pass still at version 1 stored under the pre-0.2 key is renamed to its versioned
-    key without recomputing (then a cache hit with the same values); a base entry, whose values changed
-    with version 2, is left alone."""
-    import torch as _torch
-    from autoprox.data.benchmark import load_archs
-    from autoprox.stats import migrate as mig
-    import autoprox.stats.provider as prov
-    cfg = dataclasses.replace(tiny_scoring, teacher=teacher_file)
-    arch = load_archs("pit")[1][0]
-    p = StatsProvider("pit", cfg)
-    monkeypatch.setattr(_torch, "__version__", "2.13.0+cpu")  # the legacy hashes are known for 2.13.0
-    want, new, old = _legacy_entry(p, arch, "teacher", "teacher_gap", mig)
-    _, new_base, old_base = _legacy_entry(p, arch, "base", "weight", mig)
-    assert StatsCache(cfg.cache_dir).load("pit", p.key(arch, "teacher")) is None
-    assert mig.migrate("pit", cfg) == 1
-    assert new.is_file() and not old.exists()
-    assert old_base.is_file() and not new_base.exists()  # version 1 values never become version 2
-    monkeypatch.setattr(prov, "extract", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
-    got = StatsProvider("pit", cfg).get(arch, {"teacher_gap"})
-    assert all(torch.equal(a, b) for a, b in zip(got.get("teacher_gap"), want.get("teacher_gap")))
-    monkeypatch.setattr(_torch, "__version__", "9.9.9")
-    with pytest.raises(ValueError, match="torch 2.13.0 only"):
-        mig.migrate("pit", cfg)
-
-
 def test_pass_registry_rules():
     from autoprox.stats.passes import register_pass
     assert list_passes()[-1] == "base"  # it alters the weights: every other pass runs first
@@ -408,19 +368,3 @@ def test_a_cuda_cache_serves_a_machine_without_cuda(tmp_path, capsys):
     assert "not cached for cuda, and CUDA is not available" in err and err.count("\n") == 1
     assert not (tmp_path / "miss").exists()
 
-
-def test_one_tiny_arch_fits_the_cache_budget(tmp_path):
-    """The largest AutoFormer-Tiny arch's base entry (ZiCo included) stays under 16 MiB: weight-shaped
-    families keep 32 output units per layer. Activations are subsampled to 4 images x 8 tokens at any
-    batch of >= 4 images and >= 8 tokens, so 4 images at 64 px give the default batch's file size
-    but for the (B x B) matrices; with every output unit kept, the entry is several times larger."""
-    arch = {"hidden_dim": 240, "depth": 14, "mlp_ratio": [4.0] * 14, "num_heads": [4] * 14}
-    batch = BatchConfig(size=4, resolution=64, num_classes=100)
-
-    def size(rows: int) -> int:
-        cfg = ScoringConfig(batch=batch, stats=StatsConfig(weight_rows=rows), cache_dir=str(tmp_path / str(rows)))
-        p = StatsProvider("autoformer-tiny", cfg)
-        p.get(arch, {"weight", "grad_snr", "linear_input"})
-        return p.cache.path("autoformer-tiny", p.key(arch)).stat().st_size
-    compact, full = size(32), size(10_000)
-    assert compact < 16 * 2**20 < full / 3
