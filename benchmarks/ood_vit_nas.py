@@ -5,7 +5,8 @@
   intervals: #params, FLOPs (autoprox's MAC count and the file's own ``flops``), depth, width
   and log(depth x width), beside the figures computed over the full 1,001-arch files.
 
-    python benchmarks/ood_vit_nas.py DIR            # DIR holds tiny.json, small.json, base.json
+    python benchmarks/ood_vit_nas.py DIR   # DIR holds {tiny,small,base}.json or the repository's
+                                           # 1k_Vit_Architecture_from_AutoFM_{tiny,small,base}.json
 """
 from __future__ import annotations
 
@@ -39,12 +40,15 @@ def baselines(space: str, archs: list[dict], flops_file: list[float]) -> dict[st
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("folder", help="folder with OoD-ViT-NAS's tiny.json, small.json and base.json")
+    ap.add_argument("folder", help="folder with OoD-ViT-NAS's files (tiny.json or 1k_Vit_Architecture_from_AutoFM_tiny.json, ...)")
     args = ap.parse_args()
     print("| file | archs | params equal | baseline | tau [95% CI] | full file |")
     print("|---|---|---|---|---|---|")
     for name in ("tiny", "small", "base"):
-        path = Path(args.folder) / f"{name}.json"
+        path = next((p for p in (Path(args.folder) / f"{name}.json",
+                                 Path(args.folder) / f"1k_Vit_Architecture_from_AutoFM_{name}.json") if p.is_file()), None)
+        if path is None:
+            ap.error(f"{args.folder} has neither {name}.json nor 1k_Vit_Architecture_from_AutoFM_{name}.json")
         space = f"autoformer-{name}"
         b, archs, _ = load_archs(space, str(path))  # raises at the first record whose count differs
         flops_file = [r["flops"] for r in json.loads(path.read_text()).values()]
