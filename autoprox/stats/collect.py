@@ -10,7 +10,7 @@ Every pass function has one signature, ``(model, images, labels, seed, settings,
 """
 from __future__ import annotations
 
-from typing import Callable, Collection
+from typing import Callable, Collection, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -186,29 +186,39 @@ WEIGHT_SHAPED = ("weight", "weight_grad", "weight_norm", "snip_saliency", "weigh
     + ZICO_FAMILIES
 
 
+def chunk_losses(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, seed: int, groups: int,
+                 before: Callable[[int], None] = lambda first: None) -> Iterator[tuple[float, torch.Tensor]]:
+    """(share of the batch, mean cross-entropy) of each of ``min(groups, B)`` near-equal chunks
+    (``tensor_split``), in order, all under one seeding; ``before(first image)`` runs ahead of each
+    chunk's forward. Every pass that chunks the batch goes through here, so they draw the same masks."""
+    n, device = x.shape[0], x.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for idx in torch.arange(n).tensor_split(min(groups, n)):
+            before(int(idx[0]))
+            idx = idx.to(device)
+            yield len(idx) / n, F.cross_entropy(model(x[idx]), labels[idx])
+
+
 def chunked_backward(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, seed: int, groups: int,
                      rec: Recorder, backward: bool, keep_chunks: bool) -> tuple[float, list, list]:
     """The batch in ``min(groups, B)`` near-equal chunks (``tensor_split``), seeded once: each chunk's
     mean cross-entropy, scaled by its share of the batch, is back-propagated, so gradients are those
     of the batch's mean loss while only one chunk's activations are held. Returns (batch loss, the
     weight gradients summed over chunks, and with ``keep_chunks`` each chunk's own-mean gradients)."""
-    n, device = x.shape[0], x.device
+    def before(first: int) -> None:
+        rec.start_chunk(first)
+        model.zero_grad(set_to_none=True)
     loss_sum, total, chunks = 0.0, [], []
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for idx in torch.arange(n).tensor_split(min(groups, n)):
-            rec.start_chunk(int(idx[0]))
-            share, idx = len(idx) / n, idx.to(device)
-            model.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x[idx]), labels[idx])
-            loss_sum += share * float(loss.detach())
-            if not backward:
-                continue
-            (loss * share).backward()
-            grads = [m.weight.grad.detach().clone() for m in rec.order]
-            total = grads if not total else [t + g for t, g in zip(total, grads)]
-            if keep_chunks:
-                chunks.append([g / share for g in grads])
+    for share, loss in chunk_losses(model, x, labels, seed, groups, before):
+        loss_sum += share * float(loss.detach())
+        if not backward:
+            continue
+        (loss * share).backward()
+        grads = [m.weight.grad.detach().clone() for m in rec.order]
+        total = grads if not total else [t + g for t, g in zip(total, grads)]
+        if keep_chunks:
+            chunks.append([g / share for g in grads])
     return loss_sum, total, chunks
 
 
@@ -334,27 +344,21 @@ def hessian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
     kind = {id(m): k for m, k in layers}
     order: list[nn.Module] = []  # weight layers in forward order, from the first chunk
     handles = [m.register_forward_hook(lambda m, i, o: order.append(m)) for m, _ in layers]
-    n, device = images.shape[0], images.device
-    parts = torch.arange(n).tensor_split(min(settings["grad_groups"], n))
     model.train()
     g: list[torch.Tensor] = []
     hg: list[torch.Tensor] = []
     try:
         for sweep in (1, 2):
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(seed)
-                for idx in parts:
-                    idx = idx.to(device)
-                    loss = F.cross_entropy(model(images[idx].detach()), labels[idx]) * (len(idx) / n)
-                    for h in handles:
-                        h.remove()
-                    ws = [m.weight for m in order]
-                    gc = torch.autograd.grad(loss, ws, create_graph=sweep == 2)
-                    if sweep == 1:
-                        g = list(gc) if not g else [a + b for a, b in zip(g, gc)]
-                        continue
-                    hv = torch.autograd.grad(sum((a * b).sum() for a, b in zip(gc, g)), ws)
-                    hg = list(hv) if not hg else [a + b for a, b in zip(hg, hv)]
+            for share, loss in chunk_losses(model, images.detach(), labels, seed, settings["grad_groups"]):
+                for h in handles:
+                    h.remove()
+                ws = [m.weight for m in order]
+                gc = torch.autograd.grad(loss * share, ws, create_graph=sweep == 2)
+                if sweep == 1:
+                    g = list(gc) if not g else [a + b for a, b in zip(g, gc)]
+                    continue
+                hv = torch.autograd.grad(sum((a * b).sum() for a, b in zip(gc, g)), ws)
+                hg = list(hv) if not hg else [a + b for a, b in zip(hg, hv)]
     finally:
         for h in handles:
             h.remove()
