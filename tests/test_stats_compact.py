@@ -65,3 +65,33 @@ def test_migrate_rekeys_entries_of_the_old_format(tiny_scoring, teacher_file, mo
     monkeypatch.setattr(_torch, "__version__", "9.9.9")
     with pytest.raises(ValueError, match="torch 2.13.0 only"):
         mig.migrate("pit", cfg)
+
+
+@pytest.mark.parametrize("shares", [(0.25, 0.25, 0.25, 0.25), (0.3, 0.3, 0.4)])
+def test_chunk_sums_match_every_chunk_kept(shares):
+    """The running sums give the batch gradient and ZiCo's mean |g_c| / std g_c of the chunks' own
+    gradients as when every chunk's gradient is kept (two-pass std), with equal and unequal shares."""
+    from autoprox.stats.collect import ChunkSums
+    gen = torch.Generator().manual_seed(0)
+    own = [[torch.randn(6, 5, generator=gen) + 3, torch.randn(4, generator=gen)] for _ in shares]
+    own[0][1][0] = own[1][1][0] = own[-1][1][0] = 1.5  # a weight whose gradient never varies: SNR 0
+    if len(shares) == 4:
+        own[2][1][0] = own[3][1][0] = 1.5
+    sums = ChunkSums(zico=True, equal_shares=len(set(shares)) == 1)
+    for s, gs in zip(shares, own):
+        sums.add([g * s for g in gs], s)
+    kept, per = sums.snr(weight_rows=100)
+    for i in range(2):
+        g = torch.stack([gs[i] for gs in own])
+        assert torch.allclose(sums.total[i], sum(s * gs[i] for s, gs in zip(shares, own)), rtol=1e-6)
+        std = g.std(0, unbiased=False)
+        want = torch.where(std > 1e-6, g.abs().mean(0) / std, torch.zeros_like(std))
+        assert torch.allclose(kept[i], want, rtol=1e-4)
+        assert float(per[i]) == pytest.approx(float(want.sum()), rel=1e-4)
+    assert float(kept[1][0]) == 0.0
+
+
+def test_freed_memory_goes_back_on_linux():
+    from autoprox.core.memory import return_freed_memory
+    import sys
+    assert return_freed_memory() is sys.platform.startswith("linux")

@@ -9,6 +9,7 @@ from autoprox import __version__
 from autoprox.cli.flags import SPACE_HELP, HelpFormatter, add_backend_flags, add_scoring_flags, check_backend_flags
 from autoprox.cli.verbs import cmd_bench, cmd_cache, cmd_evolve, cmd_export, cmd_search, cmd_stats, cmd_zoo
 from autoprox.core.config import ConfigError
+from autoprox.core.memory import return_freed_memory
 from autoprox.stats.passes import list_passes
 
 
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return_freed_memory()
     try:
         check_backend_flags(args)
         return args.fn(args)

@@ -13,6 +13,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from autoprox.core import memory
 from autoprox.parallel import session
 from autoprox.parallel.worker import ScoringWorker
 from autoprox.stats.provider import ScoringConfig
@@ -124,7 +125,7 @@ class RayBackend(_Waiting):
         except session.ClusterError:
             session.stop(self.owns_ray)
             raise
-        self._cls = ray.remote(num_cpus=1, num_gpus=gpus)(ScoringWorker)
+        self._cls = ray.remote(num_cpus=1, num_gpus=gpus, runtime_env={"env_vars": memory.ENV})(ScoringWorker)
         self._args = (space, cfg, threads_per_worker)
         self.max_retries = max_retries
         self.actors = [self._spawn() for _ in range(workers)]

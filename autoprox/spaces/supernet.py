@@ -82,6 +82,7 @@ class RelPosAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, HEAD_DIM).permute(2, 0, 3, 1, 4)
+        q = q.contiguous()  # one copy, saved once for the three products that read it
         logits = (q @ k.transpose(-2, -1) + self.rel_k.logits(q)) * self.scale
         attn = self.attn_map(logits.softmax(dim=-1))
         out = attn @ v + self.rel_v.mix(attn)

@@ -200,36 +200,79 @@ def chunk_losses(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, seed: 
             yield len(idx) / n, F.cross_entropy(model(x[idx]), labels[idx])
 
 
+class ChunkSums:
+    """Each weight layer's gradient summed over the chunks (the batch's, as each chunk's loss is scaled
+    by its share), and for ZiCo running statistics of the chunks' own-mean gradients g_c = grad / share:
+    Welford's sum of squared deviations and the sum of |g_c|. With equal shares the running mean of
+    the g_c is the running total over its share, so three buffers per layer are kept instead of every
+    chunk's gradient (four with unequal shares)."""
+
+    def __init__(self, zico: bool, equal_shares: bool) -> None:
+        self.zico, self.equal, self.count = zico, equal_shares, 0
+        self.total: list[torch.Tensor] = []
+        self.mean: list[torch.Tensor] = []  # only with unequal shares
+        self.m2: list[torch.Tensor] = []
+        self.abs_sum: list[torch.Tensor] = []
+
+    def add(self, grads: list[torch.Tensor], share: float) -> None:
+        """Takes ownership of ``grads`` (the chunk's scaled gradients)."""
+        self.count += 1
+        k = self.count
+        for i, g in enumerate(grads):
+            gc = g / share if self.zico else None
+            if k == 1:
+                if self.zico:
+                    self.m2.append(torch.zeros_like(g))
+                    self.abs_sum.append(gc.abs())
+                    if not self.equal:
+                        self.mean.append(gc.clone())
+                self.total.append(g)
+                continue
+            if self.zico:
+                before = self.mean[i] if not self.equal else self.total[i] / (share * (k - 1))
+                delta = gc - before
+                if not self.equal:
+                    self.mean[i].add_(delta, alpha=1 / k)
+            self.total[i].add_(g)
+            if self.zico:
+                after = self.mean[i] if not self.equal else self.total[i] / (share * k)
+                self.m2[i].addcmul_(delta, gc - after)
+                self.abs_sum[i].add_(gc.abs())
+
+    def snr(self, weight_rows: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """ZiCo's mean |g_c| / std g_c per weight (population std; 0 where it is 0), one layer at a
+        time: (``weight_rows`` output units of it, its sum) per layer; the running buffers are freed."""
+        kept, sums = [], []
+        while self.m2:
+            m2, a = self.m2.pop(0), self.abs_sum.pop(0)
+            std = m2.div_(self.count).sqrt_()
+            v = torch.where(std > 0, a.div_(self.count) / std.clamp_min(1e-30), torch.zeros_like(std))
+            kept.append(rows(v, weight_rows))
+            sums.append(v.sum())
+        self.mean = []
+        return kept, per_layer(sums)
+
+
 def chunked_backward(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, seed: int, groups: int,
-                     rec: Recorder, backward: bool, keep_chunks: bool) -> tuple[float, list, list]:
+                     rec: Recorder, backward: bool, zico: bool) -> tuple[float, ChunkSums]:
     """The batch in ``min(groups, B)`` near-equal chunks (``tensor_split``), seeded once: each chunk's
     mean cross-entropy, scaled by its share of the batch, is back-propagated, so gradients are those
-    of the batch's mean loss while only one chunk's activations are held. Returns (batch loss, the
-    weight gradients summed over chunks, and with ``keep_chunks`` each chunk's own-mean gradients)."""
+    of the batch's mean loss while only one chunk's activations (and one chunk's gradients) are held.
+    Returns (batch loss, the gradients' ``ChunkSums``)."""
     def before(first: int) -> None:
         rec.start_chunk(first)
         model.zero_grad(set_to_none=True)
-    loss_sum, total, chunks = 0.0, [], []
+    loss_sum, sums = 0.0, ChunkSums(zico, x.shape[0] % min(groups, x.shape[0]) == 0)
     for share, loss in chunk_losses(model, x, labels, seed, groups, before):
         loss_sum += share * float(loss.detach())
         if not backward:
             continue
         (loss * share).backward()
-        grads = [m.weight.grad.detach().clone() for m in rec.order]
-        total = grads if not total else [t + g for t, g in zip(total, grads)]
-        if keep_chunks:
-            chunks.append([g / share for g in grads])
-    return loss_sum, total, chunks
-
-
-def snr(chunks: list[list[torch.Tensor]]) -> list[torch.Tensor]:
-    """ZiCo's mean |g| / std g per weight over the chunks' gradients (population std; 0 where it is 0)."""
-    out = []
-    for layer in zip(*chunks):
-        g = torch.stack(layer)
-        std = (g - g.mean(0)).square_().mean(0).sqrt_()  # two-pass, as g.std(0, unbiased=False), faster
-        out.append(torch.where(std > 0, g.abs().mean(0) / std.clamp_min(1e-30), torch.zeros_like(std)))
-    return out
+        grads = [m.weight.grad.detach() for m in rec.order]
+        for m in rec.order:
+            m.weight.grad = None
+        sums.add(grads, share)
+    return loss_sum, sums
 
 
 def collect(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int,
@@ -257,26 +300,26 @@ def collect(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: 
     x = images.detach().requires_grad_(wants("input_grad_corr"))  # own .grad; the batch stays untouched
     model.train()
     try:
-        loss, total, chunks = chunked_backward(model, x, labels, seed, groups, rec,
-                                               any(wants(f) for f in GRAD_FAMILIES), zico)
+        loss, sums = chunked_backward(model, x, labels, seed, groups, rec,
+                                      any(wants(f) for f in GRAD_FAMILIES), zico)
     finally:
         for h in handles:
             h.remove()
     layers = rec.order
-    for m, g in zip(layers, total):
+    for m, g in zip(layers, sums.total):
         m.weight.grad = g
     tensors, kinds = rec.tensors, rec.kinds
     if "fisher" in tensors:
         tensors["fisher"] = [v / images.shape[0] for v in tensors["fisher"]]
     ws = [m.weight for m in layers]
-    z = snr(chunks) if zico else []
+    z = sums.snr(weight_rows) if zico else ([], [])
     extra = {"weight": lambda: _weights(layers, False, weight_rows),
              "weight_grad": lambda: _weights(layers, True, weight_rows),
              "weight_norm": lambda: per_layer([w.detach().float().norm() for w in ws]),
              "snip_saliency": lambda: per_layer([(w.detach() * w.grad).float().abs().sum() for w in ws]),
              "weight_grad_norm": lambda: per_layer([w.grad.float().norm() for w in ws]),
-             "grad_snr": lambda: [rows(v, weight_rows) for v in z],
-             "zico_snr": lambda: per_layer([v.sum() for v in z]),
+             "grad_snr": lambda: z[0],
+             "zico_snr": lambda: z[1],
              "naswot_kernel": lambda: [rec.naswot()],
              "input_grad_corr": lambda: [torch.corrcoef(x.grad.flatten(1)).float().cpu()]}
     for f, make in extra.items():
