@@ -14,8 +14,9 @@ import hashlib
 from typing import Callable
 
 import numpy as np
-from scipy.stats import rankdata
+import torch
 
+from autoprox.proxy import fusecore
 from autoprox.proxy.graph import GraphProxy
 from primitives.registry import Registry
 
@@ -36,38 +37,16 @@ def list_fusions() -> list[str]:
     return _FUSIONS.names()
 
 
-def _rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The matrix as float (parts x archs) and the archs with no NaN part."""
-    m = np.asarray(matrix, dtype=np.float64)
-    if m.ndim != 2:
-        raise ValueError(f"fusion needs a (parts x archs) matrix, got shape {m.shape}")
-    return m, ~np.isnan(m).any(axis=0)
+def _numpy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Fusion:
+    """A ``fusecore`` fusion on numpy matrices."""
+    def fusion(matrix: np.ndarray) -> np.ndarray:
+        return fn(torch.as_tensor(np.asarray(matrix, dtype=np.float64))).numpy()
+    fusion.__doc__ = fn.__doc__
+    return fusion
 
 
-def _sum_over_parts(matrix: np.ndarray, per_part) -> np.ndarray:
-    """Sum over parts of ``per_part(row)`` on the NaN-free archs; NaN elsewhere."""
-    m, ok = _rows(matrix)
-    out = np.full(m.shape[1], np.nan)
-    if ok.any():
-        out[ok] = sum((per_part(row[ok]) for row in m), np.zeros(int(ok.sum())))
-    return out
-
-
-@register_fusion("rank_sum")
-def rank_sum(matrix: np.ndarray) -> np.ndarray:
-    """Sum over parts of each arch's rank (1 = lowest, ties averaged) among the NaN-free archs."""
-    return _sum_over_parts(matrix, rankdata)
-
-
-def _zscore(x: np.ndarray) -> np.ndarray:
-    sd = x.std()
-    return np.zeros_like(x) if sd == 0 else (x - x.mean()) / sd  # inf -> NaN, left to fitness
-
-
-@register_fusion("sum_of_zscores")
-def sum_of_zscores(matrix: np.ndarray) -> np.ndarray:
-    """Sum over parts of (x - mean) / std over the NaN-free archs (a constant part adds 0)."""
-    return _sum_over_parts(matrix, _zscore)
+rank_sum = register_fusion("rank_sum")(_numpy(fusecore.rank_sum))
+sum_of_zscores = register_fusion("sum_of_zscores")(_numpy(fusecore.sum_of_zscores))
 
 
 def parse_fused(text: str, name: str | None = None, description: str = "") -> "FusedProxy | None":
