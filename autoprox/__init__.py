@@ -3,7 +3,7 @@
 The Python API (``autoprox.api``) is importable from here; it loads lazily, so ``import
 autoprox`` runs nothing heavy (no torch) until a function is used."""
 __version__ = "0.2.0"
-__all__ = ["list_proxies", "get_proxy", "score", "bench", "evolve", "search", "default_batch"]
+__all__ = ["list_proxies", "get_proxy", "score", "score_population", "bench", "evolve", "search", "default_batch"]
 
 
 def __getattr__(name: str):

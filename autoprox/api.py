@@ -5,6 +5,8 @@
     p = autoprox.get_proxy("snip")                   # a name, a proxy file or an expression
     images, labels = autoprox.default_batch()        # the default proxy batch (32 x 224 px)
     autoprox.score(model, images, labels, "snip")    # any torch ViT, freshly built
+    autoprox.score(model, images, labels, "depth_width", arch=arch, space="pit")  # shape proxies
+    autoprox.score_population(models, images, labels, "evolved_c100_kd", archs=archs, space="pit")  # fused
     autoprox.bench("pit", ["snip", "params"])        # rows of bench.csv
     autoprox.search(proxy="snip", space="pit", params=(2, 5), budget=100)
     autoprox.evolve("runs/quick.yaml", out="runs/quick")
@@ -15,7 +17,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["list_proxies", "get_proxy", "score", "bench", "evolve", "search", "default_batch"]
+__all__ = ["list_proxies", "get_proxy", "score", "score_population", "bench", "evolve", "search", "default_batch"]
 
 
 def list_proxies() -> list[str]:
@@ -40,38 +42,93 @@ def default_batch(**overrides: Any) -> tuple[Any, Any]:
 
 
 def score(model: Any, images: Any, labels: Any, proxy: Any, seed: int = 0, stats: Any = None,
-          num_params: float | None = None, flops: float | None = None) -> float:
+          num_params: float | None = None, flops: float | None = None, arch: Any = None,
+          space: str | None = None) -> float:
     """The score of a torch ``model`` (any ViT; pass a freshly built one: the SynFlow-style pass
     replaces its weights by |w|) on (``images``, ``labels``) with ``proxy`` (name, file,
     expression or proxy object). The statistics come from the registered passes the proxy reads,
     with the settings of ``stats`` (an ``autoprox.stats.base.StatsConfig``; default: the engine's),
     on the device of ``images``; the model is moved there. Weight layers are autoprox's tagged
     layers, or in an untagged model every Linear and Conv2d. ``num_params`` defaults to the
-    model's parameter count; a proxy reading ``flops`` needs ``flops``."""
-    from autoprox.proxy.graph import DATA_FREE
-    from autoprox.proxy.spec import resolve_graph
+    model's parameter count. A proxy reading the arch's shape (``depth``, ``width``, ``heads``,
+    ``mlp_ratio``) or ``flops`` needs ``arch`` and ``space`` (an autoprox space's arch), or
+    ``flops`` given. A fused proxy ranks archs against each other: use ``score_population``."""
+    from autoprox.proxy.spec import resolve
+    p = resolve(proxy)
+    if p.fused:
+        raise ValueError(f"proxy {p.name!r} fuses its parts ({p.fusion}) across archs: use "
+                         f"autoprox.score_population(models, images, labels, proxy, archs=..., space=...)")
+    return _part_scores(model, images, labels, p.parts, seed, stats, num_params, flops, arch, space)[0]
+
+
+def score_population(models: Sequence[Any], images: Any, labels: Any, proxy: Any, seed: int = 0,
+                     stats: Any = None, archs: Sequence[Any] | None = None, space: str | None = None,
+                     flops: Sequence[float] | None = None) -> list[float]:
+    """One score per model, as ``score``; a fused proxy fuses its parts across ``models``.
+    ``archs`` (with ``space``) and ``flops``: one per model, when the proxy reads them."""
+    import numpy as np
+    from autoprox.proxy.spec import resolve
+    p = resolve(proxy)
+    n = len(models)
+    archs_ = list(archs) if archs is not None else [None] * n
+    flops_ = list(flops) if flops is not None else [None] * n
+    if len(archs_) != n or len(flops_) != n:
+        raise ValueError(f"archs= and flops= need one entry per model ({n})")
+    rows = [_part_scores(m, images, labels, p.parts, seed, stats, None, f, a, space)
+            for m, a, f in zip(models, archs_, flops_)]
+    if not p.fused:
+        return [r[0] for r in rows]
+    return [float(v) for v in p.combine(np.array(rows, dtype=float).T)]
+
+
+def _arch_scalars(model: Any, images: Any, used: set, flops: float | None, arch: Any,
+                  space: str | None) -> dict:
+    """The data-free scalars the proxy reads, from ``arch`` in ``space``; one-line errors naming
+    the arguments when they are missing."""
+    from autoprox.spaces import get_space
+    from autoprox.spaces.base import ARCH_SCALARS
+    from autoprox.stats.collect import weight_layers
+    shape = sorted(used & set(ARCH_SCALARS))
+    need_flops = "flops" in used and flops is None
+    if not (shape or need_flops):
+        return {} if flops is None else {"flops": float(flops)}
+    if arch is None or space is None:
+        what = ", ".join(shape + (["flops"] if need_flops else []))
+        raise ValueError(f"the proxy reads the arch's {what}: pass arch= and space= (an autoprox space's arch)"
+                         + (" or flops=" if not shape else ""))
+    sp = get_space(space)
+    a = sp.validate(arch)
+    out = dict(sp.arch_scalars(a))
+    classes = weight_layers(model)[-1][0].weight.shape[0]
+    out["flops"] = float(flops) if flops is not None else float(sp.flops(a, classes, images.shape[-1]))
+    return out
+
+
+def _part_scores(model: Any, images: Any, labels: Any, parts: Sequence[Any], seed: int, stats: Any,
+                 num_params: float | None, flops: float | None, arch: Any, space: str | None) -> list[float]:
+    """Each graph part's score of one model, the statistics of all parts computed once."""
+    from autoprox.proxy.graph import DATA_FREE, leaves
     from autoprox.stats.base import ArchStats, StatsConfig
     from autoprox.stats.passes import get_pass, list_passes, passes_for
-    p = resolve_graph(proxy)
-    families = frozenset(p.families - DATA_FREE)
+    used = set().union(*(leaves(q.expr) for q in parts))
+    families = frozenset(used - DATA_FREE)
     wanted = set(passes_for(families))
     for name in wanted:
         if get_pass(name).needs:
-            raise ValueError(f"proxy {p.name!r} needs {', '.join(get_pass(name).needs)}: "
+            raise ValueError(f"the proxy needs {', '.join(get_pass(name).needs)}: "
                              f"use autoprox.bench with a teacher instead")
     settings = asdict(stats or StatsConfig())
+    scalars = _arch_scalars(model, images, used, flops, arch, space)
     model = model.to(images.device)
     out = ArchStats(scalars={"num_params": float(num_params if num_params is not None
-                                                 else sum(q.numel() for q in model.parameters()))})
-    if flops is not None:
-        out.scalars["flops"] = float(flops)
+                                                 else sum(q.numel() for q in model.parameters())), **scalars})
     for name in list_passes():  # registry order: a pass that alters the weights runs last
         if name in wanted:
             t, k, s = get_pass(name).run(model, images, labels.to(images.device), seed, settings, families)
             out.tensors.update(t)
             out.kinds.update(k)
             out.scalars.update(s)
-    return p.score(out)
+    return [q.score(out) for q in parts]
 
 
 def bench(space: str, proxies: Sequence[str] = ("params",), targets: Sequence[str] = (),

@@ -86,6 +86,9 @@ def test_exported_file_needs_only_torch(tmp_path):
     imports = {ln.split()[1].split(".")[0] for ln in src.splitlines()
                if ln.startswith(("import ", "from ")) and not ln.startswith("from __future__")}
     assert imports <= {"torch", "math", "typing", "dataclasses"}, imports
+    names = [ln.split("(")[0].split()[1] for ln in src.splitlines() if ln.startswith(("def ", "class "))]
+    assert len(names) == len(set(names)), sorted(n for n in set(names) if names.count(n) > 1)  # no embedded
+    # file redefines another's name
 
 
 def test_cli_zoo_and_export(tmp_path, capsys):
@@ -97,3 +100,73 @@ def test_cli_zoo_and_export(tmp_path, capsys):
     assert main(["export", str(tmp_path / "p.yaml"), "--format", "text"]) == 0
     assert "minmax(linear_input)" in capsys.readouterr().out
     assert main(["export", "nope"]) == 2
+
+
+def _load_module(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("name", [n for n in list_proxies() if n != "tvt"])
+def test_every_zoo_proxy_exports_and_scores_as_the_engine(name, tmp_path, tiny_batch, fp32_scoring):
+    """Every kind (statistics, arch shape, FLOPs, fused across archs) exports as text, LaTeX, YAML
+    and a torch-only file whose ``score_population`` gives the engine's scores of two archs."""
+    p = get_proxy(name)
+    for fmt in ("text", "latex"):
+        assert export(p, fmt).strip()
+    (tmp_path / "p.yaml").write_text(export(p, "yaml"))
+    assert load_proxy(tmp_path / "p.yaml").hash == p.hash
+    (tmp_path / "p.py").write_text(export(p, "python"))
+    mod = _load_module(tmp_path / "p.py", f"exported_all_{name}")
+    sp = get_space("pit")
+    archs = [SMALL["pit"], sp.mutate(SMALL["pit"], __import__("random").Random(3), 0.9)]
+    models = [sp.build(a, num_classes=10, img_size=32, seed=0) for a in archs]
+    got = mod.score_population(models, tiny_batch.images, tiny_batch.labels, seed=0, samples=2, tokens=4,
+                               arch_scalars=[sp.arch_scalars(a) for a in archs],
+                               flops=[sp.flops(a, 10, 32) for a in archs])
+    backend = SerialBackend("pit", fp32_scoring)
+    backend.load(archs, all_families())
+    want = score_named(backend, [name])[0]
+    assert np.allclose(got, want, rtol=1e-5), (got, want)
+
+
+def test_exported_files_say_what_they_need(tmp_path, tiny_batch):
+    """A shape proxy without the arch's scalars, a fused proxy scored alone: one-line errors."""
+    sp = get_space("pit")
+    model = sp.build(SMALL["pit"], num_classes=10, img_size=32, seed=0)
+    for name, call, match in [("depth_width", "score", "pass arch_scalars="),
+                              ("evolved_c100_kd", "score", "use score_population"),
+                              ("flops", "score", "pass flops=")]:
+        (tmp_path / f"{name}.py").write_text(export(get_proxy(name), "python"))
+        mod = _load_module(tmp_path / f"{name}.py", f"exported_need_{name}")
+        with pytest.raises(ValueError, match=match):
+            getattr(mod, call)(model, tiny_batch.images, tiny_batch.labels)
+
+
+def test_api_scores_shape_and_fused_proxies(tiny_batch, fp32_scoring):
+    import autoprox
+    sp = get_space("pit")
+    archs = [SMALL["pit"], sp.mutate(SMALL["pit"], __import__("random").Random(3), 0.9)]
+    build = lambda a: sp.build(a, num_classes=10, img_size=32, seed=0)  # noqa: E731
+    backend = SerialBackend("pit", fp32_scoring)
+    backend.load(archs, get_proxy("evolved_c100_kd").families)
+    assert autoprox.score(build(archs[0]), tiny_batch.images, tiny_batch.labels, "depth_width", arch=archs[0],
+                          space="pit") == pytest.approx(math.log(sp.arch_scalars(archs[0])["depth"]
+                                                                 * sp.arch_scalars(archs[0])["width"]), rel=1e-6)
+    got = autoprox.score_population([build(a) for a in archs], tiny_batch.images, tiny_batch.labels,
+                                    "evolved_c100_kd", archs=archs, space="pit",
+                                    stats=StatsConfig(act_samples=2, act_tokens=4))
+    assert got == pytest.approx(score_named(backend, ["evolved_c100_kd"])[0].tolist())
+    with pytest.raises(ValueError, match="pass arch= and space="):
+        autoprox.score(build(archs[0]), tiny_batch.images, tiny_batch.labels, "width")
+    with pytest.raises(ValueError, match="score_population"):
+        autoprox.score(build(archs[0]), tiny_batch.images, tiny_batch.labels, "evolved_c100_kd")
+
+
+def test_cli_exports_a_fused_proxy(tmp_path, capsys):
+    assert main(["export", "evolved_c100_kd", "--format", "latex"]) == 0
+    assert "rank_sum" in capsys.readouterr().out
+    assert main(["export", "evolved_c100_kd", "--format", "python", "--out", str(tmp_path / "f.py")]) == 0
+    assert "def score_population" in (tmp_path / "f.py").read_text()

@@ -71,8 +71,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from autoprox.proxy.export import write_export
-    from autoprox.proxy.spec import resolve_graph
-    p = resolve_graph(args.proxy)
+    from autoprox.proxy.spec import resolve
+    p = resolve(args.proxy)
     text = write_export(p, args.format, args.out)
     print(f"wrote {args.out}" if args.out else text, end="\n" if args.out else "")
     return 0

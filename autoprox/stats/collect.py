@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from primitives._tensor import as_matrix  # torch only, embedded before this file in exports
+
 KIND_ATTR = "autoprox_kind"  # = autoprox.spaces.layers.KIND_ATTR, spelled out: this file imports torch only
 _NAME_KINDS = (("qkv", "attn_qkv"), ("attn.proj", "attn_proj"), ("fc1", "mlp_fc1"), ("fc2", "mlp_fc2"),
                ("patch", "patch"), ("head", "head"))
@@ -43,11 +45,6 @@ def token_index(n: int, k: int) -> torch.Tensor:
 def rows(w: torch.Tensor, k: int) -> torch.Tensor:
     """``k`` evenly spaced output units (first dim) of a weight-shaped tensor, as float32 on the CPU."""
     return w.detach()[token_index(w.shape[0], k).to(w.device)].float().cpu().clone()
-
-
-def as_matrix(w: torch.Tensor) -> torch.Tensor:
-    """The 2-D view of a weight (output units x the rest), as the ``nuclear_norm`` op takes it."""
-    return w.reshape(w.shape[0], -1)
 
 
 def per_layer(values: list[torch.Tensor]) -> list[torch.Tensor]:
