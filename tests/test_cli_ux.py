@@ -118,3 +118,29 @@ def test_cache_info_and_clean(tmp_path, capsys):
     assert sorted(p.name for p in root.rglob("*") if p.is_file()) == ["k1.apx", "k2.apx"]
     assert main(["cache", "info", "--cache-dir", str(tmp_path / "none")]) == 0
     assert "0 entries" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("verb,argv,resume", [
+    ("evolve", ["evolve", "--config", "runs/quick.yaml", "--out", "runs/q"],
+     "autoprox evolve --config runs/quick.yaml --out runs/q --resume"),
+    ("stats", ["stats", "--space", "pit", "--limit", "3"], "autoprox stats --space pit --limit 3")])
+def test_ctrl_c_is_one_line_with_the_resume_command(verb, argv, resume, monkeypatch, capsys):
+    import autoprox.cli.main as M
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(M, f"cmd_{verb}", interrupted)
+    assert M.main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(f"Continue with: {resume}"), err
+
+
+def test_every_verb_help_has_a_description_and_examples(capsys):
+    from autoprox.cli.main import build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    for name, p in sub.choices.items():
+        text = p.format_help()
+        assert p.description and text.count(f"\n  autoprox {name}") >= 2, name
+        assert "(default 60) (default" not in text, name
+    cache = sub.choices["cache"].format_help()
+    assert "--teacher" not in cache and "--gpus-per-worker" not in cache and "--no-cache" not in cache

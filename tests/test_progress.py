@@ -15,8 +15,30 @@ def test_log_lines_report_count_and_eta(monkeypatch):
         assert out.getvalue() == ""
         now[0] = 140.0
         prog.update(4, note="x")    # 40 s in, 4 of 10: 60 s to go
+        now[0] = 150.0
+        prog.update(5)              # 50 s in: within the period of the last line
     lines = out.getvalue().splitlines()
-    assert lines == ["statistics pit: 4/10 in 0:00:40 eta 0:01:00  x", "statistics pit: 4/10 in 0:00:40 eta 0:01:00  x"]
+    assert lines == ["statistics pit: 4/10 in 0:00:40 eta 0:01:00  x", "statistics pit: 5/10 in 0:00:50 eta 0:00:50  x"]
+
+
+def test_the_final_line_is_not_printed_twice(monkeypatch):
+    import autoprox.core.progress as P
+    now = [0.0]
+    monkeypatch.setattr(P.time, "monotonic", lambda: now[0])
+    out = io.StringIO()
+    with Progress("statistics pit", 1, stream=out, every=30.0, tty=False) as prog:
+        now[0] = 58.0
+        prog.update(1)              # the last arch ends after the period: its line is the final one
+    assert out.getvalue().splitlines() == ["statistics pit: 1/1 in 0:00:58"]
+
+
+def test_a_blocked_phase_still_reports():
+    """The timer prints while nothing calls update (a Ray shard, one long arch)."""
+    import time
+    out = io.StringIO()
+    with Progress("bench pit: statistics", 4, stream=out, every=0.2, tty=False):
+        time.sleep(0.6)             # the timer wakes every min(every, 5) s
+    assert out.getvalue().startswith("bench pit: statistics: 0/4 in 0:00:0")
 
 
 def test_track_counts_every_item():

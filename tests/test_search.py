@@ -162,7 +162,7 @@ def test_resume_refusals(tmp_path, tiny_scoring):
     fresh = search(cfg, tmp_path / "early", resume=True)  # killed before the first checkpoint: starts afresh
     assert len(fresh.history) == 8
     search(cfg, tmp_path)
-    with pytest.raises(ValueError, match="already holds a search run; pass --resume"):
+    with pytest.raises(ValueError, match="already holds a search run: resume it"):
         search(cfg, tmp_path)
     with pytest.raises(ValueError, match=r"config differs .*budget: 8 \(saved\) vs 9 \(now\)"):
         search(dataclasses.replace(cfg, budget=9), tmp_path, resume=True)

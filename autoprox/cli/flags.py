@@ -11,13 +11,15 @@ from autoprox.spaces import list_spaces
 SPACE_HELP = "search space: " + ", ".join(list_spaces())
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Every ``--help`` shows choices and argparse defaults; a flag whose default is ``None`` (its
-    value then comes from the config file or the config's own default, named in its help) or
-    an on/off switch shows none."""
+    value then comes from the config file or the config's own default, named in its help), an
+    on/off switch or a help naming its default already shows none. Descriptions and examples
+    (the epilog) keep their lines."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or isinstance(action.default, bool) or action.default is argparse.SUPPRESS:
+        if action.default is None or isinstance(action.default, bool) or action.default is argparse.SUPPRESS \
+                or "(default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
@@ -37,12 +39,16 @@ SCORING_FLAGS = {  # flag -> (path in ScoringConfig, type, help)
 }
 
 
-def add_scoring_flags(p: argparse.ArgumentParser) -> None:
+def add_scoring_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
+    """The statistics flags but those in ``skip``, which do not apply to the verb (``use_cache`` is
+    ``--no-cache``)."""
     g = p.add_argument_group("statistics (override the config file)")
     for flag, (_, tp, help_) in SCORING_FLAGS.items():
-        g.add_argument("--" + flag.replace("_", "-"), dest=flag, type=tp, default=None, help=help_)
-    g.add_argument("--no-cache", dest="use_cache", action="store_false", default=None,
-                   help="compute statistics without reading or writing the cache")
+        if flag not in skip:
+            g.add_argument("--" + flag.replace("_", "-"), dest=flag, type=tp, default=None, help=help_)
+    if "use_cache" not in skip:
+        g.add_argument("--no-cache", dest="use_cache", action="store_false", default=None,
+                       help="compute statistics without reading or writing the cache")
 
 
 def add_backend_flags(p: argparse.ArgumentParser) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import Any, Sequence
 
@@ -20,13 +21,16 @@ def _fold(text: str) -> str:
         raise argparse.ArgumentTypeError(f"expected a fold number or 'final', got {text!r}")
     return text
 
-def _verb(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
-    """A verb's parser: its --help shows choices and defaults."""
-    return sub.add_parser(name, help=help, formatter_class=HelpFormatter)
+def _verb(sub: Any, name: str, help: str, examples: Sequence[str]) -> argparse.ArgumentParser:
+    """A verb's parser: its --help shows a description, choices, defaults and ``examples``."""
+    epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples)
+    return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", epilog=epilog,
+                          formatter_class=HelpFormatter)
 
 
 def _add_search_parser(sub: Any) -> None:
-    se = _verb(sub, "search", "training-free ViT search with a proxy under params/FLOPs limits")
+    se = _verb(sub, "search", "training-free ViT search with a proxy under params/FLOPs limits",
+            ['autoprox search --space autoformer-tiny --proxy zico --params 5-7 --budget 200 --out runs/s-tiny', 'autoprox search --space autoformer --proxy runs/quick/best.yaml --bench-only --out runs/s-bench'])
     se.add_argument("--proxy", help="zoo name, proxy file or expression (required, or proxy: in --config)")
     se.add_argument("--space", help=SPACE_HELP + " (required, or space: in --config)")
     se.add_argument("--params",
@@ -57,7 +61,8 @@ def _add_search_parser(sub: Any) -> None:
 
 
 def _add_evolve_parser(sub: Any) -> None:
-    ev = _verb(sub, "evolve", "evolve proxies with DEAP against ViT-Bench-101 (checkpointed)")
+    ev = _verb(sub, "evolve", "evolve proxies with DEAP against ViT-Bench-101 (checkpointed)",
+            ['autoprox evolve --config runs/quick.yaml', 'autoprox evolve --config runs/ood_tiny.yaml --bench tiny.json --cv 5 --backend ray --workers 2'])
     ev.add_argument("--config", required=True, help="YAML evolve config (e.g. runs/quick.yaml)")
     ev.add_argument("--out", help="run folder (default runs/<config name>)")
     ev.add_argument("--resume", action="store_true", help="continue the run in the folder after a kill")
@@ -81,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="autoprox", description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--version", action="version", version=f"autoprox {__version__}")
     sub = ap.add_subparsers(dest="verb", required=True)
-    b = _verb(sub, "bench", "correlate proxies with ViT-Bench-101 accuracies")
+    b = _verb(sub, "bench", "correlate proxies with ViT-Bench-101 accuracies",
+            ['autoprox bench --space pit --proxy params snip zico', 'autoprox bench --space autoformer-tiny --bench tiny.json --proxy zico depth_width --out runs/b-tiny'])
     b.add_argument("--space", help=SPACE_HELP + " (default autoformer)")
     b.add_argument("--bench", help="benchmark JSON file (default: the shipped one)")
     b.add_argument("--proxy", nargs="+", action="extend",
@@ -96,18 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_flags(b)
     add_scoring_flags(b)
     b.set_defaults(fn=cmd_bench)
-    st = _verb(sub, "stats", "compute and cache the statistics of a benchmark's archs")
+    st = _verb(sub, "stats", "compute and cache the statistics of a benchmark's archs",
+            ['autoprox stats --space pit --backend ray --workers 2', 'autoprox stats --space autoformer-small --bench small.json --pass hessian --device cuda'])
     st.add_argument("--space", required=True, help=SPACE_HELP)
     st.add_argument("--bench", help="benchmark JSON file (default: the shipped one)")
     st.add_argument("--limit", type=int, help="only the first N archs (default: all)")
     st.add_argument("--pass", dest="passes", action="append", choices=[p for p in list_passes() if p != "base"],
                     help="also run and cache an optional statistics pass (repeatable)")
     add_backend_flags(st)
-    add_scoring_flags(st)
+    add_scoring_flags(st, skip=("use_cache",))
     st.set_defaults(fn=cmd_stats)
-    z = _verb(sub, "zoo", "list every named proxy with its formula and statistics")
+    z = _verb(sub, "zoo", "list every named proxy with its formula and statistics",
+            ['autoprox zoo', "autoprox zoo --filter 'evolved_*'"])
+    z.add_argument("--filter", help="only names matching this shell pattern, e.g. 'evolved_*' or '*zico*'")
     z.set_defaults(fn=cmd_zoo)
-    ex = _verb(sub, "export", "write a proxy as text, LaTeX, YAML or standalone Python")
+    ex = _verb(sub, "export", "write a proxy as text, LaTeX, YAML or standalone Python",
+            ['autoprox export evolved_c100_kd --format latex', 'autoprox export runs/quick/best.yaml --format python --out proxy.py'])
     ex.add_argument("proxy", help="zoo name or proxy file")
     ex.add_argument("--format", choices=("text", "latex", "yaml", "python"), default="text",
                     help="formula (text, LaTeX), proxy file (yaml) or standalone torch file (python)")
@@ -115,22 +125,37 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(fn=cmd_export)
     _add_evolve_parser(sub)
     _add_search_parser(sub)
-    ca = _verb(sub, "cache", "the statistics cache: info, clean temporaries, migrate old entries")
+    ca = _verb(sub, "cache", "the statistics cache: info, clean temporaries, migrate old entries",
+            ['autoprox cache info', 'autoprox cache migrate --space pit'])
     ca.add_argument("action", choices=("info", "clean", "migrate"),
                     help="info: size; clean: remove temporaries of killed writes; migrate: re-key entries "
                          "written by autoprox < 0.2 (torch 2.13.0, for the given statistics settings)")
     ca.add_argument("--space", action="append", help="migrate: only this space (repeatable)")
-    add_scoring_flags(ca)
+    add_scoring_flags(ca, skip=("teacher", "gpus_per_worker", "use_cache", "device"))
     ca.set_defaults(fn=cmd_cache)
     return ap
 
 
+def resume_command(argv: Sequence[str], verb: str) -> str:
+    """The command that continues an interrupted ``argv``: the same one, with ``--resume`` for the
+    verbs that checkpoint runs (statistics and benches resume from the cache as they are)."""
+    words = list(argv)
+    if verb in ("evolve", "search") and "--resume" not in words:
+        words.append("--resume")
+    return "autoprox " + shlex.join(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     return_freed_memory()
     try:
         check_backend_flags(args)
         return args.fn(args)
+    except KeyboardInterrupt:
+        print(f"\nautoprox {args.verb}: interrupted; what was finished is kept. Continue with: "
+              f"{resume_command(argv, args.verb)}", file=sys.stderr)
+        return 130
     except (ConfigError, ValueError, KeyError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"autoprox {args.verb}: error: " + " ".join(str(msg).split()), file=sys.stderr)  # one line

@@ -3,6 +3,7 @@ before anything is written; errors reach ``main`` as exceptions and become one l
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import time
 from pathlib import Path
 
@@ -61,11 +62,15 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     from autoprox.proxy.export import proxy_formula
     from autoprox.proxy.graph import leaves
     from autoprox.proxy.zoo import get_proxy, list_proxies
-    print("| proxy | statistics | formula |\n|---|---|---|")
-    for name in list_proxies():
+    names = [n for n in list_proxies() if args.filter is None or fnmatch.fnmatchcase(n, args.filter)]
+    if not names:
+        raise ValueError(f"no zoo proxy matches {args.filter!r}; the zoo: {', '.join(list_proxies())}")
+    print("| proxy | what it is | statistics | formula |\n|---|---|---|---|")
+    for name in names:
         p = get_proxy(name)
         stats = ", ".join(sorted(set().union(*(leaves(q.expr) for q in p.parts))))
-        print(f"| {name} | {stats} | `{proxy_formula(p)}`" + (" over archs" if p.fused else "") + " |")
+        what = " ".join(p.description.split()).split(". ")[0].rstrip(".").replace("|", "/")
+        print(f"| {name} | {what} | {stats} | `{proxy_formula(p)}`" + (" over archs" if p.fused else "") + " |")
     return 0
 
 

@@ -1,5 +1,7 @@
 """The one progress display: a rich bar with an ETA on a terminal; plain one-line reports
-every ``every`` seconds (and at the end) when output goes to a file, e.g. an overnight log.
+every ``every`` seconds (and at the end) when output goes to a file, e.g. an overnight log. The
+reports come from a timer, so a phase blocked in one long step (a Ray shard, one big arch) still
+says it is alive.
 
     with Progress("statistics autoformer", total=100) as prog:
         for arch in archs:
@@ -9,6 +11,7 @@ every ``every`` seconds (and at the end) when output goes to a file, e.g. an ove
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import IO, Any, Iterable, Iterator, TypeVar
 
@@ -31,7 +34,12 @@ class Progress:
         self.done, self.note, self.touched = 0, "", False
         self.start = self._last = time.monotonic()
         self._bar: Any = None
-        if self.tty:
+        self._lock = threading.Lock()
+        self._printed: tuple | None = None  # (done, total, note) of the last line printed
+        self._stop = threading.Event()
+        if not self.tty:
+            threading.Thread(target=self._beat, daemon=True).start()
+        else:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
             self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -62,16 +70,26 @@ class Progress:
         self.update(self.done + n, note=note)
 
     def _report(self) -> None:
-        self._last = time.monotonic()
-        print(self.line(), file=self.stream, flush=True)
+        with self._lock:
+            self._last = time.monotonic()
+            self._printed = (self.done, self.total, self.note)
+            print(self.line(), file=self.stream, flush=True)
+
+    def _beat(self) -> None:
+        """The timer: a line whenever ``every`` seconds passed without one."""
+        while not self._stop.wait(min(self.every, 5.0)):
+            if time.monotonic() - self._last >= self.every:
+                self._report()
 
     def close(self, failed: bool = False) -> None:
         """Stop the bar, or print the final line: not after an error (the error is the one line),
-        nor for a phase that never reported (``evolve --cv --resume`` gathering finished runs)."""
+        nor for a phase that never reported (``evolve --cv --resume`` gathering finished runs), nor
+        when the last line printed already says it."""
+        self._stop.set()
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-        elif not failed and self.touched:
+        elif not failed and self.touched and self._printed != (self.done, self.total, self.note):
             self._report()
 
     def __enter__(self) -> "Progress":

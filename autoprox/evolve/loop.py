@@ -324,9 +324,10 @@ def load_evolve_config(path: str | Path) -> EvolveConfig:
 def _prepare(cfg: EvolveConfig, out: Path, resume: bool) -> None:
     """Every check that can fail before the run folder is touched."""
     if not resume and (out / "checkpoint.json").exists():
-        raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+        raise ConfigError(f"{out} already holds a run: resume it (--resume; resume=True in Python) "
+                          f"or choose another folder (--out; out=)")
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder")
+        raise ConfigError(f"run folder {out} is a file, not a folder")
     seed_genomes(cfg)  # unknown seed: the error names zoo proxies, before anything is written
     check_writable_dir(out)
     state = load_state(out / "checkpoint.json") if resume else None

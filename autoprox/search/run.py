@@ -114,8 +114,8 @@ def _start(cfg: SearchConfig, proxy: Proxy, out: Path | None, resume: bool) -> S
         st = _load_state(out, cfg, proxy)
         return st if st is not None else State(random.Random(cfg.seed))
     if (out / "state.json").exists() or (out / "result.yaml").exists():
-        raise ValueError(f"{out} already holds a search run; pass --resume to continue it "
-                         f"or choose another --out")
+        raise ValueError(f"{out} already holds a search run: resume it (--resume; resume=True in Python) "
+                         f"or choose another folder (--out; out=)")
     return State(random.Random(cfg.seed))
 
 
