@@ -177,3 +177,15 @@ def test_long_expressions_are_not_taken_for_file_names():
     part = "element_wise_sum(" * 20 + "num_params" + ",num_params)" * 20
     p = resolve(f"rank_sum[{long} | {part}]")
     assert p.fused and len(p.text) > 300 and len(p.parts) == 4
+
+
+def test_summary_compares_with_depth_width_and_says_when_no_statistics_are_read():
+    from autoprox.evolve.report import verdict_sentence
+    iv = {"val_diff": {"estimate": 0.046, "lo": -0.088, "hi": 0.22, "p": 0.521, "verdict": "not significant"}}
+    dw = {"val_diff": {"estimate": -0.03, "lo": -0.05, "hi": -0.01, "p": 0.004, "verdict": "no"}}
+    text = verdict_sentence({"expression": "width", "sign": 1}, iv, dw)
+    assert text == ("Pick: `width`. It reads no statistics: it is a function of the arch's shape alone, computed "
+                    "without building a model. On the validation fold it does not beat #params significantly "
+                    "(JCM difference +0.046 [-0.088, 0.220], p = 0.521); it is worse than depth_width "
+                    "(JCM difference -0.030 [-0.050, -0.010], p = 0.004).")
+    assert "reads no statistics" not in verdict_sentence({"expression": "agg_sum(abs(weight))", "sign": 1}, iv, dw)

@@ -83,6 +83,11 @@ def run_doc(run: Run, zoo_names: Sequence[str] | None = None) -> dict:
         rows = [n + 1] + valid + [n]  # the pick, the valid zoo proxies, then #params (last)
         doc["intervals"] = fold_intervals(named, {s: m[rows] for s, m in mats.items()}, run.obj.spaces,
                                           run.cfg.objective.jcm)
+        if "depth_width" in names:  # the pick against the shape baseline too, on the same archs
+            j = names.index("depth_width")
+            doc["intervals"]["pick_vs_depth_width"] = fold_intervals(
+                [("pick", pick.record)], {s: m[[n + 1, j]] for s, m in mats.items()}, run.obj.spaces,
+                run.cfg.objective.jcm)["pick"]
     return doc
 
 
@@ -131,7 +136,7 @@ def summary_table(doc: dict) -> str:
              "", "| proxy | train [95% CI] | val [95% CI] | test [95% CI] |", "|---|---|---|---|"]
     fmt = (lambda v: "-" if v is None else f"{v:.3f}")
     ivs = doc.get("intervals", {})
-    lines = [verdict_sentence(doc["pick"], ivs.get("pick", {})), ""] + lines
+    lines = [verdict_sentence(doc["pick"], ivs.get("pick", {}), ivs.get("pick_vs_depth_width", {})), ""] + lines
     for i, (n, r) in enumerate(rows):
         iv = ivs.get("pick" if i == 0 else n, {})
         lines.append(f"| {n} | " + " | ".join(fmt(r[f]) + _ci(iv.get(f)) for f in FOLDS) + " |")
@@ -145,18 +150,26 @@ def summary_table(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def verdict_sentence(pick: dict, iv: dict) -> str:
-    """In words: the pick's formula, and whether it beats #params on validation (and test)."""
-    text = f"Pick: `{proxy_formula(resolve(pick['expression']))}`" + (" (negated)." if pick["sign"] < 0 else ".")
+def verdict_sentence(pick: dict, iv: dict, iv_dw: dict | None = None) -> str:
+    """In words: the pick's formula, whether it reads statistics at all, and whether it beats #params
+    and ``depth_width`` on validation (and test)."""
+    p = resolve(pick["expression"])
+    text = f"Pick: `{proxy_formula(p)}`" + (" (negated)." if pick["sign"] < 0 else ".")
+    if not p.families:
+        text += (" It reads no statistics: it is a function of the arch's shape alone, computed without "
+                 "building a model.")
     for fold in ("val", "test"):
-        d = iv.get(fold + "_diff")
-        if d is None:
-            continue
-        word = {"yes": "beats #params", "no": "is worse than #params", "undefined": "cannot be compared with #params"
-                }.get(d["verdict"], "does not beat #params significantly")
-        text += (f" On the {'validation' if fold == 'val' else 'test'} fold it {word} "
-                 f"(JCM difference {d['estimate']:+.3f}{_ci(d)}, p = {d['p']:.3f}).")
+        said = [_against(d, name) for name, d in (("#params", iv.get(fold + "_diff")),
+                                                   ("depth_width", (iv_dw or {}).get(fold + "_diff"))) if d]
+        if said:
+            text += f" On the {'validation' if fold == 'val' else 'test'} fold it " + "; it ".join(said) + "."
     return text
+
+
+def _against(d: dict, name: str) -> str:
+    word = {"yes": f"beats {name}", "no": f"is worse than {name}", "undefined": f"cannot be compared with {name}"
+            }.get(d["verdict"], f"does not beat {name} significantly")
+    return f"{word} (JCM difference {d['estimate']:+.3f}{_ci(d)}, p = {d['p']:.3f})"
 
 
 def _ci(iv: dict | None) -> str:
