@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from autoprox import __version__
 from autoprox.cli.flags import SPACE_HELP, HelpFormatter, add_backend_flags, add_scoring_flags, check_backend_flags
-from autoprox.cli.verbs import cmd_bench, cmd_cache, cmd_evolve, cmd_export, cmd_search, cmd_stats, cmd_zoo
+from autoprox.cli.verbs import cmd_bench, cmd_build, cmd_cache, cmd_evolve, cmd_export, cmd_search, cmd_stats, cmd_zoo
 from autoprox.core.config import ConfigError
 from autoprox.core.memory import return_freed_memory
 from autoprox.stats.passes import list_passes
@@ -58,6 +58,23 @@ def _add_search_parser(sub: Any) -> None:
     add_backend_flags(se)
     add_scoring_flags(se)
     se.set_defaults(fn=cmd_search)
+
+
+def _add_build_parser(sub: Any) -> None:
+    bu = _verb(sub, "build", "write a found arch as a loadable model (state dict or torch-only file) and its JSON config",
+               ["autoprox build runs/s-tiny/result.yaml --rank 1 --out model.py",
+                "autoprox build --space pit '{\"base_dim\": 16, \"mlp_ratio\": 2, \"depth\": [1, 6, 6], "
+                "\"num_heads\": [2, 2, 2]}' --out pit.pt"])
+    bu.add_argument("arch", help="the arch as JSON, or a search's result.yaml")
+    bu.add_argument("--space", help=SPACE_HELP + " (default: the result.yaml's)")
+    bu.add_argument("--rank", type=int, default=1, help="with a result.yaml: which of its top archs (1 = best)")
+    bu.add_argument("--out", required=True, help="model.pt (state dict at the seed) or model.py (torch-only "
+                                                 "file whose build() returns the model); model.json is written beside")
+    bu.add_argument("--num-classes", dest="num_classes", type=int, default=1000, help="classes of the head")
+    bu.add_argument("--img-size", dest="img_size", type=int, default=224, help="image side in pixels")
+    bu.add_argument("--seed", type=int, default=0, help="initialisation seed")
+    bu.add_argument("--drop-path", dest="drop_path", type=float, default=0.1, help="stochastic depth rate")
+    bu.set_defaults(fn=cmd_build)
 
 
 def _add_evolve_parser(sub: Any) -> None:
@@ -123,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="formula (text, LaTeX), proxy file (yaml) or standalone torch file (python)")
     ex.add_argument("--out", help="output file (default: print)")
     ex.set_defaults(fn=cmd_export)
+    _add_build_parser(sub)
     _add_evolve_parser(sub)
     _add_search_parser(sub)
     ca = _verb(sub, "cache", "the statistics cache: info, clean temporaries, migrate old entries",

@@ -74,6 +74,17 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from autoprox.search.model_file import arch_from, write_model
+    arch, space = arch_from(args.arch, args.rank)
+    space = args.space or space
+    if not space:
+        raise ValueError("build needs --space (an arch given as JSON names no space)")
+    model, config = write_model(args.out, space, arch, args.num_classes, args.img_size, args.seed, args.drop_path)
+    print(f"wrote {model} and {config}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from autoprox.proxy.export import write_export
     from autoprox.proxy.spec import resolve

@@ -169,7 +169,9 @@ def result_text(res: "SearchResult") -> str:
     c = res.config
     head = (f"# autoprox search result: the top-{len(res.top)} {c.space} archs by proxy {res.proxy!r}.\n"
             f"# Build one (arch: any entry of 'top'):\n"
-            f"#   import autoprox.spaces\n#   model = {build_hint(c.space, c.num_classes, c.img_size)}\n")
+            f"#   import autoprox.spaces\n#   model = {build_hint(c.space, c.num_classes, c.img_size)}\n"
+            f"# or write a torch-only model file and its config for training:\n"
+            f"#   autoprox build RESULT.yaml --rank 1 --out model.py\n")
     return head + yaml.safe_dump(result_doc(res), sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
 
 

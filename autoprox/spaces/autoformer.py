@@ -128,6 +128,9 @@ class LayerwiseSpace(SearchSpace):
         total += sum(self.block_macs(d, h, int(d * r), n + 1) for h, r in zip(a["num_heads"], a["mlp_ratio"]))
         return total + d * num_classes
 
+    torch_parts = ("PATCH", AutoFormerViT)
+    torch_call = "AutoFormerViT(arch, num_classes, img_size, drop_path)"
+
     def _build(self, arch: dict, num_classes: int, img_size: int, drop_path: float) -> nn.Module:
         if img_size < PATCH:
             raise ArchError(f"img_size {img_size} is smaller than the {PATCH}px patch")

@@ -55,6 +55,12 @@ class SearchSpace(ABC):
         ``width`` (mean embedding width a block works at), ``heads`` (mean attention heads)
         and ``mlp_ratio`` (mean MLP expansion)."""
 
+    # What a torch-only model file embeds to build this space's models (``autoprox build --out
+    # model.py``): module constants (names) and classes/functions, in order, after ``layers.py``;
+    # and the constructor call over ``arch, num_classes, img_size, drop_path``. Empty: no such file.
+    torch_parts: tuple = ()
+    torch_call: str = ""
+
     @abstractmethod
     def _build(self, arch: dict, num_classes: int, img_size: int, drop_path: float) -> nn.Module:
         """Construct and initialise the model (called under a seeded RNG)."""

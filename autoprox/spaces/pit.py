@@ -142,5 +142,8 @@ class PiTSpace(SearchSpace):
         return {"depth": float(n), "width": float(a["base_dim"] * heads), "heads": float(heads),
                 "mlp_ratio": float(a["mlp_ratio"])}
 
+    torch_parts = ("PATCH", "STRIDE", grid_sizes, Pool, PiT)
+    torch_call = "PiT(arch, num_classes, img_size, drop_path)"
+
     def _build(self, arch: dict, num_classes: int, img_size: int, drop_path: float) -> nn.Module:
         return PiT(arch, num_classes, img_size, drop_path)

@@ -128,6 +128,10 @@ class SupernetSpace(LayerwiseSpace):
     def block_macs(self, dim: int, heads: int, hidden: int, tokens: int) -> int:
         return supernet_block_macs(dim, heads, hidden, tokens)
 
+    torch_parts = ("PATCH", "HEAD_DIM", "MAX_REL", "TABLE_ROWS", RelativePosition2D, RelPosAttention, Block,
+                   AutoFormerViT)  # this Block replaces layers.Block in the file; it is passed as make_block
+    torch_call = "AutoFormerViT(arch, num_classes, img_size, drop_path, make_block=Block, eps=1e-5)"
+
     def _build(self, arch: dict, num_classes: int, img_size: int, drop_path: float) -> nn.Module:
         if img_size < PATCH:
             raise ArchError(f"img_size {img_size} is smaller than the {PATCH}px patch")
