@@ -1,13 +1,21 @@
 """The one progress display: periodic one-line reports when output is not a terminal."""
 import io
 
+import pytest
+
 from autoprox.core.progress import Progress, track
 
 
-def test_log_lines_report_count_and_eta(monkeypatch):
+@pytest.fixture
+def now(monkeypatch):
+    """The progress clock, set by the test (seconds)."""
     import autoprox.core.progress as P
-    now = [100.0]
-    monkeypatch.setattr(P.time, "monotonic", lambda: now[0])
+    t = [100.0]
+    monkeypatch.setattr(P.time, "monotonic", lambda: t[0])
+    return t
+
+
+def test_log_lines_report_count_and_eta(now):
     out = io.StringIO()
     with Progress("statistics pit", 10, stream=out, every=30.0, tty=False) as prog:
         now[0] = 110.0
@@ -21,10 +29,8 @@ def test_log_lines_report_count_and_eta(monkeypatch):
     assert lines == ["statistics pit: 4/10 in 0:00:40 eta 0:01:00  x", "statistics pit: 5/10 in 0:00:50 eta 0:00:50  x"]
 
 
-def test_the_final_line_is_not_printed_twice(monkeypatch):
-    import autoprox.core.progress as P
-    now = [0.0]
-    monkeypatch.setattr(P.time, "monotonic", lambda: now[0])
+def test_the_final_line_is_not_printed_twice(now):
+    now[0] = 0.0
     out = io.StringIO()
     with Progress("statistics pit", 1, stream=out, every=30.0, tty=False) as prog:
         now[0] = 58.0

@@ -30,7 +30,8 @@ def _verb(sub: Any, name: str, help: str, examples: Sequence[str]) -> argparse.A
 
 def _add_search_parser(sub: Any) -> None:
     se = _verb(sub, "search", "training-free ViT search with a proxy under params/FLOPs limits",
-            ['autoprox search --space autoformer-tiny --proxy zico --params 5-7 --budget 200 --out runs/s-tiny', 'autoprox search --space autoformer --proxy runs/quick/best.yaml --bench-only --out runs/s-bench'])
+            ['autoprox search --space autoformer-tiny --proxy zico --params 5-7 --budget 200 --out runs/s-tiny',
+             'autoprox search --space autoformer --proxy runs/quick/best.yaml --bench-only --out runs/s-bench'])
     se.add_argument("--proxy", help="zoo name, proxy file or expression (required, or proxy: in --config)")
     se.add_argument("--space", help=SPACE_HELP + " (required, or space: in --config)")
     se.add_argument("--params",
@@ -61,7 +62,8 @@ def _add_search_parser(sub: Any) -> None:
 
 
 def _add_build_parser(sub: Any) -> None:
-    bu = _verb(sub, "build", "write a found arch as a loadable model (state dict or torch-only file) and its JSON config",
+    bu = _verb(sub, "build",
+               "write a found arch as a loadable model (state dict or torch-only file) and its JSON config",
                ["autoprox build runs/s-tiny/result.yaml --rank 1 --out model.py",
                 "autoprox build --space pit '{\"base_dim\": 16, \"mlp_ratio\": 2, \"depth\": [1, 6, 6], "
                 "\"num_heads\": [2, 2, 2]}' --out pit.pt"])
@@ -79,7 +81,8 @@ def _add_build_parser(sub: Any) -> None:
 
 def _add_evolve_parser(sub: Any) -> None:
     ev = _verb(sub, "evolve", "evolve proxies with DEAP against ViT-Bench-101 (checkpointed)",
-            ['autoprox evolve --config runs/quick.yaml', 'autoprox evolve --config runs/ood_tiny.yaml --bench tiny.json --cv 5 --backend ray --workers 2'])
+            ['autoprox evolve --config runs/quick.yaml',
+             'autoprox evolve --config runs/ood_tiny.yaml --bench tiny.json --cv 5 --backend ray --workers 2'])
     ev.add_argument("--config", required=True, help="YAML evolve config (e.g. runs/quick.yaml)")
     ev.add_argument("--out", help="run folder (default runs/<config name>)")
     ev.add_argument("--resume", action="store_true", help="continue the run in the folder after a kill")
@@ -104,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"autoprox {__version__}")
     sub = ap.add_subparsers(dest="verb", required=True)
     b = _verb(sub, "bench", "correlate proxies with ViT-Bench-101 accuracies",
-            ['autoprox bench --space pit --proxy params snip zico', 'autoprox bench --space autoformer-tiny --bench tiny.json --proxy zico depth_width --out runs/b-tiny'])
+            ['autoprox bench --space pit --proxy params snip zico',
+             'autoprox bench --space autoformer-tiny --bench tiny.json --proxy zico depth_width --out runs/b-tiny'])
     b.add_argument("--space", help=SPACE_HELP + " (default autoformer)")
     b.add_argument("--bench", help="benchmark JSON file (default: the shipped one)")
     b.add_argument("--proxy", nargs="+", action="extend",
@@ -120,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_scoring_flags(b)
     b.set_defaults(fn=cmd_bench)
     st = _verb(sub, "stats", "compute and cache the statistics of a benchmark's archs",
-            ['autoprox stats --space pit --backend ray --workers 2', 'autoprox stats --space autoformer-small --bench small.json --pass hessian --device cuda'])
+            ['autoprox stats --space pit --backend ray --workers 2',
+             'autoprox stats --space autoformer-small --bench small.json --pass hessian --device cuda'])
     st.add_argument("--space", required=True, help=SPACE_HELP)
     st.add_argument("--bench", help="benchmark JSON file (default: the shipped one)")
     st.add_argument("--limit", type=int, help="only the first N archs (default: all)")
@@ -134,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--filter", help="only names matching this shell pattern, e.g. 'evolved_*' or '*zico*'")
     z.set_defaults(fn=cmd_zoo)
     ex = _verb(sub, "export", "write a proxy as text, LaTeX, YAML or standalone Python",
-            ['autoprox export evolved_c100_kd --format latex', 'autoprox export runs/quick/best.yaml --format python --out proxy.py'])
+            ['autoprox export evolved_c100_kd --format latex',
+             'autoprox export runs/quick/best.yaml --format python --out proxy.py'])
     ex.add_argument("proxy", help="zoo name or proxy file")
     ex.add_argument("--format", choices=("text", "latex", "yaml", "python"), default="text",
                     help="formula (text, LaTeX), proxy file (yaml) or standalone torch file (python)")

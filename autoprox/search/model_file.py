@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import inspect
+import io
 import json
 import sys
 from pathlib import Path
@@ -108,7 +109,6 @@ def write_model(out: str | Path, space: str, arch: Mapping, num_classes: int = 1
               "drop_path": drop_path, "num_params": sum(p.numel() for p in model.parameters()),
               "flops": sp.flops(a, num_classes, img_size), "model": out.name}
     if out.suffix == ".pt":
-        import io
         buf = io.BytesIO()
         torch.save(model.state_dict(), buf)
         body = buf.getvalue()

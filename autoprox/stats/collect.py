@@ -214,27 +214,30 @@ class ChunkSums:
     def add(self, grads: list[torch.Tensor], share: float) -> None:
         """Takes ownership of ``grads`` (the chunk's scaled gradients)."""
         self.count += 1
-        k = self.count
         for i, g in enumerate(grads):
-            gc = g / share if self.zico else None
-            if k == 1:
-                if self.zico:
-                    self.m2.append(torch.zeros_like(g))
-                    self.abs_sum.append(gc.abs())
-                    if not self.equal:
-                        self.mean.append(gc.clone())
+            if self.zico:
+                self._welford(i, g, share)  # reads the total before this chunk's is added
+            if self.count == 1:
                 self.total.append(g)
-                continue
-            if self.zico:
-                before = self.mean[i] if not self.equal else self.total[i] / (share * (k - 1))
-                delta = gc - before
-                if not self.equal:
-                    self.mean[i].add_(delta, alpha=1 / k)
-            self.total[i].add_(g)
-            if self.zico:
-                after = self.mean[i] if not self.equal else self.total[i] / (share * k)
-                self.m2[i].addcmul_(delta, gc - after)
-                self.abs_sum[i].add_(gc.abs())
+            else:
+                self.total[i].add_(g)
+
+    def _welford(self, i: int, g: torch.Tensor, share: float) -> None:
+        gc, k = g / share, self.count
+        if k == 1:
+            self.m2.append(torch.zeros_like(gc))
+            self.abs_sum.append(gc.abs())
+            if not self.equal:
+                self.mean.append(gc.clone())
+            return
+        if self.equal:
+            delta = gc - self.total[i] / (share * (k - 1))
+            after = (self.total[i] + g) / (share * k)
+        else:
+            delta = gc - self.mean[i]
+            after = self.mean[i].add_(delta, alpha=1 / k)
+        self.m2[i].addcmul_(delta, gc - after)
+        self.abs_sum[i].add_(gc.abs())
 
     def snr(self, weight_rows: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """ZiCo's mean |g_c| / std g_c per weight (population std; 0 where it is 0), one layer at a
