@@ -69,7 +69,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     for name in names:
         p = get_proxy(name)
         stats = ", ".join(sorted(set().union(*(leaves(q.expr) for q in p.parts))))
-        what = " ".join(p.description.split()).split(". ")[0].rstrip(".").replace("|", "/")
+        what = (p.description.strip().splitlines() or [""])[0].rstrip(".").replace("|", "/")  # its first line
         print(f"| {name} | {what} | {stats} | `{proxy_formula(p)}`" + (" over archs" if p.fused else "") + " |")
     return 0
 
