@@ -12,6 +12,7 @@ from autoprox.stats.base import StatsConfig
 from autoprox.stats.provider import ScoringConfig
 
 import zoo_reference as ref
+import zoo_reference_recent as recent
 from conftest import FIDELITY_SPACES, SMALL, score_named
 
 SAMPLES, TOKENS = 2, 4
@@ -34,14 +35,19 @@ def engine(tiny_batch_cfg, teacher_file):
 
 
 def test_every_zoo_proxy_has_a_reference():
-    assert set(list_proxies()) == set(ref.REFERENCES) | {"tvt", "evolved_c100_kd"}  # fused: tested below
+    fused = {"tvt", "evolved_c100_kd", "az_nas"}  # tested below
+    assert set(list_proxies()) == set(ref.REFERENCES) | set(recent.REFERENCES) | fused
+    assert not set(ref.REFERENCES) & set(recent.REFERENCES)
+
+
+REFERENCES = {**ref.REFERENCES, **recent.REFERENCES}
 
 
 @pytest.mark.parametrize("space", FIDELITY_SPACES)
-@pytest.mark.parametrize("name", sorted(ref.REFERENCES))
+@pytest.mark.parametrize("name", sorted(REFERENCES))
 def test_zoo_proxy_equals_its_reference(name, space, engine, tiny_batch):
     archs, scores = engine
-    want = [ref.REFERENCES[name](space, a, tiny_batch.images, tiny_batch.labels, 0, SAMPLES, TOKENS)
+    want = [REFERENCES[name](space, a, tiny_batch.images, tiny_batch.labels, 0, SAMPLES, TOKENS)
             for a in archs[space]]
     assert np.all(np.isfinite(want)), want
     assert scores[space][name] == pytest.approx(np.array(want), rel=1e-4)
@@ -64,3 +70,13 @@ def test_evolved_c100_kd_equals_its_reference(space, engine, tiny_batch):
     parts = [ref.evolved_c100_kd_parts(space, a, *args) for a in archs[space]]
     assert all(parts[0][j] != pytest.approx(parts[1][j]) for j in range(3))  # every part ranks the two archs
     assert scores[space]["evolved_c100_kd"] == pytest.approx(ref.evolved_c100_kd_scores(space, archs[space], *args))
+
+
+@pytest.mark.parametrize("space", FIDELITY_SPACES)
+def test_az_nas_equals_its_reference(space, engine, tiny_batch):
+    archs, scores = engine
+    parts = [recent.az_nas_parts(space, a, tiny_batch.images, tiny_batch.labels, 0, SAMPLES, TOKENS)
+             for a in archs[space]]
+    assert all(np.isfinite(parts).ravel()) and parts[0][0] != pytest.approx(parts[1][0])
+    assert scores[space]["az_nas"] == pytest.approx(recent.az_nas_scores(space, archs[space], tiny_batch.images,
+                                                                         tiny_batch.labels, 0, SAMPLES, TOKENS))

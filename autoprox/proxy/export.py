@@ -17,15 +17,14 @@ from autoprox.core.config import read_yaml
 from autoprox.core.io import atomic_write_text
 from autoprox.spaces import list_spaces
 from autoprox.spaces.base import ARCH_SCALARS
-from autoprox.stats.passes import get_pass, matrix_families, passes_for
+from autoprox.stats.passes import get_pass, passes_for, single_families
 
 FORMATS = ("text", "latex", "yaml", "python")
 _PKG = Path(__file__).resolve().parent.parent  # autoprox/
 # Torch-only sources embedded, in dependency order, in an exported Python file.
-_EMBED = [_PKG.parent / "primitives" / f for f in ("_tensor.py", "reduce.py", "unary.py", "binary.py",
-                                                     "aggregate.py")] + [_PKG / "stats" / "collect.py",
-                                                                         _PKG / "proxy" / "evalcore.py",
-                                                                         _PKG / "proxy" / "fusecore.py"]
+_EMBED = ([_PKG.parent / "primitives" / f for f in ("_tensor.py", "reduce.py", "unary.py", "binary.py", "aggregate.py")]
+          + [_PKG / "stats" / f for f in ("collect.py", "jacobian.py", "features.py", "zen.py", "block_spectra.py")]
+          + [_PKG / "proxy" / f for f in ("evalcore.py", "fusecore.py")])
 YAML_KEYS = {"autoprox_proxy", "name", "description", "hash", "expression", "genotype", "formula", "graph",
              "fusion", "parts"}
 
@@ -119,7 +118,7 @@ def _embedded_source() -> str:
     parts = []
     for f in _EMBED:
         lines = [ln for ln in f.read_text(encoding="utf-8").splitlines()
-                 if not re.match(r"\s*(from primitives|import primitives|from __future__)", ln)]
+                 if not re.match(r"\s*(from primitives|import primitives|from __future__|from autoprox\.stats\.collect )", ln)]
         parts.append(f"# ---- from {f.parent.name}/{f.name}\n" + "\n".join(lines))
     return "\n\n".join(parts)
 
@@ -142,7 +141,7 @@ def to_python(p: GraphProxy | FusedProxy) -> str:
         name_r=repr(p.name), trees="[" + ", ".join(_tree_literal(q.expr) for q in parts) + "]",
         fusion=repr(p.fusion if p.fused else None),
         aggregate=repr(sorted(n for n, g in groups.items() if g == "aggregate")),
-        single=repr(tuple(matrix_families())), calls=calls,
+        single=repr(tuple(single_families())), calls=calls,
         families=repr(tuple(sorted(used - DATA_FREE))), shape=repr(tuple(sorted(used & set(ARCH_SCALARS)))),
         needs_flops=repr("flops" in used), spaces=repr(tuple(list_spaces())))
 

@@ -47,6 +47,7 @@ def _numpy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Fusion:
 
 rank_sum = register_fusion("rank_sum")(_numpy(fusecore.rank_sum))
 sum_of_zscores = register_fusion("sum_of_zscores")(_numpy(fusecore.sum_of_zscores))
+log_rank_sum = register_fusion("log_rank_sum")(_numpy(fusecore.log_rank_sum))
 
 
 def parse_fused(text: str, name: str | None = None, description: str = "") -> "FusedProxy | None":

@@ -50,4 +50,9 @@ def sum_of_zscores(matrix: torch.Tensor) -> torch.Tensor:
     return sum_over_parts(matrix, zscores)
 
 
-FUSIONS = {"rank_sum": rank_sum, "sum_of_zscores": sum_of_zscores}
+def log_rank_sum(matrix: torch.Tensor) -> torch.Tensor:
+    """Sum over parts of log(rank / n) among the n NaN-free archs (AZ-NAS's aggregation)."""
+    return sum_over_parts(matrix, lambda row: torch.log(ranks(row) / row.numel()))
+
+
+FUSIONS = {"rank_sum": rank_sum, "sum_of_zscores": sum_of_zscores, "log_rank_sum": log_rank_sum}

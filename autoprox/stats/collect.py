@@ -361,21 +361,6 @@ def virtual_pass(model: nn.Module, layers: list[nn.Module], res: int, device: to
             "dss_nuclear": per_layer(nuc)}
 
 
-def jacobian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, settings: dict,
-                  families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
-    """jacob_cov's statistic (Mellor et al. 2021): the (B x B) correlation matrix of the per-image
-    input Jacobians d sum(logits) / d image, each flattened; one seeded train-mode forward."""
-    device = images.device
-    x = images.detach().clone().requires_grad_(True)
-    model.train()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        logits = model(x)
-    (jac,) = torch.autograd.grad(logits.sum(), x)  # inputs=x only: no parameter .grad is touched
-    return ({"logit_jacobian_corr": [torch.corrcoef(jac.flatten(1)).float().cpu()]},
-            {"logit_jacobian_corr": ["batch"]}, {})
-
-
 def hessian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, settings: dict,
                  families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
     """GraSP's Hessian-gradient product per weight layer, Hg = d/dW sum(g * stop_grad(g)), g = dL/dW of

@@ -12,7 +12,14 @@ registered once, with everything the engine needs to know about it:
 |             | synflow_saliency, dss_nuclear, zico_snr      |                                        |
 | hessian     | hessian_grad, grasp_saliency                 | GraSP's Hg (double backward)           |
 | teacher     | teacher_gap                                  | TVT's gap to a ConvNet teacher         |
-| jacobian    | logit_jacobian_corr                          | jacob_cov's d sum(logits)/d image corr |
+| jacobian    | logit_jacobian_corr, epe_nas                 | d sum(logits)/d image: jacob_cov's     |
+|             |                                              | correlation, EPE-NAS's score           |
+| features    | per layer: token_entropy, token_min_eig,     | one eval-mode forward, no gradient     |
+|             | meco, norm_stable_rank, weight_l1_l2;        | (``features``)                         |
+|             | swap_patterns                                |                                        |
+| zen         | zen_score                                    | Zen-score on a N(0, 1) copy (``zen``)  |
+| blocks      | per block feature: block_expressivity,       | AZ-NAS's (``block_spectra``), eval     |
+|             | block_trainability                           | mode, chunked                          |
 
 Weight-shaped families (``weight``, ``weight_grad``, ``virtual_grad``, ``hessian_grad``,
 ``grad_snr``) keep ``weight_rows`` evenly spaced output units of each layer, as activations keep
@@ -30,7 +37,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from primitives.registry import Registry
-from autoprox.stats import collect, teacher
+from autoprox.stats import block_spectra, collect, features, jacobian, teacher, zen
 
 RunFn = Callable[..., tuple[dict, dict, dict]]
 
@@ -142,8 +149,13 @@ register_pass("hessian", families=("hessian_grad", "grasp_saliency"), version=3,
               fields=("drop_path", "weight_rows", "grad_groups"))(collect.hessian_pass)
 register_pass("teacher", families=("teacher_gap",), version=1, fields=("drop_path",), scalar=("teacher_gap",),
               needs=("teacher",))(teacher.teacher_pass)
-register_pass("jacobian", families=("logit_jacobian_corr",), version=1, fields=("drop_path",),
-              matrix=("logit_jacobian_corr",))(collect.jacobian_pass)
+register_pass("jacobian", families=("logit_jacobian_corr", "epe_nas"), version=2, fields=("drop_path",),
+              matrix=("logit_jacobian_corr",), scalar=("epe_nas",))(jacobian.jacobian_pass)
+register_pass("features", families=features.FEATURE_FAMILIES, version=1,
+              scalar=("swap_patterns",))(features.features_pass)
+register_pass("zen", families=("zen_score",), version=1, fields=("drop_path",), scalar=("zen_score",))(zen.zen_pass)
+register_pass("blocks", families=("block_expressivity", "block_trainability"), version=1,
+              fields=("grad_groups",))(block_spectra.blocks_pass)
 register_pass("base", families=BASE_FAMILIES, version=2,
               fields=("act_samples", "act_tokens", "drop_path", "weight_rows", "grad_groups"),
               matrix=("naswot_kernel", "input_grad_corr"), last=True)(collect.base_pass)

@@ -1,0 +1,62 @@
+"""The recent proxies' statistics beyond what the tiny fidelity archs reach: token selection with more
+tokens than ``TOKEN_U``, sign patterns over more than 62 images, EPE-NAS's branch for > 100 classes,
+and passes that leave the model as built."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from autoprox.spaces import get_space
+from autoprox.stats import features, jacobian, zen
+from autoprox.stats.block_spectra import blocks_pass
+from conftest import SMALL
+
+
+def test_token_min_eig_keeps_the_least_correlated_tokens():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(20, 12, generator=g)
+    x[:10] += 3 * torch.randn(1, 12, generator=g)  # ten tokens share a direction: strongly correlated
+    c = np.corrcoef(x.double().numpy())
+    keep = np.argsort(np.abs(c).sum(1), kind="stable")[:8]
+    assert len(set(keep.tolist()) & set(range(10))) <= 2  # the selection avoids the correlated group
+    want = np.linalg.eigvalsh(c[np.ix_(keep, keep)]).min() * 20 / 8
+    assert float(features.token_min_eig(x)) == pytest.approx(want, rel=1e-9)
+    assert float(features.meco(x)) == pytest.approx(np.linalg.eigvalsh(c).min(), abs=1e-9)
+
+
+def test_token_entropy_of_uniform_tokens_is_tokens_log_width():
+    assert float(features.token_entropy(torch.ones(7, 16))) == pytest.approx(7 * math.log(16))
+
+
+def test_distinct_patterns_over_more_than_62_images():
+    g = torch.Generator().manual_seed(1)
+    base = torch.rand(30, 70, generator=g) > 0.5
+    codes = [torch.cat([base, base[:5]]), base[10:]]  # 5 + 20 repeated rows
+    want = len({tuple(r) for r in torch.cat(codes).tolist()})
+    assert want == 30
+    assert float(features.distinct_patterns(codes)) == want
+
+
+def test_epe_nas_pairwise_branch_beyond_100_classes():
+    g = torch.Generator().manual_seed(2)
+    jac = torch.randn(9, 3, 4, 4, generator=g)
+    labels = torch.tensor([0, 0, 0, 5, 5, 7, 7, 7, 7])
+    e = []
+    for c in (0, 5, 7):
+        rows = jac.flatten(1).double().numpy()[labels.numpy() == c]
+        e.append(np.log(np.abs(np.corrcoef(rows)) + 1e-5).sum() / len(rows))
+    want = sum(abs(a - b) for a in e for b in e) / 3
+    assert float(jacobian.epe_nas(jac, labels, 1000)) == pytest.approx(want)
+    assert float(jacobian.epe_nas(jac, labels, 100)) == pytest.approx(sum(abs(v * n) for v, n in zip(e, (3, 2, 4))))
+
+
+@pytest.mark.parametrize("run", [features.features_pass, zen.zen_pass, blocks_pass, jacobian.jacobian_pass])
+def test_recent_passes_leave_the_weights_as_built(run, tiny_batch):
+    model = get_space("autoformer").build(SMALL["autoformer"], num_classes=10, img_size=32, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    t, _, _ = run(model, tiny_batch.images, tiny_batch.labels, 0, {"grad_groups": 4}, None)
+    assert t and all(torch.isfinite(torch.stack([v.reshape(()) for v in vs])).all()
+                     for f, vs in t.items() if f != "logit_jacobian_corr")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
