@@ -97,6 +97,22 @@ def test_dead_worker_is_replaced(serial, ray_backend):
     assert ray_backend.actors[1] is not dead
 
 
+def test_ray_load_reports_every_arch_and_survives_a_death(serial, ray_backend):
+    """With a progress callback each arch is reported as it ends (not each shard at its end); an actor
+    killed mid-load has its shard re-loaded by a replacement, and the count still adds up."""
+    import ray
+
+    told: list[int] = []
+    wait = ray_backend.start_load(tiny_archs(), None, told.append)
+    ray.kill(ray_backend.actors[0])
+    wait()
+    assert sum(told) == 4 and len(told) >= 3, told  # per arch (shards of 2): one report per arch or a re-load
+    np.testing.assert_allclose(ray_backend.score(EXPRS), serial.score(EXPRS), rtol=1e-6, atol=0, equal_nan=True)
+    told.clear()
+    ray_backend.load(tiny_archs(), None, told.append)
+    assert told == [1, 1, 1, 1]
+
+
 def test_retries_exhausted_raise_then_recover(serial, ray_backend, monkeypatch):
     import ray
     from ray.exceptions import RayActorError

@@ -186,8 +186,41 @@ class RayBackend(_Waiting):
         n = len(self.actors)
         self.shards = [list(archs[i::n]) for i in range(n)]
         self.families = None if families is None else list(families)
-        done = None if progress is None else (lambda i: progress(len(self.shards[i])))  # per shard
-        return self._submit("load", lambda i: (self.shards[i], self.families), done)
+        if progress is None:
+            return self._submit("load", lambda i: (self.shards[i], self.families))
+        return self._load_in_steps(progress)
+
+    def _load_in_steps(self, progress: Callable[[int], None]) -> Callable[[], list[int]]:
+        """Each actor's shard as one call per arch (``load`` the first, ``extend`` the rest, queued
+        at once: an actor runs its calls in order), so ``progress`` hears of every arch as it ends.
+        An actor that dies has its whole shard re-loaded by a replacement (``_gather``)."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        pending: dict[Any, tuple[int, int]] = {}
+        for i, shard in enumerate(self.shards):  # load(first arch or none) resets what the actor held
+            pending[self.actors[i].load.remote(shard[:1], self.families)] = (i, len(shard[:1]))
+            for arch in shard[1:]:
+                pending[self.actors[i].extend.remote([arch], self.families)] = (i, 1)
+
+        def wait() -> list[int]:
+            done = [0] * len(self.shards)
+            while pending:
+                (ref,), _ = ray.wait(list(pending), num_returns=1)
+                i, count = pending.pop(ref)
+                try:
+                    ray.get(ref)
+                except RayActorError:
+                    for r in [r for r, (k, _) in pending.items() if k == i]:
+                        del pending[r]
+                    self._gather(i, self._respawn(i), "load", lambda k: (self.shards[k], self.families))
+                    progress(len(self.shards[i]) - done[i])
+                    done[i] = len(self.shards[i])
+                    continue
+                done[i] += count
+                progress(count)
+            return done
+        return wait
 
     def warm(self, archs: Sequence[dict], families: Sequence[str]) -> None:
         """Compute and cache ``archs``' statistics on the actors (round-robin), holding nothing."""

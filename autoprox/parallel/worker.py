@@ -35,6 +35,12 @@ class ScoringWorker:
                 on_arch()
         return len(self.held)
 
+    def extend(self, archs: list[dict], families: Sequence[str] | None = None) -> int:
+        """Like ``load``, but adds to the held archs (a shard loaded in steps); the count held."""
+        fams = list(get_pass("base").families) if families is None else list(families)
+        self.held.extend(self.provider.get(a, fams) for a in archs)
+        return len(self.held)
+
     def warm(self, archs: list[dict], families: Sequence[str]) -> int:
         """Compute and cache the statistics of ``archs`` without holding them; their count."""
         for a in archs:

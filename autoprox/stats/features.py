@@ -87,6 +87,14 @@ def distinct_patterns(codes: list[torch.Tensor]) -> torch.Tensor:
     return torch.tensor(float(torch.unique(torch.stack(packed, 1), dim=0).shape[0]))
 
 
+def images_read(wants, batch: int) -> int:
+    """How many leading images the wanted families read (eval mode: an image's features do not
+    depend on the others, so the forward runs on those alone)."""
+    if wants("norm_stable_rank"):
+        return batch
+    return SWAP_SAMPLES if wants("swap_patterns") else 1
+
+
 class _Taps:
     """Forward hooks keeping what the wanted families read, detached."""
 
@@ -134,7 +142,7 @@ def features_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            model(images)
+            model(images[:images_read(wants, images.shape[0])])
     finally:
         taps.remove()
     tensors: dict[str, list[torch.Tensor]] = {}
