@@ -273,7 +273,8 @@ def test_grad_snr_is_mean_abs_over_std_of_split_gradients(tiny_batch):
         std = (a - b).abs() / 2  # population std of two values
         ref = torch.where(std > 0, (a.abs() + b.abs()) / 2 / std, torch.zeros_like(std))
         kept = ref[torch.linspace(0, ref.shape[0] - 1, 32).round().long().unique()] if ref.shape[0] > 32 else ref
-        assert torch.allclose(got, kept, rtol=2e-3, atol=1e-3)
+        # |a - b| cancels where a ~ b: the ratio's float32 error grows with the ratio itself (~1e-7 x ratio)
+        assert bool(((got - kept).abs() <= 1e-3 + (2e-3 + 1e-7 * kept.abs()) * kept.abs()).all())
         assert float(total) == pytest.approx(float(ref.sum()), rel=2e-3)
 
 

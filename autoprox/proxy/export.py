@@ -23,7 +23,7 @@ FORMATS = ("text", "latex", "yaml", "python")
 _PKG = Path(__file__).resolve().parent.parent  # autoprox/
 # Torch-only sources embedded, in dependency order, in an exported Python file.
 _EMBED = ([_PKG.parent / "primitives" / f for f in ("_tensor.py", "reduce.py", "unary.py", "binary.py", "aggregate.py")]
-          + [_PKG / "stats" / f for f in ("collect.py", "jacobian.py", "features.py", "zen.py", "block_spectra.py")]
+          + [_PKG / "stats" / f for f in ("layers.py", "collect.py", "jacobian.py", "features.py", "zen.py", "block_spectra.py")]
           + [_PKG / "proxy" / f for f in ("evalcore.py", "fusecore.py")])
 YAML_KEYS = {"autoprox_proxy", "name", "description", "hash", "expression", "genotype", "formula", "graph",
              "fusion", "parts"}
@@ -118,7 +118,7 @@ def _embedded_source() -> str:
     parts = []
     for f in _EMBED:
         lines = [ln for ln in f.read_text(encoding="utf-8").splitlines()
-                 if not re.match(r"\s*(from primitives|import primitives|from __future__|from autoprox\.stats\.collect )", ln)]
+                 if not re.match(r"\s*(from primitives|import primitives|from __future__|from autoprox\.stats\.)", ln)]
         parts.append(f"# ---- from {f.parent.name}/{f.name}\n" + "\n".join(lines))
     return "\n\n".join(parts)
 

@@ -2,9 +2,10 @@
 
 Depends on torch alone: ``autoprox export --format python`` embeds this file
 verbatim, so exported proxies see exactly the statistics the engine sees.
-Weight layers are the modules tagged with ``KIND_ATTR`` (autoprox's own spaces);
-in an untagged model every Linear/Conv2d is one, its kind guessed from its name.
-Attention maps are the outputs of modules whose class is named ``AttentionMap``.
+Weight layers are ``autoprox.stats.layers.weight_layers``'s: the modules tagged with ``KIND_ATTR``
+(autoprox's own spaces), or in an untagged model every Linear/Conv2d (kind guessed from its name)
+and ``nn.MultiheadAttention``'s projections. Attention maps are the outputs of modules whose class
+is named ``AttentionMap``, and the per-head maps of every ``nn.MultiheadAttention``.
 Every pass function has one signature, ``(model, images, labels, seed, settings, families)
 -> (tensors, kinds, scalars)``; ``autoprox.stats.passes`` registers them.
 """
@@ -17,23 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from primitives._tensor import as_matrix  # torch only, embedded before this file in exports
-
-KIND_ATTR = "autoprox_kind"  # = autoprox.spaces.layers.KIND_ATTR, spelled out: this file imports torch only
-_NAME_KINDS = (("qkv", "attn_qkv"), ("attn.proj", "attn_proj"), ("fc1", "mlp_fc1"), ("fc2", "mlp_fc2"),
-               ("patch", "patch"), ("head", "head"))
-
-
-def weight_layers(model: nn.Module) -> list[tuple[nn.Module, str]]:
-    """(module, kind) of every weight layer, in registration order."""
-    tagged = [(m, getattr(m, KIND_ATTR)) for m in model.modules() if hasattr(m, KIND_ATTR)]
-    if tagged:
-        return tagged
-    out = []
-    for name, m in model.named_modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
-            out.append((m, next((k for key, k in _NAME_KINDS if key in name), "other")))
-    return out
-
+from autoprox.stats.layers import KIND_ATTR, MhaMaps, hook_owner, weight_layers  # noqa: F401 (torch only, embedded)
 
 def token_index(n: int, k: int) -> torch.Tensor:
     """``k`` evenly spaced indices in [0, n) (all of them when n <= k)."""
@@ -109,7 +94,8 @@ class Recorder:
 
     def attach(self, model: nn.Module) -> list:
         """Hooks for the wanted families only; weight layers are always tracked (forward order)."""
-        handles = [m.register_forward_hook(self._weight_hook(kind)) for m, kind in weight_layers(model)]
+        handles = [hook_owner(m).register_forward_hook(self._weight_hook(m, kind)) for m, kind in weight_layers(model)]
+        maps = MhaMaps(lambda a: self._store("attention", "attn_map", a))
         gelu = self._act("gelu_input") or self.wants("naswot_kernel")
         for m in model.modules():
             if isinstance(m, nn.GELU) and gelu:
@@ -118,15 +104,17 @@ class Recorder:
                 handles.append(m.register_forward_hook(lambda m, i, o: self._store("norm_output", "norm", o)))
             elif type(m).__name__ == "AttentionMap" and self._act("attention"):
                 handles.append(m.register_forward_hook(lambda m, i, o: self._store("attention", "attn_map", o)))
+            elif isinstance(m, nn.MultiheadAttention) and self._act("attention"):
+                handles += maps.attach(m)
         return handles
 
-    def _weight_hook(self, kind: str):
+    def _weight_hook(self, layer: object, kind: str):
         linear, fisher = self._act("linear_input"), self.wants("fisher")
 
         def hook(m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             if self.offset == 0:
-                self.order.append(m)
-            if isinstance(m, nn.Linear):
+                self.order.append(layer)
+            if isinstance(layer, nn.Linear):
                 if linear:
                     self._store("linear_input", kind, inputs[0])
                 if fisher:
@@ -296,7 +284,7 @@ def collect(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: 
         raise ValueError(f"grad_groups must be in [2, batch size {images.shape[0]}] for ZiCo, got {groups}")
     rec = Recorder(samples, tokens, wants)
     handles = rec.attach(model)
-    kind = dict((id(m), k) for m, k in weight_layers(model))
+    kind = {id(m.weight): k for m, k in weight_layers(model)}  # by parameter: a ParamWeight record is made per call
     x = images.detach().requires_grad_(wants("input_grad_corr"))  # own .grad; the batch stays untouched
     model.train()
     try:
@@ -325,11 +313,11 @@ def collect(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: 
     for f, make in extra.items():
         if wants(f):
             tensors[f] = make()
-            kinds[f] = [kind[id(m)] for m in layers] if f in WEIGHT_SHAPED else ["batch"]
+            kinds[f] = [kind[id(m.weight)] for m in layers] if f in WEIGHT_SHAPED else ["batch"]
     if any(wants(f) for f in VIRTUAL_FAMILIES):  # last: the virtual pass changes the weights
         for f, v in virtual_pass(model, layers, images.shape[-1], images.device, weight_rows).items():
             if wants(f):
-                tensors[f], kinds[f] = v, [kind[id(m)] for m in layers]
+                tensors[f], kinds[f] = v, [kind[id(m.weight)] for m in layers]
     return tensors, kinds, loss
 
 
@@ -371,7 +359,7 @@ def hessian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
     layers = weight_layers(model)
     kind = {id(m): k for m, k in layers}
     order: list[nn.Module] = []  # weight layers in forward order, from the first chunk
-    handles = [m.register_forward_hook(lambda m, i, o: order.append(m)) for m, _ in layers]
+    handles = [hook_owner(m).register_forward_hook(lambda mod, i, o, m=m: order.append(m)) for m, _ in layers]
     model.train()
     g: list[torch.Tensor] = []
     hg: list[torch.Tensor] = []

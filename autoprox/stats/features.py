@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from autoprox.stats.collect import per_layer, weight_layers  # torch-only; embedded before this file
+from autoprox.stats.layers import hook_owner
 
 FEATURE_FAMILIES = ("token_entropy", "token_min_eig", "meco", "norm_stable_rank", "weight_l1_l2",
                     "swap_patterns")
@@ -105,7 +106,7 @@ class _Taps:
         self.codes: list[torch.Tensor] = []
         self.handles = []
         if any(wants(f) for f in ("token_entropy", "token_min_eig", "meco")):
-            self.handles += [m.register_forward_hook(self._token_hook(k)) for m, k in weight_layers(model)]
+            self.handles += [hook_owner(m).register_forward_hook(self._token_hook(k)) for m, k in weight_layers(model)]
         for m in model.modules():
             if isinstance(m, nn.LayerNorm) and wants("norm_stable_rank"):
                 self.handles.append(m.register_forward_hook(self._norm_hook))
@@ -114,7 +115,7 @@ class _Taps:
 
     def _token_hook(self, kind: str):
         def hook(m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-            if out.dim() == 3 and out.shape[1] >= 2:
+            if isinstance(out, torch.Tensor) and out.dim() == 3 and out.shape[1] >= 2:
                 self.tokens.append(out[0].detach())
                 self.token_kinds.append(kind)
         return hook

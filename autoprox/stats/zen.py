@@ -31,6 +31,10 @@ def gaussian_copy(model: nn.Module, g: torch.Generator) -> nn.Module:
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g))
                 if m.bias is not None:
                     m.bias.zero_()
+            elif isinstance(m, nn.MultiheadAttention) and m.in_proj_weight is not None:
+                m.in_proj_weight.copy_(torch.randn(m.in_proj_weight.shape, generator=g))
+                if m.in_proj_bias is not None:
+                    m.in_proj_bias.zero_()
     return net
 
 

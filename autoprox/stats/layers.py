@@ -1,0 +1,85 @@
+"""Which parameters of a torch ViT are its weight layers, and where their hooks go.
+
+Torch only (exported Python files embed it). Weight layers are the modules tagged with
+``KIND_ATTR`` (autoprox's own spaces); in an untagged model, every Linear/Conv2d (the kind guessed
+by name) and the two projections of every ``nn.MultiheadAttention``. That module applies its
+projections itself, so they are ``ParamWeight`` records, hooked on the attention module. ``MhaMaps`` lets hooks read an ``nn.MultiheadAttention``'s attention maps.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+KIND_ATTR = "autoprox_kind"  # = autoprox.spaces.layers.KIND_ATTR, spelled out: this file imports torch only
+_NAME_KINDS = (("qkv", "attn_qkv"), ("attn.proj", "attn_proj"), ("fc1", "mlp_fc1"), ("fc2", "mlp_fc2"),
+               ("patch", "patch"), ("head", "head"))
+
+
+class ParamWeight:
+    """A weight layer that is not a module: ``weight`` is the parameter, ``owner`` the module whose
+    forward computes with it (its hooks stand for the layer's)."""
+
+    def __init__(self, owner: nn.Module, get: Callable[[], torch.Tensor]) -> None:
+        self.owner, self._get = owner, get
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._get()
+
+
+def hook_owner(layer: object) -> nn.Module:
+    """The module to hook for a weight layer."""
+    return layer.owner if isinstance(layer, ParamWeight) else layer
+
+
+def _mha_layers(m: nn.MultiheadAttention) -> list[tuple[ParamWeight, str]]:
+    names = ["in_proj_weight"] if m.in_proj_weight is not None else ["q_proj_weight", "k_proj_weight",
+                                                                     "v_proj_weight"]
+    out = [(ParamWeight(m, lambda n=n: getattr(m, n)), "attn_qkv") for n in names]
+    return out + [(ParamWeight(m, lambda: m.out_proj.weight), "attn_proj")]
+
+
+def weight_layers(model: nn.Module) -> list[tuple[object, str]]:
+    """(layer, kind) of every weight layer, in registration order; a layer has ``.weight``."""
+    tagged = [(m, getattr(m, KIND_ATTR)) for m in model.modules() if hasattr(m, KIND_ATTR)]
+    if tagged:
+        return tagged
+    out: list[tuple[object, str]] = []
+    inside: set[int] = set()
+    for name, m in model.named_modules():
+        if isinstance(m, nn.MultiheadAttention):
+            out += _mha_layers(m)
+            inside.add(id(m.out_proj))
+        elif isinstance(m, (nn.Linear, nn.Conv2d)) and id(m) not in inside:
+            out.append((m, next((k for key, k in _NAME_KINDS if key in name), "other")))
+    return out
+
+
+class MhaMaps:
+    """Hooks making an ``nn.MultiheadAttention`` return its per-head attention maps to ``store``
+    while its caller gets what it asked for (no maps, or the head-averaged ones). Callers that pass
+    ``need_weights`` positionally are left alone."""
+
+    def __init__(self, store: Callable[[torch.Tensor], None]) -> None:
+        self.store = store
+        self.asked: list[tuple[bool, bool]] = []
+
+    def attach(self, m: nn.MultiheadAttention) -> list:
+        return [m.register_forward_pre_hook(self._pre, with_kwargs=True), m.register_forward_hook(self._post)]
+
+    def _pre(self, m: nn.Module, args: tuple, kwargs: dict):
+        if len(args) > 4:
+            self.asked.append((True, True))
+            return None
+        self.asked.append((kwargs.get("need_weights", True), kwargs.get("average_attn_weights", True)))
+        return args, {**kwargs, "need_weights": True, "average_attn_weights": False}
+
+    def _post(self, m: nn.Module, inputs: tuple, out: tuple):
+        need, average = self.asked.pop()
+        maps = out[1]
+        if maps is None or maps.dim() != 4:
+            return None
+        self.store(maps)
+        return out[0], (maps.mean(1) if average else maps) if need else None
