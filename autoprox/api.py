@@ -128,7 +128,31 @@ def _part_scores(model: Any, images: Any, labels: Any, parts: Sequence[Any], see
             out.tensors.update(t)
             out.kinds.update(k)
             out.scalars.update(s)
+    _check_given(out, families)
     return [q.score(out) for q in parts]
+
+
+# the module types a statistic is read from, for models that give none of it
+_READ_FROM = {"attention": "nn.MultiheadAttention modules, or modules whose class is named AttentionMap "
+                           "(an nn.Identity applied to the attention probabilities)",
+              "gelu_input": "nn.GELU modules (the gelu function cannot be hooked)",
+              "naswot_kernel": "nn.GELU modules (the gelu function cannot be hooked)",
+              "swap_patterns": "nn.GELU modules (the gelu function cannot be hooked)",
+              "norm_output": "nn.LayerNorm modules", "norm_stable_rank": "nn.LayerNorm modules",
+              "block_expressivity": "modules whose class is named Block with a norm2 submodule (pre-norm blocks)",
+              "block_trainability": "modules whose class is named Block with a norm2 submodule (pre-norm blocks)",
+              "token_entropy": "Linear layers with (batch, tokens, width) outputs",
+              "token_min_eig": "Linear layers with (batch, tokens, width) outputs",
+              "meco": "Linear layers with (batch, tokens, width) outputs"}
+
+
+def _check_given(stats: Any, families: frozenset) -> None:
+    """One line naming a statistic the model gave nothing of, and where it is read from."""
+    for f in sorted(families):
+        if not stats.tensors.get(f):
+            base = f[:-5] if f.endswith("_grad") and f[:-5] in _READ_FROM else f
+            where = _READ_FROM.get(base, "the model's weight layers (Linear, Conv2d, nn.MultiheadAttention)")
+            raise ValueError(f"the model gives no {f!r} statistic, which the proxy reads: it is read from {where}")
 
 
 def bench(space: str, proxies: Sequence[str] = ("params",), targets: Sequence[str] = (),

@@ -19,6 +19,7 @@ from torch import nn
 
 from primitives._tensor import as_matrix  # torch only, embedded before this file in exports
 from autoprox.stats.layers import KIND_ATTR, MhaMaps, hook_owner, weight_layers  # noqa: F401 (torch only, embedded)
+from autoprox.stats.layers import timm_attention_hooks  # one import per line: exports drop these lines
 
 def token_index(n: int, k: int) -> torch.Tensor:
     """``k`` evenly spaced indices in [0, n) (all of them when n <= k)."""
@@ -96,6 +97,8 @@ class Recorder:
         """Hooks for the wanted families only; weight layers are always tracked (forward order)."""
         handles = [hook_owner(m).register_forward_hook(self._weight_hook(m, kind)) for m, kind in weight_layers(model)]
         maps = MhaMaps(lambda a: self._store("attention", "attn_map", a))
+        if self._act("attention"):
+            handles += timm_attention_hooks(model, lambda a: self._store("attention", "attn_map", a))
         gelu = self._act("gelu_input") or self.wants("naswot_kernel")
         for m in model.modules():
             if isinstance(m, nn.GELU) and gelu:

@@ -3,7 +3,8 @@
 Torch only (exported Python files embed it). Weight layers are the modules tagged with
 ``KIND_ATTR`` (autoprox's own spaces); in an untagged model, every Linear/Conv2d (the kind guessed
 by name) and the two projections of every ``nn.MultiheadAttention``. That module applies its
-projections itself, so they are ``ParamWeight`` records, hooked on the attention module. ``MhaMaps`` lets hooks read an ``nn.MultiheadAttention``'s attention maps.
+projections itself, so they are ``ParamWeight`` records, hooked on the attention module. ``MhaMaps`` lets hooks read an ``nn.MultiheadAttention``'s attention maps, and
+``timm_attention_hooks`` those of timm's ``Attention`` (its fused kernel switched off while hooked).
 """
 from __future__ import annotations
 
@@ -83,3 +84,27 @@ class MhaMaps:
             return None
         self.store(maps)
         return out[0], (maps.mean(1) if average else maps) if need else None
+
+
+class _Restore:
+    """Sets an attribute for as long as the hooks live; ``remove`` puts the old value back."""
+
+    def __init__(self, obj: object, name: str, value: object) -> None:
+        self.obj, self.name, self.old = obj, name, getattr(obj, name)
+        setattr(obj, name, value)
+
+    def remove(self) -> None:
+        setattr(self.obj, self.name, self.old)
+
+
+def timm_attention_hooks(model: nn.Module, store: Callable[[torch.Tensor], None]) -> list:
+    """For timm-style attention (a module whose class is named ``Attention``, with ``fused_attn`` and an
+    ``attn_drop`` Dropout): the fused kernel is off while hooked, and the input of ``attn_drop`` (the
+    softmax probabilities) goes to ``store``. Removable handles, the switch included."""
+    handles: list = []
+    for m in model.modules():
+        if (type(m).__name__ == "Attention" and hasattr(m, "fused_attn")
+                and isinstance(getattr(m, "attn_drop", None), nn.Dropout)):
+            handles.append(_Restore(m, "fused_attn", False))
+            handles.append(m.attn_drop.register_forward_hook(lambda mod, i, o: store(i[0])))
+    return handles
