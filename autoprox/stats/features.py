@@ -85,7 +85,8 @@ def distinct_patterns(codes: list[torch.Tensor]) -> torch.Tensor:
     packed = []
     for part in bits.split(62, dim=1):  # 62 bits per int64 column: no sign bit, no overflow
         packed.append((part << torch.arange(part.shape[1], device=part.device)).sum(1))
-    return torch.tensor(float(torch.unique(torch.stack(packed, 1), dim=0).shape[0]))
+    rows = packed[0] if len(packed) == 1 else torch.stack(packed, 1)  # 1-D unique: ~60x faster than dim=0
+    return torch.tensor(float(torch.unique(rows, dim=None if len(packed) == 1 else 0).shape[0]))
 
 
 def images_read(wants, batch: int) -> int:
