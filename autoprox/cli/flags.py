@@ -8,7 +8,7 @@ import yaml
 
 from autoprox.spaces import list_spaces
 
-SPACE_HELP = "search space: " + ", ".join(list_spaces())
+SPACE_HELP = "search space: " + ", ".join(list_spaces()) + ", or a YAML file declaring one (README)"
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from autoprox import __version__
@@ -11,6 +12,7 @@ from autoprox.cli.flags import SPACE_HELP, HelpFormatter, add_backend_flags, add
 from autoprox.cli.verbs import cmd_bench, cmd_build, cmd_cache, cmd_evolve, cmd_export, cmd_search, cmd_stats, cmd_zoo
 from autoprox.core.config import ConfigError
 from autoprox.core.memory import return_freed_memory
+from autoprox.spaces.declared import is_space_file
 from autoprox.stats.passes import list_passes
 
 
@@ -175,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return_freed_memory()
     try:
         check_backend_flags(args)
+        if getattr(args, "space", None) and is_space_file(args.space):  # Ray workers may not share the cwd
+            args.space = str(Path(args.space).resolve())
         return args.fn(args)
     except KeyboardInterrupt:
         print(f"\nautoprox {args.verb}: interrupted; what was finished is kept. Continue with: "

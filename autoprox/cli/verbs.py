@@ -11,6 +11,7 @@ from autoprox.cli.flags import apply_sets, bench_files, overlay
 from autoprox.core.config import from_dict, load_config, to_dict
 from autoprox.core.io import check_writable_dir
 from autoprox.core.progress import Progress
+from autoprox.spaces import get_space
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -20,7 +21,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
            "proxies": args.proxy, "targets": args.targets.split(",") if args.targets else None,
            "n_boot": args.n_boot, "boot_seed": args.boot_seed}
     cfg = from_dict(BenchConfig, overlay(base, args, top), "bench config")
-    out = Path(args.out or f"runs/bench-{cfg.space}")
+    out = Path(args.out or f"runs/bench-{get_space(cfg.space).name}")
     check_writable_dir(out)
     check_device(cfg.scoring.device, args.backend, cached_ok=True)
     rows = bench_to(out, cfg, args.backend, args.workers, args.address, args.connect_timeout)

@@ -58,8 +58,8 @@ class StatsProvider:
     """Loads an arch's statistics from the cache, or computes and stores them."""
 
     def __init__(self, space: str, cfg: ScoringConfig) -> None:
-        self.space_name = space
         self.space = get_space(space)
+        self.space_name = self.space.name  # a declared space's own name, not its file's path
         self.cfg = cfg
         self.cache = StatsCache(cfg.cache_dir)
         self._batch: Batch | None = None
