@@ -1,6 +1,8 @@
 """A ViT written in plain torch on ``nn.TransformerEncoderLayer`` (so ``nn.MultiheadAttention``, which
 applies its projections itself): its attention maps are read, its projections count as weight layers,
 and the model's own outputs do not change while it is read."""
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -140,3 +142,10 @@ def test_a_timm_vit_when_timm_is_installed(tiny_batch):
     assert kinds.count("attn_qkv") == kinds.count("attn_proj") == depth and kinds[0] == "patch"
     rows = autoprox.score(m, tiny_batch.images, tiny_batch.labels, "agg_sum(sum(attention))")
     assert rows == pytest.approx(depth * 4 * m.blocks[0].attn.num_heads * 5, rel=1e-4)  # 4 patches + cls
+    fused = m.blocks[0].attn.fused_attn
+    fresh = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=10, img_size=32)
+    assert autoprox.score(fresh, tiny_batch.images, tiny_batch.labels, "grasp") != 0  # double backward: unfused
+    assert fresh.blocks[0].attn.fused_attn == fused
+    for name in ("token_entropy", "meco", "apd", "swap", "zen", "snip", "zico", "dss", "naswot"):
+        fresh = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=10, img_size=32)
+        assert math.isfinite(autoprox.score(fresh, tiny_batch.images, tiny_batch.labels, name)), name

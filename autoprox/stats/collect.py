@@ -19,7 +19,7 @@ from torch import nn
 
 from primitives._tensor import as_matrix  # torch only, embedded before this file in exports
 from autoprox.stats.layers import KIND_ATTR, MhaMaps, hook_owner, weight_layers  # noqa: F401 (torch only, embedded)
-from autoprox.stats.layers import timm_attention_hooks  # one import per line: exports drop these lines
+from autoprox.stats.layers import timm_attention_hooks, unfused_attention  # one per line: exports drop them
 
 def token_index(n: int, k: int) -> torch.Tensor:
     """``k`` evenly spaced indices in [0, n) (all of them when n <= k)."""
@@ -363,6 +363,7 @@ def hessian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
     kind = {id(m): k for m, k in layers}
     order: list[nn.Module] = []  # weight layers in forward order, from the first chunk
     handles = [hook_owner(m).register_forward_hook(lambda mod, i, o, m=m: order.append(m)) for m, _ in layers]
+    unfused = unfused_attention(model)  # fused attention kernels have no double backward
     model.train()
     g: list[torch.Tensor] = []
     hg: list[torch.Tensor] = []
@@ -379,7 +380,7 @@ def hessian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
                 hv = torch.autograd.grad(sum((a * b).sum() for a, b in zip(gc, g)), ws)
                 hg = list(hv) if not hg else [a + b for a, b in zip(hg, hv)]
     finally:
-        for h in handles:
+        for h in handles + unfused:
             h.remove()
     k = settings["weight_rows"]
     kinds = [kind[id(m)] for m in order]

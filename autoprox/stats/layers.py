@@ -97,14 +97,23 @@ class _Restore:
         setattr(self.obj, self.name, self.old)
 
 
+def _timm_attention(model: nn.Module) -> list[nn.Module]:
+    """timm-style attention: a module whose class is named ``Attention``, with ``fused_attn`` and an
+    ``attn_drop`` Dropout applied to the softmax probabilities."""
+    return [m for m in model.modules() if type(m).__name__ == "Attention" and hasattr(m, "fused_attn")
+            and isinstance(getattr(m, "attn_drop", None), nn.Dropout)]
+
+
+def unfused_attention(model: nn.Module) -> list:
+    """timm-style attention computed step by step while the returned handles live (torch's fused
+    kernels have no double backward); ``remove()`` each to restore."""
+    return [_Restore(m, "fused_attn", False) for m in _timm_attention(model)]
+
+
 def timm_attention_hooks(model: nn.Module, store: Callable[[torch.Tensor], None]) -> list:
-    """For timm-style attention (a module whose class is named ``Attention``, with ``fused_attn`` and an
-    ``attn_drop`` Dropout): the fused kernel is off while hooked, and the input of ``attn_drop`` (the
-    softmax probabilities) goes to ``store``. Removable handles, the switch included."""
-    handles: list = []
-    for m in model.modules():
-        if (type(m).__name__ == "Attention" and hasattr(m, "fused_attn")
-                and isinstance(getattr(m, "attn_drop", None), nn.Dropout)):
-            handles.append(_Restore(m, "fused_attn", False))
-            handles.append(m.attn_drop.register_forward_hook(lambda mod, i, o: store(i[0])))
+    """For timm-style attention: the fused kernel off while hooked, and the input of ``attn_drop`` (the
+    softmax probabilities) to ``store``. Removable handles, the switch included."""
+    handles = unfused_attention(model)
+    for m in _timm_attention(model):
+        handles.append(m.attn_drop.register_forward_hook(lambda mod, i, o: store(i[0])))
     return handles
