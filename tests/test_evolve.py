@@ -347,3 +347,18 @@ def test_every_shipped_run_config_loads_and_its_seeds_resolve(path):
     from autoprox.evolve.loop import load_evolve_config, seed_genomes
     cfg = load_evolve_config(path)
     assert len(seed_genomes(cfg)) == len(cfg.seed_proxies) and cfg.objective.spaces
+
+
+def test_the_recent_statistics_are_leaves_evolution_reads(tiny_objective, tmp_path):
+    """The 2023-2025 proxies' families (per layer and one per arch) as leaves: a run computes their passes,
+    and the genomes it scores read them."""
+    var = VariationConfig(leaves=("token_entropy", "meco", "norm_stable_rank", "block_expressivity"),
+                          single_leaves=("swap_patterns", "zen_score", "epe_nas"), max_nodes=10)
+    run = evolve(EvolveConfig(population=6, steps=1, offspring=6, hall_of_fame=4, seed_proxies=("meco",),
+                              objective=tiny_objective, variation=var), tmp_path / "r")
+    text = (tmp_path / "r" / "history.jsonl").read_text()
+    hist = [json.loads(ln) for ln in text.splitlines()]
+    assert len(hist) == run.evals >= 6
+    read = {f for f in var.leaves + var.single_leaves if f in text}
+    assert len(read) >= 4, read
+    assert np.isfinite(run.pick().record["train"])
