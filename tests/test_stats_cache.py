@@ -1,5 +1,8 @@
 import dataclasses
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -51,6 +54,24 @@ def test_cifar100_source(tmp_path):
     assert set(b.labels.tolist()) <= set(range(20))
     with pytest.raises(BatchError, match="fewer than batch size"):
         make_batch(BatchConfig(source="cifar100", path=str(tmp_path), size=30))
+
+
+class _Payload:
+    """Unpickling this calls a function of the pickler's choosing (here one that leaves a mark)."""
+
+    def __reduce__(self):
+        return (os.putenv, ("AUTOPROX_PWNED", "1"))
+
+
+def test_a_crafted_cifar_file_runs_no_code(tmp_path, monkeypatch):
+    monkeypatch.delenv("AUTOPROX_PWNED", raising=False)
+    data = {b"data": np.zeros((20, 3072), dtype=np.uint8), b"fine_labels": list(range(20)), b"x": _Payload()}
+    (tmp_path / "train").write_bytes(pickle.dumps(data))
+    with pytest.raises(BatchError, match="is not a CIFAR-100 python pickle: it names (posix|os).putenv"):
+        make_batch(BatchConfig(source="cifar100", path=str(tmp_path), size=8, resolution=32))
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('AUTOPROX_PWNED'))"],
+                           capture_output=True, text=True)  # putenv reaches only children
+    assert child.stdout.strip() == "None"
 
 
 def test_folder_source(tmp_path):

@@ -1,5 +1,6 @@
 import importlib.util
 import math
+import os
 
 import numpy as np
 import pytest
@@ -170,3 +171,16 @@ def test_cli_exports_a_fused_proxy(tmp_path, capsys):
     assert "rank_sum" in capsys.readouterr().out
     assert main(["export", "evolved_c100_kd", "--format", "python", "--out", str(tmp_path / "f.py")]) == 0
     assert "def score_population" in (tmp_path / "f.py").read_text()
+
+
+@pytest.mark.parametrize("name", ['x"""; import os; os.environ["AUTOPROX_PWNED"] = "1"; """',
+                                  "x'''\\\n\"\"\"\\\"", "a\\u0000b\\\\"])
+def test_any_proxy_name_exports_a_file_that_compiles_and_runs_nothing_else(name, tmp_path, monkeypatch):
+    monkeypatch.delenv("AUTOPROX_PWNED", raising=False)
+    p = GraphProxy.from_text(name, "agg_sum(weight_norm)")
+    src = export(p, "python")
+    compile(src, "p.py", "exec")
+    (tmp_path / "p.py").write_text(src)
+    mod = _load_module(tmp_path / "p.py", "exported_hostile")
+    assert mod.NAME == name
+    assert "AUTOPROX_PWNED" not in os.environ

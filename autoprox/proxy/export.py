@@ -123,6 +123,12 @@ def _embedded_source() -> str:
     return "\n\n".join(parts)
 
 
+def _in_docstring(text: str) -> str:
+    """``text`` inside a triple-quoted docstring as itself: backslashes and quotes escaped, so no name
+    can end the docstring and put code in the file."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def to_python(p: GraphProxy | FusedProxy) -> str:
     """A standalone file (torch only) that scores torch ViTs with this proxy; a fused proxy's
     ``score_population`` fuses its parts across the models it is given."""
@@ -137,7 +143,8 @@ def to_python(p: GraphProxy | FusedProxy) -> str:
     calls = ", ".join(f"{n!r}: {get_pass(n).run.__name__}" for n in passes)
     groups = {n: _op(n).group for q in parts for n in _heads(q.expr)}
     return _PYTHON.format(
-        name=p.name, hash=p.hash, formula=proxy_formula(p), sources=_embedded_source(),
+        name_doc=_in_docstring(repr(p.name)), hash=p.hash, formula_doc=_in_docstring(proxy_formula(p)),
+        sources=_embedded_source(),
         name_r=repr(p.name), trees="[" + ", ".join(_tree_literal(q.expr) for q in parts) + "]",
         fusion=repr(p.fusion if p.fused else None),
         aggregate=repr(sorted(n for n, g in groups.items() if g == "aggregate")),

@@ -1,8 +1,8 @@
 """The text of an exported standalone proxy file (``str.format`` fields; ``export.to_python`` fills them)."""
 
-PYTHON = '''"""autoprox proxy {name_r} (hash {hash}), exported as a standalone file.
+PYTHON = '''"""autoprox proxy {name_doc} (hash {hash}), exported as a standalone file.
 
-{formula}
+{formula_doc}
 
 Needs only torch. In Python:
     score(model, images, labels, seed=0, arch_scalars=..., flops=...) -> float

@@ -97,6 +97,19 @@ def _normalise(x: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
     return (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
 
 
+class _DataOnly(pickle.Unpickler):
+    """Unpickles plain data only (containers, strings, numbers, numpy arrays): a crafted file cannot
+    name any other callable, so loading it runs no code."""
+
+    ALLOWED = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+               for n in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a data file has no reason to")
+        return super().find_class(module, name)
+
+
 def _cifar100(cfg: BatchConfig) -> tuple[torch.Tensor, torch.Tensor]:
     p = Path(cfg.path)
     p = p / "train" if p.is_dir() else p
@@ -104,7 +117,7 @@ def _cifar100(cfg: BatchConfig) -> tuple[torch.Tensor, torch.Tensor]:
         raise BatchError(f"CIFAR-100 train file not found: {p} (expected cifar-100-python/train)")
     try:
         with open(p, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+            d = _DataOnly(f, encoding="bytes").load()
         data, fine = np.asarray(d[b"data"], dtype=np.uint8), np.asarray(d[b"fine_labels"])
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear error
         raise BatchError(f"{p} is not a CIFAR-100 python pickle: {e}") from None
