@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -72,7 +75,8 @@ def test_student_map_drops_the_cls_token():
 
 
 # ---------------------------------------------------------------- loading the teacher
-def test_torchscript_and_pickled_teachers_give_the_same_map(tmp_path, tiny_batch):
+def test_torchscript_and_pickled_teachers_give_the_same_map(tmp_path, tiny_batch, monkeypatch):
+    monkeypatch.setenv(teacher.TRUST_ENV, "1")  # a pickled module is read only when trusted
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(3)
         net = TinyCNN().eval()
@@ -84,7 +88,28 @@ def test_torchscript_and_pickled_teachers_give_the_same_map(tmp_path, tiny_batch
     assert torch.allclose(maps[0], maps[1], atol=1e-6)
 
 
-def test_bad_teachers_give_clear_errors(tmp_path, tiny_batch):
+class _Payload:
+    def __reduce__(self):
+        return (os.putenv, ("AUTOPROX_PWNED", "1"))
+
+
+def test_a_pickled_teacher_is_read_only_when_trusted(tmp_path, monkeypatch):
+    monkeypatch.delenv(teacher.TRUST_ENV, raising=False)
+    torch.save(TinyCNN(), tmp_path / "full.pt")
+    with pytest.raises(PermissionError, match=f"pickled module.*TorchScript.*{teacher.TRUST_ENV}=1"):
+        teacher.load_teacher(tmp_path / "full.pt")
+    torch.save({"w": torch.zeros(2), "x": _Payload()}, tmp_path / "crafted.pt")
+    with pytest.raises(PermissionError):
+        teacher.load_teacher(tmp_path / "crafted.pt")
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('AUTOPROX_PWNED'))"],
+                           capture_output=True, text=True)
+    assert child.stdout.strip() == "None"  # the payload never ran
+    monkeypatch.setenv(teacher.TRUST_ENV, "1")
+    assert isinstance(teacher.load_teacher(tmp_path / "full.pt"), nn.Module)
+
+
+def test_bad_teachers_give_clear_errors(tmp_path, tiny_batch, monkeypatch):
+    monkeypatch.setenv(teacher.TRUST_ENV, "1")
     x = tiny_batch.images
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         teacher.load_teacher(tmp_path / "nope.pt")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import pickle
 import warnings
 import zipfile
@@ -110,8 +111,27 @@ def _is_torchscript(p: Path) -> bool:
         return any(n.split("/", 1)[-1].startswith("code/") for n in z.namelist())
 
 
+TRUST_ENV = "AUTOPROX_TRUST_PICKLE"  # =1: pickled teacher modules may be loaded (they can run code)
+
+
+def _unpickle(p: Path, device: str | torch.device) -> object:
+    """The pickle read as data only; a whole pickled module only when the user said they trust it."""
+    try:
+        return torch.load(p, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():  # not a pickle torch can read at all
+            raise
+        if os.environ.get(TRUST_ENV) != "1":
+            raise PermissionError(f"teacher checkpoint {p} is a pickled module, and loading one can run code from "
+                                  f"the file: save it as TorchScript (torch.jit.save(torch.jit.script(model), "
+                                  f"path)) or, if you trust it, set {TRUST_ENV}=1") from None
+    return torch.load(p, map_location=device, weights_only=False)
+
+
 def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """A TorchScript file, else a pickled ``nn.Module`` (``weights_only=False``: the user chose the file)."""
+    """A TorchScript file, else a pickled ``nn.Module``. A pickle is first read as data only
+    (``weights_only=True``); a whole pickled module can run code when loaded, so it is read only
+    when ``AUTOPROX_TRUST_PICKLE=1`` says the user trusts the file."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"teacher checkpoint not found: {p}")
@@ -120,7 +140,7 @@ def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> nn.Mod
             with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript; reading it is the point
                 warnings.simplefilter("ignore", DeprecationWarning)
                 return torch.jit.load(str(p), map_location=device)
-        m = torch.load(p, map_location=device, weights_only=False)
+        m = _unpickle(p, device)
     except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError, AttributeError, ImportError) as e:
         raise ValueError(f"cannot read teacher checkpoint {p} (TorchScript or a pickled nn.Module; "
                          f"a pickled module's class must be importable): {e}") from None
