@@ -127,3 +127,28 @@ def test_badinput_out(where, tmp_path, capsys):
         err = capsys.readouterr().err
         assert str(out) in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert out.read_text() == "keep" if where == "existing-file" else not out.exists()
+
+
+def test_outputs_never_replace_devices_fifos_or_links(tmp_path, capsys):
+    """``--out`` onto a FIFO, a socket or a link (a device takes the same path; not tested on the real
+    /dev/null, which a regression would replace): one line, exit 2, the thing left as it was."""
+    import os
+    import socket
+    import stat
+    sock_path = tmp_path / "sock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(sock_path))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    target = tmp_path / "real.txt"
+    target.write_text("keep")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    for out in (str(fifo), str(sock_path), str(link)):
+        assert main(["export", "snip", "--format", "text", "--out", out]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "regular files only" in err, err
+    sock.close()
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and stat.S_ISSOCK(os.lstat(sock_path).st_mode)
+    assert link.is_symlink() and target.read_text() == "keep"
+    assert main(["export", "snip", "--format", "text", "--out", str(tmp_path / "new.txt")]) == 0

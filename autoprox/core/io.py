@@ -43,9 +43,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write_many({path: data})
 
 
+def check_regular_target(path: str | Path) -> None:
+    """``ValueError`` when ``path`` exists and is not a regular file (a device, FIFO, socket, folder or
+    link to one): an output replaces only files, never ``/dev/null`` and its kind."""
+    p = Path(path)
+    if (p.exists() or p.is_symlink()) and not (p.is_file() and not p.is_symlink()):
+        what = "a folder" if p.is_dir() else "a link" if p.is_symlink() else "not a regular file"
+        raise ValueError(f"{p} is {what}: autoprox writes its outputs as regular files only")
+
+
 def atomic_write_many(files: dict) -> None:
     """Write every ``{path: bytes}`` to temp files first, then rename them all into place: a
     failed write (a full disk) leaves none of them new; only a crash between renames could."""
+    for path in files:
+        check_regular_target(path)
     tmps: list[tuple[Path, Path]] = []
     try:
         for path, data in files.items():
