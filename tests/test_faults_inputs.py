@@ -152,3 +152,13 @@ def test_outputs_never_replace_devices_fifos_or_links(tmp_path, capsys):
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and stat.S_ISSOCK(os.lstat(sock_path).st_mode)
     assert link.is_symlink() and target.read_text() == "keep"
     assert main(["export", "snip", "--format", "text", "--out", str(tmp_path / "new.txt")]) == 0
+
+
+@pytest.mark.parametrize("argv, says", [(["bench", "--limit", "abc"], "invalid int value: 'abc'"),
+                                        (["nope"], "invalid choice: 'nope'"),
+                                        (["search", "--proxy", "snip"], "required: --out")])
+def test_usage_errors_are_one_line(argv, says, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and says in err and "--help" in err, err

@@ -5,7 +5,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from autoprox import __version__
 from autoprox.cli.flags import SPACE_HELP, HelpFormatter, add_backend_flags, add_scoring_flags, check_backend_flags
@@ -22,6 +22,13 @@ def _fold(text: str) -> str:
     if text != "final" and not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a fold number or 'final', got {text!r}")
     return text
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line that points at ``--help`` (the usage itself only on ``--help``)."""
+
+    def error(self, message: str) -> "NoReturn":
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def _verb(sub: Any, name: str, help: str, examples: Sequence[str]) -> argparse.ArgumentParser:
     """A verb's parser: its --help shows a description, choices, defaults and ``examples``."""
@@ -105,9 +112,9 @@ def _add_evolve_parser(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="autoprox", description=__doc__, formatter_class=HelpFormatter)
+    ap = OneLineParser(prog="autoprox", description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--version", action="version", version=f"autoprox {__version__}")
-    sub = ap.add_subparsers(dest="verb", required=True)
+    sub = ap.add_subparsers(dest="verb", required=True, parser_class=OneLineParser)
     b = _verb(sub, "bench", "correlate proxies with ViT-Bench-101 accuracies",
             ['autoprox bench --space pit --proxy params snip zico',
              'autoprox bench --space autoformer-tiny --bench tiny.json --proxy zico depth_width --out runs/b-tiny'])
