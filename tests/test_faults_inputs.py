@@ -162,3 +162,23 @@ def test_usage_errors_are_one_line(argv, says, capsys):
         main(argv)
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1 and says in err and "--help" in err, err
+
+
+def test_inputs_beyond_pythons_limits_are_one_line(tmp_path, capsys):
+    """Deep nesting (expression, JSON benchmark, YAML) and a YAML alias bomb: one line, exit 2, quickly."""
+    deep = "abs(" * 3000 + "weight_norm" + ")" * 3000
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")) + "space: *i\n"
+    (tmp_path / "bomb.yaml").write_text(bomb)
+    (tmp_path / "deep.yaml").write_text("space: " + "[" * 3000 + "]" * 3000 + "\n")
+    (tmp_path / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    cases = [(["export", deep, "--format", "text"], "nested 3000 deep"),
+             (["bench", "--config", str(tmp_path / "bomb.yaml")], "more than 20 aliases"),
+             (["bench", "--config", str(tmp_path / "deep.yaml")], "nested deeper than 64"),
+             (["bench", "--space", "pit", "--bench", str(tmp_path / "deep.json"), "--out", str(tmp_path / "o")],
+              "nested too deep")]
+    for argv, says in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err, err
+    assert not (tmp_path / "o").exists()

@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from autoprox.core.config import load_yaml_text
 from autoprox.spaces import list_spaces
 
 SPACE_HELP = "search space: " + ", ".join(list_spaces()) + ", or a YAML file declaring one (README)"
@@ -96,7 +97,7 @@ def apply_sets(data: dict, items: Sequence[str]) -> dict:
         if not sep or not key.strip():
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set objective.limit=20")
         try:
-            value = yaml.safe_load(text)
+            value = load_yaml_text(text)
         except yaml.YAMLError as e:
             raise ValueError(f"--set {item!r}: not a YAML value: {str(e).splitlines()[0]}") from None
         parts = key.strip().split(".")

@@ -133,13 +133,46 @@ def config_diff(cls: type[T], saved: Any, cfg: T, free: tuple[str, ...] = ()) ->
             if k not in free and old.get(k) != now.get(k)]
 
 
+class BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` refusing documents no config needs: more than ``MAX_ALIASES`` aliases (an
+    alias bomb expands exponentially when read) or nesting deeper than ``MAX_DEPTH``."""
+
+    MAX_ALIASES, MAX_DEPTH = 20, 64  # 20 aliases expand a bomb at most ~2^10-fold
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self.aliases, self.depth = 0, 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > self.MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {self.MAX_ALIASES} aliases")
+        self.depth += 1
+        try:
+            if self.depth > self.MAX_DEPTH:
+                raise yaml.YAMLError(f"nested deeper than {self.MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def load_yaml_text(text: str) -> Any:
+    """``yaml.safe_load`` with ``BoundedLoader``'s limits."""
+    loader = BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | Path, what: str, error: type[Exception] = ConfigError) -> Any:
     """The YAML document in ``path``; ``error`` naming the file when it is missing or no YAML text."""
     p = Path(path)
     if not p.is_file():
         raise (FileNotFoundError if error is not ConfigError else error)(f"{what} not found: {p}")
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
+        return load_yaml_text(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise error(f"{p}: not a YAML {what}: {e}") from None
 

@@ -43,13 +43,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write_many({path: data})
 
 
+class NotRegularFileError(OSError, ValueError):
+    """An output path taken by something other than a regular file (an OSError for writers that
+    skip what they cannot write, a ValueError for the one-line CLI errors)."""
+
+
 def check_regular_target(path: str | Path) -> None:
-    """``ValueError`` when ``path`` exists and is not a regular file (a device, FIFO, socket, folder or
+    """``NotRegularFileError`` when ``path`` exists and is not a regular file (a device, FIFO, socket, folder or
     link to one): an output replaces only files, never ``/dev/null`` and its kind."""
     p = Path(path)
     if (p.exists() or p.is_symlink()) and not (p.is_file() and not p.is_symlink()):
         what = "a folder" if p.is_dir() else "a link" if p.is_symlink() else "not a regular file"
-        raise ValueError(f"{p} is {what}: autoprox writes its outputs as regular files only")
+        raise NotRegularFileError(f"{p} is {what}: autoprox writes its outputs as regular files only")
 
 
 def atomic_write_many(files: dict) -> None:

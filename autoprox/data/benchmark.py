@@ -84,6 +84,8 @@ def load_benchmark(space: str, path: str | Path | None = None) -> Benchmark:
         records = json.loads(text)
     except json.JSONDecodeError as e:
         raise BenchmarkError(f"{p}: not valid JSON: {e}") from None
+    except RecursionError:
+        raise BenchmarkError(f"{p}: JSON nested too deep to be a benchmark") from None
     if is_native(records):
         return _native(space, records, str(p))
     if not isinstance(records, list) or not records:

@@ -17,6 +17,7 @@ population shares common sub-expressions during evaluation.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -163,11 +164,17 @@ def to_graph(e: Expr) -> nx.DiGraph:
 _TOKEN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*|[(),])")
 
 
+MAX_DEPTH = 64  # nesting of an expression (evolution's genomes stay far below; Python's stack does not)
+
+
 def parse(text: str) -> Expr:
     """Parse the expression syntax ``op(arg, arg)`` / ``statistic``."""
     tokens = _TOKEN.findall(text)
     if "".join(tokens) != re.sub(r"\s+", "", text):
-        raise GraphError(f"cannot parse proxy expression {text!r}")
+        raise GraphError(f"cannot parse proxy expression {text!r:.80}")
+    depth = max(itertools.accumulate(1 if t == "(" else -1 if t == ")" else 0 for t in tokens), default=0)
+    if depth > MAX_DEPTH:
+        raise GraphError(f"proxy expression nested {depth} deep; at most {MAX_DEPTH} levels are accepted")
     pos = 0
 
     def node() -> Expr:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
-import yaml
 
+from autoprox.core.config import load_yaml_text
 from autoprox.core.io import atomic_write_many
 from autoprox.spaces import get_space, layers
 
@@ -32,7 +32,7 @@ def arch_from(text: str, rank: int) -> tuple[dict, str | None]:
     if not text.lstrip().startswith("{") and path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise FileNotFoundError(f"no search result at {text}")
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = load_yaml_text(path.read_text(encoding="utf-8"))
         top = doc.get("top") if isinstance(doc, dict) else None
         if not isinstance(top, list) or not top:
             raise ValueError(f"{text}: not a search result (no 'top' list of archs)")
@@ -43,6 +43,8 @@ def arch_from(text: str, rank: int) -> tuple[dict, str | None]:
         arch = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"arch: neither JSON ({e.msg}) nor a result.yaml path: {text[:60]!r}") from None
+    except RecursionError:
+        raise ValueError("arch: JSON nested too deep to be an arch") from None
     if not isinstance(arch, dict):
         raise ValueError(f"arch: expected a JSON object, got {type(arch).__name__}")
     return arch, None
