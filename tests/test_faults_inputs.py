@@ -182,3 +182,25 @@ def test_inputs_beyond_pythons_limits_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and says in err, err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("extra, says", [({"c100_kd_acc": 10 ** 400}, "is not a finite number: 1000"),
+                                         ({"c100_kd_acc": True}, "is not a finite number: True"),
+                                         ({"c100_kd_acc": 70.0, "c100_kd_ac": 3}, "unknown key 'c100_kd_ac'")])
+def test_wrong_accuracies_and_misspelt_keys_are_refused(extra, says, tmp_path, capsys):
+    arch = {"base_dim": 16, "mlp_ratio": 2, "depth": [1, 6, 6], "num_heads": [2, 2, 2]}
+    recs = [{"arch": arch, "c100_kd_acc": 60.0, "c100_kd_ac": 1} if "c100_kd_ac" in extra else
+            {"arch": arch, "c100_kd_acc": 60.0}, {"arch": arch, **extra}]
+    (tmp_path / "b.json").write_text(json.dumps(recs))
+    assert main(["bench", "--space", "pit", "--bench", str(tmp_path / "b.json"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_batch_beyond_the_machines_memory_is_refused_with_its_figure(tmp_path, capsys):
+    argv = ["bench", "--space", "pit", "--proxy", "snip", "--resolution", "200000", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2  # (a data-free proxy builds no batch: params runs at any resolution)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs 14,305 GiB" in err and "this machine has" in err, err
+    assert not (tmp_path / "o").exists()

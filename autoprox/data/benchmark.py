@@ -99,6 +99,9 @@ def load_benchmark(space: str, path: str | Path | None = None) -> Benchmark:
         for k, v in rec.items():
             if k.endswith("_acc"):
                 acc[k[: -len("_acc")]] = _number(v, f"{p}: record {i} key {k!r}")
+            elif k not in RECORD_META:
+                raise BenchmarkError(f"{p}: record {i} has an unknown key {k!r} (a record holds 'arch', "
+                                     f"'<target>_acc' values and optionally {', '.join(sorted(RECORD_META - {'arch'}))})")
         if not acc:
             raise BenchmarkError(f"{p}: record {i} has no '<name>_acc' value")
         archs.append(rec["arch"])
@@ -107,9 +110,16 @@ def load_benchmark(space: str, path: str | Path | None = None) -> Benchmark:
     return Benchmark(space=space, archs=tuple(archs), accs=tuple(accs), source=str(p))
 
 
+RECORD_META = frozenset({"arch", "id", "name", "params", "flops"})  # keys of a record besides '<target>_acc'
+
+
 def _number(v: object, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise BenchmarkError(f"{where} is not a finite number: {v!r}")
+    try:
+        ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(float(v))
+    except OverflowError:  # an int beyond float range
+        ok = False
+    if not ok:
+        raise BenchmarkError(f"{where} is not a finite number: {str(v)[:40]}")
     return float(v)
 
 

@@ -9,6 +9,7 @@ Sources:
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +53,24 @@ class Batch:
     fingerprint: str      # hash of the exact tensors, part of every cache key
 
 
+def _check_fits(cfg: BatchConfig) -> None:
+    """``BatchError`` with the figures when the batch alone would not fit this machine's memory."""
+    need = cfg.size * 3 * cfg.resolution ** 2 * 4
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # no such figure on this platform
+        return
+    if need > have:
+        raise BatchError(f"a batch of {cfg.size} images at {cfg.resolution} px needs {need / 2 ** 30:,.0f} GiB "
+                         f"before any model runs; this machine has {have / 2 ** 30:,.0f} GiB")
+
+
 def make_batch(cfg: BatchConfig) -> Batch:
     """Build the batch described by ``cfg`` (deterministic in ``cfg``)."""
     loaders = {"synthetic": _synthetic, "cifar100": _cifar100, "folder": _folder}
     if cfg.source not in loaders:
         raise BatchError(f"unknown batch source {cfg.source!r}; use one of {sorted(loaders)}")
+    _check_fits(cfg)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # reductions (the synthetic batch's mean/std) sum in one fixed order,
     try:                      # so the batch and every cache key are the same on any machine
