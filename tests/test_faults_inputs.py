@@ -204,3 +204,14 @@ def test_a_batch_beyond_the_machines_memory_is_refused_with_its_figure(tmp_path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "needs 14,305 GiB" in err and "this machine has" in err, err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("extra, says", [(["--params", "900-1000", "--budget", "5"], "widen --params"),
+                                         (["--bench-only", "--seed", "-1"], "seed must be >= 0"),
+                                         (["--search-seed", "-3", "--budget", "5"], "seed must be >= 0")])
+def test_a_search_that_cannot_run_leaves_no_folder(extra, says, tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["search", "--space", "pit", "--proxy", "params", "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err, err
+    assert not out.exists()

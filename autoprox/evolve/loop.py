@@ -75,7 +75,7 @@ class EvolveConfig:
             "population": (2, None), "steps": (0, None), "offspring": (1, None), "cxpb": (0, 1),
             "pool_ratio": (0, 1, "(]"), "top_k": (1, None), "margin": (-2, 2), "mutants": (1, None),
             "max_tries": (1, None), "hall_of_fame": (1, None)})
-        check_ranges(self, "evolve config", {"repair": (0, None), "probe_archs": (2, None)})
+        check_ranges(self, "evolve config", {"repair": (0, None), "probe_archs": (2, None), "seed": (0, None)})
 
 
 def make_types() -> tuple[type, type]:

@@ -43,6 +43,8 @@ class SearchConfig:
         for name in ("budget", "top_k", "chunk", "population", "parents", "num_classes", "img_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"search config: {name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ConfigError(f"search config: seed must be >= 0, got {self.seed}")
         for name in ("mutation_prob", "crossover_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"search config: {name} must be in [0, 1], got {getattr(self, name)}")

@@ -59,6 +59,13 @@ def _sample_legal(cfg: SearchConfig, space: SearchSpace, rng: random.Random, see
     return None
 
 
+def check_reachable(cfg: SearchConfig, space: SearchSpace) -> None:
+    """``ValueError`` naming the sampled ranges when no arch of ``space`` falls inside the windows
+    (checked before a run makes its folder)."""
+    if cfg.params is not None or cfg.flops is not None:
+        _sample_legal(cfg, space, random.Random(cfg.seed), set(), first=True)
+
+
 def _child(cfg: SearchConfig, space: SearchSpace, rng: random.Random, pool: list[dict],
            seen: set[str]) -> dict | None:
     """A legal unseen child of the parent ``pool`` by crossover or mutation, else None."""

@@ -25,7 +25,7 @@ from autoprox.parallel.backends import Backend, make_backend, score_proxies
 from autoprox.parallel.session import CONNECT_TIMEOUT, check_workers
 from autoprox.proxy.spec import Proxy, resolve
 from autoprox.search.config import SearchConfig, SearchResult, measure, window_text, within
-from autoprox.search.propose import State, order_key, propose, ranked
+from autoprox.search.propose import State, check_reachable, order_key, propose, ranked
 from autoprox.search.report import history_csv, regret_rows, write_result
 from autoprox.spaces import ArchError, SearchSpace, get_space
 from autoprox.stats.provider import ScoringConfig
@@ -175,6 +175,8 @@ def search(cfg: SearchConfig, out: Path | str | None = None, resume: bool = Fals
             scorer.start()
             t["backend_start"] = time.perf_counter() - start
         if out is not None:
+            if not st.done and pool is None:
+                check_reachable(cfg, space)  # an impossible window: one line, no empty folder left
             out.mkdir(parents=True, exist_ok=True)
             clean_temporaries(out)
         while True:

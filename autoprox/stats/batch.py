@@ -40,7 +40,7 @@ class BatchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_ranges(self, "batch", {"size": (2, None), "resolution": (16, None), "num_classes": (2, None)},
+        check_ranges(self, "batch", {"size": (2, None), "resolution": (16, None), "num_classes": (2, None), "seed": (0, None)},
                      BatchError)  # resolution: at least one 16-px patch
         if self.source != "synthetic" and not self.path:
             raise BatchError(f"batch source {self.source!r} needs a path")

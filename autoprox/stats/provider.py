@@ -34,7 +34,7 @@ class ScoringConfig:
     gpus_per_worker: float | None = None  # Ray: GPUs each worker asks for (None: 1 with cuda, else 0)
 
     def __post_init__(self) -> None:
-        check_ranges(self, "scoring", {"gpus_per_worker": (0, None)})
+        check_ranges(self, "scoring", {"gpus_per_worker": (0, None), "seed": (0, None)})
 
     def resolved(self) -> "ScoringConfig":
         """As a run's ``config.yaml`` records it: the cache folder actually used, not ``None``."""
