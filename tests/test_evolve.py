@@ -362,3 +362,16 @@ def test_the_recent_statistics_are_leaves_evolution_reads(tiny_objective, tmp_pa
     read = {f for f in var.leaves + var.single_leaves if f in text}
     assert len(read) >= 4, read
     assert np.isfinite(run.pick().record["train"])
+
+
+def test_a_run_that_cannot_pick_says_so_and_claims_no_best_yaml(tiny_objective, tmp_path, capsys, monkeypatch):
+    """No member with a validation JCM (all NaN there, say; forced here): the run says there is no pick
+    and lists only the files it wrote."""
+    import autoprox.evolve.loop as loop
+    monkeypatch.setattr(loop, "pick_index", lambda records, rule, spaces: None)
+    save_config(_cfg(tiny_objective, steps=0), tmp_path / "tiny.yaml")
+    assert main(["evolve", "--config", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "no pick" in out and not (tmp_path / "o" / "best.yaml").exists()
+    wrote = out.split("wrote ", 1)[1]
+    assert "best.yaml" not in wrote and "config.yaml" in wrote  # what exists, and only that

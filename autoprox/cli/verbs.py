@@ -95,6 +95,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_FILES = ("config.yaml", "checkpoint.json", "history.jsonl", "hall_of_fame.yaml", "best.yaml", "progress.csv",
+             "jcm.png", "best_vs_accuracy.png", "summary.md")
+
+
+def _written(folder: Path, names: tuple[str, ...]) -> str:
+    """The ones of ``names`` that are files in ``folder``: a summary never claims a file it did not write."""
+    return " ".join(n for n in names if (folder / n).is_file())
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from autoprox.search.config import SearchConfig, parse_window
     from autoprox.search.report import regret_markdown, top_markdown
@@ -163,11 +172,13 @@ def cmd_evolve(args: argparse.Namespace) -> int:
         r = best.record
         print(f"best (picked {PICK_RULES[cfg.pick]}): JCM train {r['train']:.3f}  val {r['val']:.3f}"
               + (f"  test {r['test']:.3f}" if r.get("test") is not None else "") + f"\n  {r['expression']}")
+    if best is None:
+        print("no pick: no member of the hall of fame has a validation JCM (too few archs or steps); "
+              "no best.yaml was written")
     if args.cv is not None and args.fold is None:
-        print(f"wrote {out}/: cv.md best.yaml (each run's outputs in fold-*/ and final/)")
+        print(f"wrote {out}/: {_written(out, ('cv.md', 'best.yaml'))} (each run's outputs in fold-*/ and final/)")
     elif run.wrote:
-        print(f"wrote {run.out}/: config.yaml checkpoint.json history.jsonl hall_of_fame.yaml best.yaml "
-              f"progress.csv jcm.png best_vs_accuracy.png summary.md")
+        print(f"wrote {run.out}/: {_written(run.out, RUN_FILES)}")
     else:
         print(f"{run.out}/ was finished and written before; nothing rewritten")
     return 0
