@@ -80,7 +80,9 @@ BENCH = ["bench", "--space", "pit", "--proxy", "params"]
 
 
 def tree(d: Path) -> list[str]:
-    return sorted(str(p.relative_to(d)) for p in d.rglob("*")) if d.exists() else []
+    """The outputs under ``d`` (the run folder's record and lock, autoprox.core.runs, are not outputs)."""
+    skip = {".autoprox-run", ".autoprox-lock"}
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.name not in skip) if d.exists() else []
 
 
 # ---------------------------------------------------------------------------------- evolve kills

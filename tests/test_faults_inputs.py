@@ -215,3 +215,35 @@ def test_a_search_that_cannot_run_leaves_no_folder(extra, says, tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and says in err, err
     assert not out.exists()
+
+
+def test_a_verb_refuses_another_verbs_folder_and_a_locked_one(tmp_path, capsys):
+    """bench into a search run, search --resume on a bench folder: one line, nothing rewritten; a folder
+    another process is writing (its lock held): one line."""
+    import subprocess
+    import sys
+    import time
+    s, b = tmp_path / "s", tmp_path / "b"
+    assert main(["search", "--space", "pit", "--proxy", "params", "--budget", "4", "--out", str(s)]) == 0
+    assert main(["bench", "--space", "pit", "--out", str(b)]) == 0
+    capsys.readouterr()
+    before = (s / "config.yaml").read_text()
+    assert main(["bench", "--space", "pit", "--out", str(s)]) == 2
+    assert "holds an autoprox search run" in capsys.readouterr().err
+    assert main(["search", "--space", "pit", "--proxy", "params", "--budget", "4", "--out", str(b), "--resume"]) == 2
+    assert "holds an autoprox bench run" in capsys.readouterr().err
+    assert (s / "config.yaml").read_text() == before and not (b / "state.json").exists()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)"), str(b / ".autoprox-lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["bench", "--space", "pit", "--out", str(b)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "being written by another autoprox run" in err, err
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    assert main(["bench", "--space", "pit", "--out", str(b)]) == 0  # the lock died with its process

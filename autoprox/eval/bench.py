@@ -12,6 +12,7 @@ import numpy as np
 
 from autoprox.core.config import config_yaml
 from autoprox.core.io import atomic_write_many
+from autoprox.core.runs import check_owner, claimed
 from autoprox.core.progress import Progress
 from autoprox.data.benchmark import Benchmark, load_archs
 from autoprox.eval.fitness import JcmVariant, correlations, jcm
@@ -107,13 +108,15 @@ def bench_to(out: Path, cfg: BenchConfig, backend: str = "serial", workers: int 
              address: str | None = None, connect_timeout: float = CONNECT_TIMEOUT) -> list[dict]:
     """``run_bench``, writing ``bench.csv``, ``scores.csv``, ``config.yaml``, ``scatter.png``
     (score vs accuracy per proxy and target) and ``jcm.png`` (JCM per proxy) into ``out``."""
+    check_owner(out, "bench")  # another verb's run folder: refused before any work
     names, by_name, bench, archs, targets = score_bench(cfg, backend, workers, address, connect_timeout)
     rows = _rows(names, by_name, bench, archs, targets, cfg)
     accs = {t: bench.values(t)[:len(archs)] for t in targets}
     fit = jcm(by_name["params"], accs, cfg.jcm)  # the #params line of jcm.png
     figures = bench_figures(rows, by_name, accs, fit.jcm if fit.valid else float("nan"))
-    write_bench(rows, cfg, out, scores_csv(names, np.stack([by_name[n] for n in names]), bench, archs, targets, cfg),
-                figures)
+    with claimed(out, "bench"):
+        write_bench(rows, cfg, out, scores_csv(names, np.stack([by_name[n] for n in names]), bench, archs, targets,
+                                               cfg), figures)
     return rows
 
 

@@ -21,6 +21,7 @@ import json
 import random
 import re
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +31,7 @@ from deap import base, creator, tools
 from autoprox.core.checkpoint import clean_temporaries, load_state, rng_from_json, rng_to_json, save_state
 from autoprox.core.config import ConfigError, check_ranges, config_diff, load_config, save_config, to_dict
 from autoprox.core.io import atomic_write_text, check_writable_dir
+from autoprox.core.runs import check_owner, claimed
 from autoprox.eval.fitness import INVALID
 from autoprox.evolve.objective import Objective, ObjectiveConfig, families_of
 from autoprox.parallel.session import CONNECT_TIMEOUT
@@ -328,6 +330,7 @@ def _prepare(cfg: EvolveConfig, out: Path, resume: bool) -> None:
                           f"or choose another folder (--out; out=)")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"run folder {out} is a file, not a folder")
+    check_owner(out, "evolve")
     seed_genomes(cfg)  # unknown seed: the error names zoo proxies, before anything is written
     check_writable_dir(out)
     state = load_state(out / "checkpoint.json") if resume else None
@@ -354,9 +357,10 @@ def evolve(cfg: EvolveConfig, out: str | Path, resume: bool = False, backend: st
     obj = Objective(cfg.objective, families_of(var.leaves + var.single_leaves), backend, workers, address,
                     connect_timeout)
     run = Run(cfg, out, obj)
+    folder = ExitStack()
     try:
         obj.open()  # statistics load (the longest phase) before the folder exists: a kill here leaves nothing
-        out.mkdir(parents=True, exist_ok=True)
+        folder.enter_context(claimed(out, "evolve"))  # made, recorded and locked until the run ends
         clean_temporaries(out)
         fresh = not (resume and run.restore())
         reported = not fresh and run.step_no >= cfg.steps and _outputs_current(out, run)
@@ -379,6 +383,7 @@ def evolve(cfg: EvolveConfig, out: str | Path, resume: bool = False, backend: st
             run.wrote = True
     finally:
         obj.close()
+        folder.close()
     return run
 
 

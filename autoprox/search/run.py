@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -20,6 +21,7 @@ import numpy as np
 from autoprox.core.checkpoint import clean_temporaries, load_state, rng_from_json, rng_to_json, save_state
 from autoprox.core.config import config_diff, save_config, to_dict
 from autoprox.core.io import atomic_write_text, check_writable_dir
+from autoprox.core.runs import check_owner, claimed
 from autoprox.data.benchmark import Benchmark, load_archs
 from autoprox.parallel.backends import Backend, make_backend, score_proxies
 from autoprox.parallel.session import CONNECT_TIMEOUT, check_workers
@@ -110,6 +112,7 @@ def _start(cfg: SearchConfig, proxy: Proxy, out: Path | None, resume: bool) -> S
             raise ValueError("resume needs an output folder")
         return State(random.Random(cfg.seed))
     check_writable_dir(out)
+    check_owner(out, "search")
     if resume:
         st = _load_state(out, cfg, proxy)
         return st if st is not None else State(random.Random(cfg.seed))
@@ -170,30 +173,31 @@ def search(cfg: SearchConfig, out: Path | str | None = None, resume: bool = Fals
     scoring = cfg.scoring if cfg.bench_only else replace(cfg.scoring, use_cache=False)
     scorer = _Scorer(proxy, cfg.space, scoring, backend, workers, address, t, connect_timeout)
     start = time.perf_counter()
-    try:
-        if not st.done:  # an unreachable cluster fails here, before the run folder is made
-            scorer.start()
-            t["backend_start"] = time.perf_counter() - start
-        if out is not None:
-            if not st.done and pool is None:
-                check_reachable(cfg, space)  # an impossible window: one line, no empty folder left
-            out.mkdir(parents=True, exist_ok=True)
-            clean_temporaries(out)
-        while True:
-            if progress is not None:
-                best = ranked(st.history, cfg.minimize)[:1]
-                progress(len(st.history), total, best[0]["score"] if best else None)
-            if st.done:
-                break
-            _step(cfg, space, st, total, pool, scorer, t)
-            t0 = time.perf_counter()
+    with ExitStack() as folder:  # the run folder: made, recorded and locked until the run ends
+        try:
+            if not st.done:  # an unreachable cluster fails here, before the run folder is made
+                scorer.start()
+                t["backend_start"] = time.perf_counter() - start
             if out is not None:
-                _save_state(out, cfg, proxy, st)
-            t["checkpoint"] = t.get("checkpoint", 0.0) + time.perf_counter() - t0
-    finally:
-        scorer.close()
-    t["total"] = time.perf_counter() - start
-    return _finish(cfg, proxy, st, bench, targets, out, t)
+                if not st.done and pool is None:
+                    check_reachable(cfg, space)  # an impossible window: one line, no empty folder left
+                folder.enter_context(claimed(out, "search"))
+                clean_temporaries(out)
+            while True:
+                if progress is not None:
+                    best = ranked(st.history, cfg.minimize)[:1]
+                    progress(len(st.history), total, best[0]["score"] if best else None)
+                if st.done:
+                    break
+                _step(cfg, space, st, total, pool, scorer, t)
+                t0 = time.perf_counter()
+                if out is not None:
+                    _save_state(out, cfg, proxy, st)
+                t["checkpoint"] = t.get("checkpoint", 0.0) + time.perf_counter() - t0
+        finally:
+            scorer.close()
+        t["total"] = time.perf_counter() - start
+        return _finish(cfg, proxy, st, bench, targets, out, t)
 
 
 def _finish(cfg: SearchConfig, proxy: Proxy, st: State, bench: Benchmark | None, targets: list[str],
