@@ -12,8 +12,13 @@ import copy
 import dataclasses
 import errno
 import json
+import os
 import random
 import shutil
+import stat
+import subprocess
+import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -382,3 +387,67 @@ def test_fulldisk_search(name, search_cfg, search_whole, tmp_path, monkeypatch):
     monkeypatch.undo()
     search(search_cfg, d, resume=True)
     assert {n: (d / n).read_bytes() for n in SEARCH_FILES} == search_whole
+
+
+def test_clean_leaves_a_live_writers_temporaries(tmp_path):
+    """``cache clean`` while another process writes: its temporaries stay; a dead writer's and older
+    unnamed ones go."""
+    import subprocess
+    import sys
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    d = tmp_path / "pit" / "ab"
+    d.mkdir(parents=True)
+    names = {f".x.apx.{live.pid}-k1.tmp": True, f".y.apx.{dead.pid}-k2.tmp": False, ".z.apx.q3.tmp": False}
+    for n in names:
+        (d / n).write_bytes(b"half")
+    try:
+        assert main(["cache", "clean", "--cache-dir", str(tmp_path)]) == 0
+        assert {p.name for p in d.iterdir()} == {n for n, keep in names.items() if keep}
+    finally:
+        live.kill()
+        live.wait()
+    assert main(["cache", "clean", "--cache-dir", str(tmp_path)]) == 0
+    assert not list(d.iterdir())
+
+
+def test_a_fifo_in_an_entrys_place_is_a_miss_not_a_hang(warm_cache, tmp_path):
+    cfg, want = warm_cache
+    root = tmp_path / "c"
+    shutil.copytree(cfg.cache_dir, root)
+    entry = sorted(root.rglob("*.apx"))[0]
+    entry.unlink()
+    os.mkfifo(entry)
+    got: list = []
+
+    def score() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the FIFO cannot be replaced: warned, recomputed
+            got.append(cache_scores(dataclasses.replace(cfg, cache_dir=str(root))))
+    t = threading.Thread(target=score, daemon=True)  # a regression hangs in open(): fail, do not hang
+    t.start()
+    t.join(timeout=300)
+    assert not t.is_alive(), "reading a FIFO in an entry's place hangs"
+    np.testing.assert_array_equal(got[0], want)
+    assert stat.S_ISFIFO(os.lstat(entry).st_mode)
+
+
+def test_an_entry_truncated_under_a_reader_is_one_error_not_sigbus(warm_cache, tmp_path):
+    """Run in a child: were the check missing, SIGBUS would kill the process."""
+    cfg, _ = warm_cache
+    root = tmp_path / "c"
+    shutil.copytree(cfg.cache_dir, root)
+    entry = sorted(root.rglob("*.apx"))[0]
+    code = (
+        "import os, sys\n"
+        "from autoprox.stats.cache import StatsCache\n"
+        "p = sys.argv[1]\n"
+        "c = StatsCache(os.path.dirname(os.path.dirname(os.path.dirname(p))))\n"
+        "space, key = p.split(os.sep)[-3], os.path.basename(p)[:-4]\n"
+        "s = c.load(space, key)\n"
+        "fam = max(s.tensors, key=lambda f: sum(a.nbytes for a, _, _ in s.tensors[f]._raw))\n"
+        "os.truncate(p, 100)\n"
+        "try:\n    s.tensors[fam][0]\nexcept RuntimeError as e:\n    print('refused:', e)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(entry)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "truncated in place" in r.stdout, (r.returncode, r.stdout, r.stderr[-500:])

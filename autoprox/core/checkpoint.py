@@ -4,7 +4,9 @@ both checkpoint through here."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +43,30 @@ def load_state(path: str | Path) -> dict[str, Any] | None:
     return doc
 
 
+_WRITER = re.compile(r"\.(\d+)-[^.]*\.tmp$")  # the writer's pid in a temporary's name (core.io.write_temp)
+
+
+def _writer_alive(p: Path) -> bool:
+    m = _WRITER.search(p.name)
+    if m is None or int(m.group(1)) == os.getpid():  # no pid (an older write), or this process's own
+        return False
+    try:
+        os.kill(int(m.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 def clean_temporaries(folder: str | Path, pattern: str = ".*.tmp") -> int:
     """Remove the ``.*.tmp`` files that killed atomic writes leave (``pattern`` below ``folder``;
-    default: directly in it); their count."""
+    default: directly in it), not those of a writer still running; their count."""
     f = Path(folder)
     n = 0
     for p in f.glob(pattern) if f.is_dir() else ():
+        if _writer_alive(p):
+            continue
         p.unlink(missing_ok=True)
         n += 1
     return n

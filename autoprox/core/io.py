@@ -22,10 +22,11 @@ def current_umask() -> int:
 
 
 def write_temp(path: Path, data: bytes) -> Path:
-    """``data`` in a new ``.<name>.*.tmp`` file beside ``path`` (flushed to disk); its path.
+    """``data`` in a new ``.<name>.<pid>-*.tmp`` file beside ``path`` (flushed to disk); its path. The
+    writer's pid in the name lets ``clean_temporaries`` leave a live writer's files alone.
     Every write of autoprox goes through here (tests inject a full disk by replacing it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import mmap
 import os
+import stat
 import struct
 import sys
 import warnings
@@ -57,13 +58,29 @@ class LazyList(MutableSequence):
     """
 
     def __init__(self, raw: list[tuple[np.ndarray, float, tuple]],
-                 mapping: tuple[mmap.mmap, int] | None = None) -> None:
+                 mapping: tuple[mmap.mmap, int] | None = None, origin: tuple[str, int, int] | None = None) -> None:
         self._raw = raw
         self._map = mapping
+        self._origin = origin  # (path, inode, size) of a mapped file
+
+    def _check_whole(self) -> None:
+        """A mapped file cut short in place (not by autoprox, which only renames) would kill the
+        process with SIGBUS on the next page read: refuse with one line instead."""
+        if self._origin is None:
+            return
+        path, ino, size = self._origin
+        try:
+            st = os.stat(path)
+        except OSError:  # removed or replaced: the mapping keeps the old file whole
+            return
+        if st.st_ino == ino and st.st_size < size:
+            raise RuntimeError(f"cache entry {path} was truncated in place while being read; run again "
+                               f"(autoprox recomputes an entry it cannot use)")
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
             return [self[j] for j in range(len(self))[i]]
+        self._check_whole()
         arr, scale, shape = self._raw[range(len(self))[i]]
         t = torch.from_numpy(arr.astype(np.float32, copy=True)).reshape(shape)
         if self._map is not None and arr.nbytes:
@@ -211,7 +228,8 @@ def with_meta(buf: bytes | bytearray, meta: Mapping[str, Any]) -> bytes | None:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def decode(buf: bytes | bytearray | mmap.mmap, key: str | None = None) -> ArchStats | None:
+def decode(buf: bytes | bytearray | mmap.mmap, key: str | None = None,
+           origin: tuple[str, int, int] | None = None) -> ArchStats | None:
     """Inverse of ``encode``; None for anything truncated, corrupt or foreign, or (given ``key``)
     a file whose header names another key: a valid file of another arch is never used."""
     got = read_header(buf)
@@ -227,7 +245,8 @@ def decode(buf: bytes | bytearray | mmap.mmap, key: str | None = None) -> ArchSt
         arr = np.frombuffer(buf, dtype=np_dtype, count=e["nbytes"] // np.dtype(np_dtype).itemsize,
                             offset=base + e["offset"])
         raw.setdefault(e["family"], []).append((arr, e["scale"], tuple(e["shape"])))
-    return ArchStats(tensors={f: LazyList(r, mapping) for f, r in raw.items()},  # type: ignore[misc]
+    return ArchStats(tensors={f: LazyList(r, mapping, origin if mapping else None)  # type: ignore[misc]
+                              for f, r in raw.items()},
                      kinds=header["kinds"], scalars=header["scalars"])
 
 
@@ -252,16 +271,19 @@ class StatsCache:
         read when it is (``LazyList``), and the mapping goes with the last view of it. Files
         are only ever replaced by a rename, never truncated in place."""
         p = self.path(space, key)
-        try:
-            with open(p, "rb") as f:
+        try:  # non-blocking: a FIFO in an entry's place must not wait for a writer
+            with os.fdopen(os.open(p, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):  # a FIFO, device or socket: a miss
+                    return None
                 buf = _map_file(f)
                 if buf is None:  # no file descriptors to spare: read the file into memory
-                    buf = bytearray(os.fstat(f.fileno()).st_size)
+                    buf = bytearray(st.st_size)
                     if f.readinto(buf) != len(buf):
                         return None
         except (OSError, ValueError):  # missing, a directory, unreadable, empty: a miss
             return None
-        out = decode(buf, key)
+        out = decode(buf, key, (str(p), st.st_ino, st.st_size))
         if out is None and isinstance(buf, mmap.mmap):
             buf.close()
         return out
