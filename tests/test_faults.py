@@ -19,6 +19,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from autoprox.search.config import SearchConfig
 from autoprox.search.run import search
 from autoprox.spaces import get_space
 from autoprox.stats.base import StatsConfig
-from autoprox.stats.cache import decode
+from autoprox.stats.cache import StatsCache, decode
 from autoprox.stats.provider import ScoringConfig, StatsProvider
 
 from conftest import SMALL, score_named, use_small_zoo
@@ -450,4 +451,20 @@ def test_an_entry_truncated_under_a_reader_is_one_error_not_sigbus(warm_cache, t
         "os.truncate(p, 100)\n"
         "try:\n    s.tensors[fam][0]\nexcept RuntimeError as e:\n    print('refused:', e)\n")
     r = subprocess.run([sys.executable, "-c", code, str(entry)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and "truncated in place" in r.stdout, (r.returncode, r.stdout, r.stderr[-500:])
+    assert r.returncode == 0 and "changed in place" in r.stdout, (r.returncode, r.stdout, r.stderr[-500:])
+
+
+def test_an_entry_rewritten_in_place_under_a_reader_gives_no_values(warm_cache, tmp_path):
+    """Another arch's valid entry written over a mapped one (same inode): refused, not read."""
+    cfg, _ = warm_cache
+    root = tmp_path / "c"
+    shutil.copytree(cfg.cache_dir, root)
+    first, other = sorted(root.rglob("*.apx"))[:2]
+    space, key = first.parts[-3], first.stem
+    s = StatsCache(root).load(space, key)
+    fam = next(iter(s.tensors))
+    time.sleep(0.01)
+    with open(first, "r+b") as f:  # in place, not by rename: the mapping sees the new bytes
+        f.write(other.read_bytes()[:first.stat().st_size])
+    with pytest.raises(RuntimeError, match="changed in place while being read"):
+        s.tensors[fam][0]

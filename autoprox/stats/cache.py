@@ -58,23 +58,24 @@ class LazyList(MutableSequence):
     """
 
     def __init__(self, raw: list[tuple[np.ndarray, float, tuple]],
-                 mapping: tuple[mmap.mmap, int] | None = None, origin: tuple[str, int, int] | None = None) -> None:
+                 mapping: tuple[mmap.mmap, int] | None = None, origin: tuple[str, int, int, int] | None = None) -> None:
         self._raw = raw
         self._map = mapping
-        self._origin = origin  # (path, inode, size) of a mapped file
+        self._origin = origin  # (path, inode, size, mtime_ns) of a mapped file
 
     def _check_whole(self) -> None:
         """A mapped file cut short in place (not by autoprox, which only renames) would kill the
-        process with SIGBUS on the next page read: refuse with one line instead."""
+        process with SIGBUS on the next page read, and one rewritten in place would give another
+        entry's values: refuse with one line instead."""
         if self._origin is None:
             return
-        path, ino, size = self._origin
+        path, ino, size, mtime = self._origin
         try:
             st = os.stat(path)
         except OSError:  # removed or replaced: the mapping keeps the old file whole
             return
-        if st.st_ino == ino and st.st_size < size:
-            raise RuntimeError(f"cache entry {path} was truncated in place while being read; run again "
+        if st.st_ino == ino and (st.st_size < size or st.st_mtime_ns != mtime):
+            raise RuntimeError(f"cache entry {path} was changed in place while being read; run again "
                                f"(autoprox recomputes an entry it cannot use)")
 
     def __getitem__(self, i):  # type: ignore[override]
@@ -229,7 +230,7 @@ def with_meta(buf: bytes | bytearray, meta: Mapping[str, Any]) -> bytes | None:
 
 
 def decode(buf: bytes | bytearray | mmap.mmap, key: str | None = None,
-           origin: tuple[str, int, int] | None = None) -> ArchStats | None:
+           origin: tuple[str, int, int, int] | None = None) -> ArchStats | None:
     """Inverse of ``encode``; None for anything truncated, corrupt or foreign, or (given ``key``)
     a file whose header names another key: a valid file of another arch is never used."""
     got = read_header(buf)
@@ -283,7 +284,7 @@ class StatsCache:
                         return None
         except (OSError, ValueError):  # missing, a directory, unreadable, empty: a miss
             return None
-        out = decode(buf, key, (str(p), st.st_ino, st.st_size))
+        out = decode(buf, key, (str(p), st.st_ino, st.st_size, st.st_mtime_ns))
         if out is None and isinstance(buf, mmap.mmap):
             buf.close()
         return out
