@@ -5,7 +5,8 @@ from autoprox.proxy.zoo.registry import register_proxy
 
 @register_proxy("az_nas")
 def az_nas() -> FusedProxy:
-    """AZ-NAS (Lee & Ham, CVPR 2024; its AutoFormer code): sum over indicators of log(rank / n) among
+    """AZ-NAS (CVPR 2024): log-rank sum of expressivity, trainability and FLOPs over the archs.
+    AZ-NAS (Lee & Ham, CVPR 2024; its AutoFormer code): sum over indicators of log(rank / n) among
     the archs scored together, of expressivity (sum over the 2 x depth residual features of the
     eigenvalue entropy of their covariance), trainability (mean over consecutive features of
     -sigma - 1/sigma + 2, sigma the spectral norm of a Rademacher Jacobian estimate) and complexity
