@@ -172,30 +172,45 @@ def bench(space: str, proxies: Sequence[str] = ("params",), targets: Sequence[st
 
 
 def search(out: str | Path | None = None, resume: bool = False, backend: str = "serial", workers: int = 2,
-           address: str | None = None, **config: Any) -> Any:
+           address: str | None = None, progress: bool = True, **config: Any) -> Any:
     """``autoprox search``: ``config`` are ``autoprox.search.config.SearchConfig`` fields
     (``proxy``, ``space``, ``params=(min, max)`` in millions, ``budget``, ``bench_only``, ...);
-    returns the ``SearchResult`` (``.top``: best archs first; ``.history``: every candidate)."""
+    returns the ``SearchResult`` (``.top``: best archs first; ``.history``: every candidate).
+    ``progress``: a line on stderr as candidates are scored (every 30 s at least)."""
+    from autoprox.core.progress import Progress
     from autoprox.search.config import SearchConfig
     from autoprox.search.run import search as run
     if "proxy" not in config or "space" not in config:
         raise ValueError("search needs proxy= and space=")
-    return run(SearchConfig(**config), out, resume=resume, backend=backend, workers=workers, address=address)
+    cfg = SearchConfig(**config)
+    if not progress:
+        return run(cfg, out, resume=resume, backend=backend, workers=workers, address=address)
+    with Progress(f"search {cfg.space} with {cfg.proxy}") as prog:
+        return run(cfg, out, resume=resume, backend=backend, workers=workers, address=address,
+                   progress=lambda done, total, best: prog.update(done, total, None if best is None
+                                                                  else f"best {best:.4g}"))
 
 
 def evolve(config: Any, out: str | Path | None = None, resume: bool = False, backend: str = "serial",
-           workers: int = 2, address: str | None = None, **overrides: Any) -> Any:
+           workers: int = 2, address: str | None = None, progress: bool = True, **overrides: Any) -> Any:
     """``autoprox evolve``: ``config`` is a YAML file or an ``EvolveConfig``; ``overrides`` replace
     top-level fields; ``out`` defaults to ``runs/<config file name>``. Returns the finished run
-    (``.pick().record``: the picked proxy's expression and JCMs)."""
+    (``.pick().record``: the picked proxy's expression and JCMs). ``progress``: a line on stderr per
+    step (and every 30 s at least), as the CLI prints."""
+    from autoprox.core.progress import Progress
     from autoprox.evolve.loop import EvolveConfig, evolve as run, load_evolve_config
+    from autoprox.evolve.report import step_note
     cfg = config if isinstance(config, EvolveConfig) else load_evolve_config(config)
     cfg = replace(cfg, **overrides) if overrides else cfg
     if out is None:
         if isinstance(config, EvolveConfig):
             raise ValueError("evolve needs out= when config is not a file")
         out = Path("runs") / Path(config).stem
-    return run(cfg, out, resume, backend, workers, address)
+    if not progress:
+        return run(cfg, out, resume, backend, workers, address)
+    with Progress("evolve", cfg.steps) as prog:
+        return run(cfg, out, resume, backend, workers, address, on_step=lambda row: prog.update(
+            row["step"], note=step_note(row, bool(cfg.objective.beyond_size))))
 
 
 def make_callable(module_name: str, fn_name: str) -> None:

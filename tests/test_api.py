@@ -65,3 +65,20 @@ def test_score_refuses_fused_and_teacher_proxies(tiny_batch):
         autoprox.score(model, tiny_batch.images, tiny_batch.labels, "tvt")
     with pytest.raises(ValueError, match="teacher"):
         autoprox.score(model, tiny_batch.images, tiny_batch.labels, "negate(teacher_gap)")
+
+
+def test_api_search_and_evolve_show_progress_unless_asked_not_to(tmp_path, tiny_scoring, capsys):
+    res = autoprox.search(proxy="params", space="pit", budget=6, out=tmp_path / "s")
+    err = capsys.readouterr().err
+    assert len(res.history) == 6 and "search pit with params: 6/6" in err, err
+    autoprox.search(proxy="params", space="pit", budget=6, progress=False)
+    assert capsys.readouterr().err == ""
+    from autoprox.evolve.loop import EvolveConfig
+    from autoprox.evolve.objective import ObjectiveConfig
+    from autoprox.evolve.variation import VariationConfig
+    cfg = EvolveConfig(population=4, steps=1, offspring=4, hall_of_fame=2, seed_proxies=("params",),
+                       objective=ObjectiveConfig(spaces=("pit",), limit=12, scoring=tiny_scoring),
+                       variation=VariationConfig(leaves=("weight_norm",), single_leaves=("num_params",)))
+    autoprox.evolve(cfg, out=tmp_path / "e")
+    err = capsys.readouterr().err
+    assert "evolve: 1/1" in err and "pick val" in err, err

@@ -141,6 +141,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_evolve(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from autoprox.evolve.loop import PICK_RULES, EvolveConfig, evolve, load_evolve_config
+    from autoprox.evolve.report import step_note
     if args.fold is not None and args.cv is None:
         raise ValueError("--fold needs --cv K")
     cfg = load_evolve_config(args.config)
@@ -153,10 +154,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     with Progress("evolve", cfg.steps) as prog:
         def on_step(row: dict) -> None:
-            val = "-" if row["pick_val"] is None else f"{row['pick_val']:.3f}"
-            fit = f"  best fitness {row['best_fitness']:.3f}" if cfg.objective.beyond_size else ""
-            prog.update(row["step"], note=f"evals {row['evals']} ({row['evals_per_s']:.1f}/s)  "
-                                          f"best train {row['best_train']:.3f}{fit}  pick val {val}")
+            prog.update(row["step"], note=step_note(row, bool(cfg.objective.beyond_size)))
         if args.cv is not None:
             from autoprox.evolve.cv import cross_validate
             only = None if args.fold is None else args.fold if args.fold == "final" else f"fold-{args.fold}"

@@ -40,6 +40,13 @@ PROGRESS_COLUMNS = ("step", "evals", "unique", "invalid", "invalid_pct", "reject
                     "best_fitness", "pick_val", "evals_per_s")
 
 
+
+def step_note(row: dict, beyond_size: bool) -> str:
+    """The progress note of one finished step (``Run.summary()``), as the CLI and the API print it."""
+    val = "-" if row["pick_val"] is None else f"{row['pick_val']:.3f}"
+    fit = f"  best fitness {row['best_fitness']:.3f}" if beyond_size else ""
+    return f"evals {row['evals']} ({row['evals_per_s']:.1f}/s)  best train {row['best_train']:.3f}{fit}  pick val {val}"
+
 def oriented(record: dict, name: str, description: str = "") -> Proxy:
     """The proxy of a history record (graph or fused), negated when its orientation is negative."""
     p = resolve(record["expression"])
