@@ -39,3 +39,26 @@ def square_matrix(x: Tensor) -> Tensor | None:
     """``finite_matrix(x)`` if it is square, else None."""
     m = finite_matrix(x)
     return m if m is not None and m.shape[0] == m.shape[1] else None
+
+
+# ---------------------------------------------------------------- stacks (an op's ``batched`` form)
+def rows(x: Tensor) -> Tensor:
+    """A stack ``(n, *shape)`` as ``(n, numel(shape))``: each operand flattened."""
+    return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
+def stack_matrix(x: Tensor) -> Tensor:
+    """A stack ``(n, *shape)`` as ``(n, r, c)``: each operand's ``as_matrix`` view."""
+    if x.dim() == 1:
+        return x.reshape(x.shape[0], 1, 1)
+    return x.reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))
+
+
+def finite_rows(m: Tensor) -> Tensor:
+    """``(n,)``: whether each operand of the stack ``m`` is finite throughout."""
+    return torch.isfinite(m.reshape(m.shape[0], -1)).all(dim=1)
+
+
+def nan_where(bad: Tensor, values: Tensor) -> Tensor:
+    """``values`` (one per operand) with NaN where ``bad``."""
+    return torch.where(bad, torch.full_like(values, math.nan), values)

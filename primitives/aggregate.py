@@ -4,9 +4,16 @@ Every aggregation is ``fn(values, kinds)``: ``values`` holds one number per laye
 (flattened, so a 0-d tensor is one layer) and ``kinds`` the matching kind strings.
 Kind groups: attn = {attn_qkv, attn_proj}; mlp = {mlp_fc1, mlp_fc2}; nonattn = every
 kind except the attn kinds and "patch" (so "norm", "attn_map", "head", ... count).
+
+An aggregation's batched form takes many archs' layers at once:
+``batched(values, codes, names, groups, n_groups)`` with ``values`` (m,) one number per layer,
+``codes`` (m,) indices into the kind strings ``names``, and ``groups`` (m,) the arch of each
+layer; it returns the (n_groups,) results of ``fn`` on each arch's layers (an arch without
+layers gets ``fn`` of an empty selection).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -53,6 +60,42 @@ def _aggregation(reduce: Callable[[Tensor], Tensor], keep: Callable[[str], bool]
     return aggregate
 
 
+def _group_sums(values: Tensor, groups: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Per-group sums (accumulated in float64) and counts."""
+    sums = torch.zeros(n, dtype=torch.float64, device=values.device).index_add_(0, groups, values.double())
+    counts = torch.zeros(n, dtype=torch.float64, device=values.device).index_add_(
+        0, groups, torch.ones_like(values, dtype=torch.float64))
+    return sums, counts
+
+
+def _group_extreme(values: Tensor, groups: Tensor, n: int, how: str) -> Tensor:
+    """Per-group amax/amin; NaN if a group holds a NaN or nothing (as ``reduce_max``/``reduce_min``)."""
+    start = -math.inf if how == "amax" else math.inf
+    out = torch.full((n,), start, dtype=values.dtype, device=values.device)
+    out = out.scatter_reduce(0, groups, torch.where(torch.isnan(values), start, values), how, include_self=True)
+    nans, counts = _group_sums(torch.isnan(values).to(values.dtype), groups, n)
+    return torch.where((nans > 0) | (counts == 0), torch.full_like(out, math.nan), out)
+
+
+def _group_reduce(values: Tensor, groups: Tensor, n: int, reducer: str) -> Tensor:
+    if reducer in ("max", "min"):
+        return _group_extreme(values, groups, n, "amax" if reducer == "max" else "amin")
+    sums, counts = _group_sums(values, groups, n)
+    if reducer == "sum":
+        return sums.to(values.dtype)
+    return torch.where(counts == 0, torch.full_like(sums, math.nan), sums / counts).to(values.dtype)
+
+
+def _batched_aggregation(reducer: str, keep: Callable[[str], bool] | None) -> Callable[..., Tensor]:
+    def run(values: Tensor, codes: Tensor, names: Sequence[str], groups: Tensor, n_groups: int) -> Tensor:
+        if keep is not None:
+            table = torch.tensor([keep(k) for k in names], dtype=torch.bool, device=values.device)
+            chosen = table[codes] if len(names) else torch.zeros_like(codes, dtype=torch.bool)
+            values, groups = values[chosen], groups[chosen]
+        return _group_reduce(values, groups, n_groups, reducer)
+    return run
+
+
 # reducer name -> (reduction, LaTeX operator, result on an empty selection)
 _REDUCERS = {
     "sum": (reduce_sum, r"\sum", "0"),
@@ -88,6 +131,7 @@ def _register_all() -> None:
             text=f"agg_{short}({{0}})",
             latex=_escape(f"{operator}_{{{subscript}}}") + r"\left({0}\right)",
             doc=f"{reducer.capitalize()} of the per-layer values over {words}; empty selection -> {empty}.",
+            batched=_batched_aggregation(reducer, keep),
         )(_aggregation(reduce, keep))
 
 

@@ -41,9 +41,11 @@ class Op:
     doc: str              # one line: what it computes, edge cases included
     weight: float = 1.0   # sampling weight for evolution
     commutative: bool = False  # binary ops: f(a, b) == f(b, a); the canonical form sorts operands
+    batched: Callable | None = None  # fn over stacks of operands (see ``register_op``); None: one at a time
 
 
 _OPS: Registry[Op] = Registry("op")
+ELEMENTWISE = "elementwise"  # ``batched=ELEMENTWISE``: fn itself works on a stack (it maps elements)
 
 
 def register_op(
@@ -57,12 +59,21 @@ def register_op(
     doc: str | None = None,
     weight: float = 1.0,
     commutative: bool = False,
+    batched: Callable | str | None = None,
 ) -> Callable[[F], F]:
-    """Decorator registering a torch function as op ``name``; ``doc`` defaults to its docstring."""
+    """Decorator registering a torch function as op ``name``; ``doc`` defaults to its docstring.
+
+    ``batched`` is the op over *stacks*: called with one ``(n, *shape)`` tensor per operand (n
+    operands of one non-empty shape each; for an aggregation, see ``primitives.aggregate``), it
+    returns the ``(n, *out)`` stack of ``fn``'s n results, or None where those would not share a
+    shape (the caller then applies ``fn`` one operand at a time). ``ELEMENTWISE``: ``fn`` itself."""
 
     def deco(fn: F) -> F:
+        if isinstance(batched, str) and batched != ELEMENTWISE:
+            raise ValueError(f"op {name!r}: batched must be a function, ELEMENTWISE or None, got {batched!r}")
+        stacked = fn if batched == ELEMENTWISE else batched
         op = Op(name, group, arity, out_kind, fn, text, latex, doc or (fn.__doc__ or "").strip(), float(weight),
-                commutative)
+                commutative, stacked)
         _validate(op)
         _OPS.add(name, op)
         return fn

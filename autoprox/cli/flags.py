@@ -37,6 +37,10 @@ SCORING_FLAGS = {  # flag -> (path in ScoringConfig, type, help)
     "teacher": (("teacher",), str, "ConvNet teacher for tvt: TorchScript file or torch.save(model) pickle"),
     "gpus_per_worker": (("gpus_per_worker",), float,
                         "Ray: GPUs each worker asks for; fractions share a GPU, e.g. 0.5 (default 1 with cuda)"),
+    "evaluator": (("evaluator",), str, "batched (default: a population over many archs per op, on --device) "
+                                       "or reference (per layer and arch; the slow check)"),
+    "score_memory_mb": (("score_memory_mb",), int, "MiB of statistics each worker keeps packed for scoring "
+                                                   "(default 1024 on CPU, half the free GPU memory on cuda)"),
 }
 
 

@@ -43,7 +43,8 @@ MODES = ("paper", "generational")
 PICK_RULES = {"val": "on validation", "train_val": "on train and validation together"}  # ``pick``: how it reads
 PICKS = tuple(PICK_RULES)
 # config keys that may change when a run resumes: where the statistics are cached cannot change a score
-RESUME_FREE = ("objective.scoring.cache_dir", "objective.scoring.use_cache", "objective.scoring.gpus_per_worker")
+RESUME_FREE = ("objective.scoring.cache_dir", "objective.scoring.use_cache", "objective.scoring.gpus_per_worker",
+               "objective.scoring.score_memory_mb")
 
 
 @dataclass(frozen=True)

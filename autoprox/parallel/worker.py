@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 import torch
 
 from autoprox.proxy.graph import GraphProxy, parse, score_population
+from autoprox.proxy.population import PopulationScorer
 from autoprox.stats.base import ArchStats
 from autoprox.stats.passes import get_pass
 from autoprox.stats.provider import ScoringConfig, StatsProvider
@@ -22,13 +23,14 @@ class ScoringWorker:
             torch.set_num_threads(threads)
         self.provider = StatsProvider(space, cfg)
         self.held: list[ArchStats] = []
+        self._scorer: PopulationScorer | None = None  # the batched evaluator over ``held``, built at first use
 
     def load(self, archs: list[dict], families: Sequence[str] | None = None,
              on_arch: Callable[[], None] | None = None) -> int:
         """Compute or load the statistics of ``archs`` (replacing held ones); their count.
         ``families`` default: the base pass's; ``on_arch`` is called after each arch."""
         fams = list(get_pass("base").families) if families is None else list(families)
-        self.held = []
+        self.held, self._scorer = [], None
         for a in archs:
             self.held.append(self.provider.get(a, fams))
             if on_arch is not None:
@@ -39,6 +41,7 @@ class ScoringWorker:
         """Like ``load``, but adds to the held archs (a shard loaded in steps); the count held."""
         fams = list(get_pass("base").families) if families is None else list(families)
         self.held.extend(self.provider.get(a, fams) for a in archs)
+        self._scorer = None
         return len(self.held)
 
     def warm(self, archs: list[dict], families: Sequence[str]) -> int:
@@ -49,10 +52,17 @@ class ScoringWorker:
 
     def score(self, exprs: list[str], first: int | None = None) -> list[list[float]]:
         """(archs x expressions) scores on the held archs (only the ``first`` few: a probe);
-        NaN where an expression fails on an arch. Expressions share common sub-expressions."""
-        proxies = [GraphProxy(e, parse(e)) for e in exprs]
-        return [score_population(proxies, s) for s in self.held[:first]]
+        NaN where an expression fails on an arch. Expressions share common sub-expressions; the
+        ``batched`` evaluator runs each op over many archs at once on the scoring device."""
+        cfg = self.provider.cfg
+        if cfg.evaluator == "reference":
+            proxies = [GraphProxy(e, parse(e)) for e in exprs]
+            return [score_population(proxies, s) for s in self.held[:first]]
+        if self._scorer is None:
+            memory = None if cfg.score_memory_mb is None else cfg.score_memory_mb << 20
+            self._scorer = PopulationScorer(self.held, cfg.device, resident_bytes=memory)
+        return self._scorer.score(exprs, first).tolist()
 
     def drop(self) -> None:
         """Forget the held statistics."""
-        self.held = []
+        self.held, self._scorer = [], None

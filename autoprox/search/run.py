@@ -33,7 +33,8 @@ from autoprox.spaces import ArchError, SearchSpace, get_space
 from autoprox.stats.provider import ScoringConfig
 
 STATE_FORMAT = "autoprox-search/1"
-RESUME_FREE = ("scoring.cache_dir", "scoring.use_cache", "scoring.gpus_per_worker")  # may change on resume: same results
+# may change on resume: same results
+RESUME_FREE = ("scoring.cache_dir", "scoring.use_cache", "scoring.gpus_per_worker", "scoring.score_memory_mb")
 ProgressFn = Callable[[int, int, "float | None"], None]
 
 

@@ -91,6 +91,10 @@ class LazyList(MutableSequence):
     def __len__(self) -> int:
         return len(self._raw)
 
+    def shapes(self) -> list[tuple]:
+        """Each tensor's shape, without decoding it."""
+        return [tuple(shape) for _, _, shape in self._raw]
+
     @property
     def mapped(self) -> bool:
         """Views of a memory-mapped file (resident only while read)."""

@@ -20,6 +20,9 @@ from autoprox.stats.passes import get_pass, passes_for
 from autoprox.stats.teacher import NO_TEACHER, TeacherTarget, checksum, teacher_target
 
 
+EVALUATORS = ("batched", "reference")
+
+
 @dataclass(frozen=True)
 class ScoringConfig:
     """Everything that defines the statistics an arch is scored from."""
@@ -32,9 +35,13 @@ class ScoringConfig:
     use_cache: bool = True
     teacher: str | None = None  # ConvNet teacher checkpoint for teacher_gap (tvt); see autoprox.stats.teacher
     gpus_per_worker: float | None = None  # Ray: GPUs each worker asks for (None: 1 with cuda, else 0)
+    evaluator: str = "batched"  # "batched" (autoprox.proxy.population) or "reference" (per layer and arch)
+    score_memory_mb: int | None = None  # statistics a worker keeps packed for scoring (None: 1024 CPU, GPU half)
 
     def __post_init__(self) -> None:
-        check_ranges(self, "scoring", {"gpus_per_worker": (0, None), "seed": (0, None)})
+        check_ranges(self, "scoring", {"gpus_per_worker": (0, None), "seed": (0, None), "score_memory_mb": (0, None)})
+        if self.evaluator not in EVALUATORS:
+            raise ValueError(f"scoring.evaluator must be one of {', '.join(EVALUATORS)}, got {self.evaluator!r}")
 
     def resolved(self) -> "ScoringConfig":
         """As a run's ``config.yaml`` records it: the cache folder actually used, not ``None``."""

@@ -1,0 +1,161 @@
+"""The batched evaluator: a population of expressions scored over a shard of archs with few ops.
+
+The shard's archs are cut into chunks; each statistic family a population reads is packed per
+chunk into a ``stacked.Value`` (operands of one shape stacked, on the scoring device) and kept
+while it fits ``resident_bytes`` (least recently used first out; others are packed again from
+the memory-mapped cache at each call: the same values, streamed). Every node of the population
+runs once per chunk (shared sub-expressions once, released after their last use as
+``graph.SharedMemo`` does). ``graph.score_population`` stays the reference: the same scores to
+float rounding, NaN where it gives NaN (``tests/test_population_eval.py``).
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Sequence
+
+import numpy as np
+import torch
+
+import primitives
+from autoprox.proxy import stacked
+from autoprox.proxy.graph import DATA_FREE, Expr, SharedMemo, leaves, parse
+from autoprox.stats.base import SCALARS, ArchStats
+from autoprox.stats.passes import single_families
+
+CHUNK_BYTES = 128 << 20  # float32 bytes of one family per chunk: bounds each intermediate value
+CPU_RESIDENT_BYTES = 1 << 30
+
+
+def _shapes(values) -> list[tuple]:
+    """Shapes of a family's per-layer tensors without decoding them."""
+    shapes = getattr(values, "shapes", None)
+    return shapes() if shapes is not None else [tuple(t.shape) for t in values]
+
+
+def family_bytes(stats: ArchStats, family: str) -> int:
+    """float32 bytes of ``family`` on one arch (0 for scalars and missing families)."""
+    if family not in stats.tensors:
+        return 0
+    return 4 * sum(math.prod(s) for s in _shapes(stats.tensors[family]))
+
+
+def pack(stats: Sequence[ArchStats], name: str, kinds: dict[str, int], device: str) -> stacked.Value:
+    """Leaf ``name`` on every arch of ``stats`` as one ``Value`` (``evalcore.leaf_value``'s rules)."""
+    operands, layered = [], None
+    for a, s in enumerate(stats):
+        if name in s.scalars:
+            operands.append((torch.tensor(float(s.scalars[name])), a, 0, -1))
+            here = False
+        elif name in SCALARS:
+            raise KeyError(f"scalar {name!r} not in statistics")
+        elif name not in s.tensors:
+            raise KeyError(f"statistic {name!r} not available; have {sorted(s.tensors)}")
+        elif name in single_families():
+            operands.append((s.tensors[name][0], a, 0, -1))
+            here = False
+        else:
+            codes = [kinds.setdefault(k, len(kinds)) for k in s.kinds[name]]
+            operands += [(t, a, i, k) for i, (t, k) in enumerate(zip(s.tensors[name], codes))]
+            here = True
+        if layered is not None and here != layered:
+            raise ValueError(f"statistic {name!r} is per layer on some archs and single on others")
+        layered = here
+    return stacked.from_operands(operands, bool(layered), len(stats), device)
+
+
+class Chunk:
+    """Some archs' statistics as packed leaves."""
+
+    def __init__(self, stats: Sequence[ArchStats], device: str, kinds: dict[str, int] | None = None) -> None:
+        self.stats, self.device = stats, device
+        self.kinds = {} if kinds is None else kinds  # layer kind -> code (shared by a scorer's chunks)
+        self.leaves: dict[str, stacked.Value] = {}
+
+    def leaf(self, name: str) -> stacked.Value:
+        if name not in self.leaves:
+            self.leaves[name] = pack(self.stats, name, self.kinds, self.device)
+        return self.leaves[name]
+
+    def evaluate(self, exprs: Sequence[Expr]) -> torch.Tensor:
+        """(archs x exprs) float64 scores."""
+        memo = SharedMemo(exprs)
+        cols = []
+        for e in exprs:
+            cols.append(stacked.scores(self._value(e, memo)))
+            memo.release([str(e)])
+        return torch.stack(cols, dim=1) if cols else torch.zeros(len(self.stats), 0, dtype=torch.float64)
+
+    def _value(self, e: Expr, memo: SharedMemo) -> stacked.Value:
+        key = str(e)
+        if key not in memo:
+            if e.is_leaf:
+                memo[key] = self.leaf(e.head)
+            else:
+                args = [self._value(a, memo) for a in e.args]
+                names = tuple(sorted(self.kinds, key=self.kinds.get))
+                memo[key] = stacked.apply(primitives.get_op(e.head), args, names)
+                memo.release(str(a) for a in e.args)
+        return memo[key]
+
+
+class PopulationScorer:
+    """Scores populations of expressions on a fixed list of archs' statistics, chunk by chunk."""
+
+    def __init__(self, held: Sequence[ArchStats], device: str = "cpu", chunk_bytes: int = CHUNK_BYTES,
+                 resident_bytes: int | None = None) -> None:
+        self.held, self.device, self.chunk_bytes = list(held), device, chunk_bytes
+        self.resident_bytes = default_resident_bytes(device) if resident_bytes is None else resident_bytes
+        self._resident: OrderedDict[tuple, stacked.Value] = OrderedDict()
+        self._kinds: dict[str, int] = {}
+
+    def chunks(self, families: Sequence[str], n: int) -> list[tuple[int, int]]:
+        """[start, stop) ranges over the first ``n`` archs, each within ``chunk_bytes`` per family."""
+        out, start, size = [], 0, 0
+        for i in range(n):
+            b = max((family_bytes(self.held[i], f) for f in families), default=0)
+            if i > start and size + b > self.chunk_bytes:
+                out.append((start, i))
+                start, size = i, 0
+            size += b
+        if n > start:
+            out.append((start, n))
+        return out
+
+    def score(self, exprs: Sequence[str | Expr], first: int | None = None) -> np.ndarray:
+        """(archs x exprs) scores on the held archs (only the ``first`` few: a probe)."""
+        es = [parse(e) if isinstance(e, str) else e for e in exprs]
+        n = len(self.held) if first is None else min(first, len(self.held))
+        families = sorted(set().union(*(leaves(e) for e in es)) - DATA_FREE) if es else []
+        out = np.full((n, len(es)), math.nan)
+        for start, stop in self.chunks(families, n):
+            chunk = Chunk(self.held[start:stop], self.device, self._kinds)
+            for f in families:
+                if (hit := self._resident.get((f, start, stop))) is not None:
+                    self._resident.move_to_end((f, start, stop))
+                    chunk.leaves[f] = hit
+            out[start:stop] = chunk.evaluate(es).cpu().numpy()
+            for f in families:
+                self._keep(chunk, f, start, stop)
+        return out
+
+    def _keep(self, chunk: Chunk, family: str, start: int, stop: int) -> None:
+        """Keep a packed family resident while the budget allows (least recently used out)."""
+        value = chunk.leaves.get(family)
+        if value is None or (family, start, stop) in self._resident or value.nbytes > self.resident_bytes:
+            return
+        self._resident[(family, start, stop)] = value
+        while self.resident_nbytes > self.resident_bytes:
+            self._resident.popitem(last=False)
+
+    @property
+    def resident_nbytes(self) -> int:
+        return sum(v.nbytes for v in self._resident.values())
+
+
+def default_resident_bytes(device: str) -> int:
+    """1 GiB on CPU; half the free memory of a CUDA device."""
+    if torch.device(device).type == "cuda":
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return free // 2
+    return CPU_RESIDENT_BYTES
