@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import torch
 
 from autoprox.proxy.graph import GraphProxy, parse, score_population
-from autoprox.proxy.population import PopulationScorer
+from autoprox.proxy.population import PopulationScorer, scoring_device
 from autoprox.stats.base import ArchStats
 from autoprox.stats.passes import get_pass
 from autoprox.stats.provider import ScoringConfig, StatsProvider
@@ -60,7 +60,7 @@ class ScoringWorker:
             return [score_population(proxies, s) for s in self.held[:first]]
         if self._scorer is None:
             memory = None if cfg.score_memory_mb is None else cfg.score_memory_mb << 20
-            self._scorer = PopulationScorer(self.held, cfg.device, resident_bytes=memory)
+            self._scorer = PopulationScorer(self.held, scoring_device(cfg.device), resident_bytes=memory)
         return self._scorer.score(exprs, first).tolist()
 
     def drop(self) -> None:

@@ -11,8 +11,8 @@ float rounding, NaN where it gives NaN (``tests/test_population_eval.py``).
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from typing import Sequence
+from collections import OrderedDict, defaultdict
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ import primitives
 from autoprox.proxy import stacked
 from autoprox.proxy.graph import DATA_FREE, Expr, SharedMemo, leaves, parse
 from autoprox.stats.base import SCALARS, ArchStats
+from autoprox.stats.cache import LazyList, decode_stack
 from autoprox.stats.passes import single_families
 
 CHUNK_BYTES = 128 << 20  # float32 bytes of one family per chunk: bounds each intermediate value
@@ -40,28 +41,48 @@ def family_bytes(stats: ArchStats, family: str) -> int:
     return 4 * sum(math.prod(s) for s in _shapes(stats.tensors[family]))
 
 
+def _operands(s: ArchStats, name: str, kinds: dict[str, int]) -> tuple[bool, list, Any]:
+    """(layered, [(source, layer, kind code)], a LazyList to release after decoding) of one arch;
+    a source is a tensor or a stored (array, scale, shape) decoded later in bulk."""
+    if name in s.scalars:
+        return False, [(torch.tensor(float(s.scalars[name])), 0, -1)], None
+    if name in SCALARS:
+        raise KeyError(f"scalar {name!r} not in statistics")
+    if name not in s.tensors:
+        raise KeyError(f"statistic {name!r} not available; have {sorted(s.tensors)}")
+    values = s.tensors[name]
+    if name in single_families():
+        return False, [(values[0], 0, -1)], None
+    codes = [kinds.setdefault(k, len(kinds)) for k in s.kinds[name]]
+    if isinstance(values, LazyList):
+        return True, [(e, i, k) for i, (e, k) in enumerate(zip(values.encoded(), codes))], values
+    return True, [(t, i, k) for i, (t, k) in enumerate(zip(values, codes))], None
+
+
+def _stack(sources: list) -> torch.Tensor:
+    if all(isinstance(x, tuple) for x in sources):
+        return decode_stack(sources)
+    return torch.stack([x if isinstance(x, torch.Tensor) else decode_stack([x])[0] for x in sources])
+
+
 def pack(stats: Sequence[ArchStats], name: str, kinds: dict[str, int], device: str) -> stacked.Value:
     """Leaf ``name`` on every arch of ``stats`` as one ``Value`` (``evalcore.leaf_value``'s rules)."""
-    operands, layered = [], None
+    groups: dict[tuple, list] = defaultdict(list)
+    layered, read = None, []
     for a, s in enumerate(stats):
-        if name in s.scalars:
-            operands.append((torch.tensor(float(s.scalars[name])), a, 0, -1))
-            here = False
-        elif name in SCALARS:
-            raise KeyError(f"scalar {name!r} not in statistics")
-        elif name not in s.tensors:
-            raise KeyError(f"statistic {name!r} not available; have {sorted(s.tensors)}")
-        elif name in single_families():
-            operands.append((s.tensors[name][0], a, 0, -1))
-            here = False
-        else:
-            codes = [kinds.setdefault(k, len(kinds)) for k in s.kinds[name]]
-            operands += [(t, a, i, k) for i, (t, k) in enumerate(zip(s.tensors[name], codes))]
-            here = True
+        here, ops, lazy = _operands(s, name, kinds)
         if layered is not None and here != layered:
             raise ValueError(f"statistic {name!r} is per layer on some archs and single on others")
         layered = here
-    return stacked.from_operands(operands, bool(layered), len(stats), device)
+        for src, i, k in ops:
+            groups[tuple(src[2]) if isinstance(src, tuple) else tuple(src.shape)].append((src, (a, i, k)))
+        if lazy is not None:
+            read.append(lazy)
+    value = stacked.make_value([(_stack([x for x, _ in g]), [m for _, m in g]) for g in groups.values()],
+                               bool(layered), len(stats), device)
+    for lazy in read:  # the decoded stacks hold the values: the file's pages can go
+        lazy.release()
+    return value
 
 
 class Chunk:
@@ -108,9 +129,16 @@ class PopulationScorer:
         self.resident_bytes = default_resident_bytes(device) if resident_bytes is None else resident_bytes
         self._resident: OrderedDict[tuple, stacked.Value] = OrderedDict()
         self._kinds: dict[str, int] = {}
+        self._chunks: dict[tuple, list[tuple[int, int]]] = {}
 
     def chunks(self, families: Sequence[str], n: int) -> list[tuple[int, int]]:
         """[start, stop) ranges over the first ``n`` archs, each within ``chunk_bytes`` per family."""
+        key = (tuple(families), n)
+        if key not in self._chunks:
+            self._chunks[key] = self._cut(families, n)
+        return self._chunks[key]
+
+    def _cut(self, families: Sequence[str], n: int) -> list[tuple[int, int]]:
         out, start, size = [], 0, 0
         for i in range(n):
             b = max((family_bytes(self.held[i], f) for f in families), default=0)
@@ -151,6 +179,12 @@ class PopulationScorer:
     @property
     def resident_nbytes(self) -> int:
         return sum(v.nbytes for v in self._resident.values())
+
+
+def scoring_device(device: str) -> str:
+    """Where a worker scores: ``device``, or the CPU when it names CUDA on a machine without it
+    (statistics computed on a GPU and cached serve any machine)."""
+    return "cpu" if torch.device(device).type == "cuda" and not torch.cuda.is_available() else device
 
 
 def default_resident_bytes(device: str) -> int:

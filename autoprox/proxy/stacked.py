@@ -47,16 +47,13 @@ class Value:
         return sum(s.data.numel() * s.data.element_size() for s in self.stacks)
 
 
-def from_operands(operands: Sequence[tuple[Tensor, int, int, int]], layered: bool, n_archs: int,
-                  device: str | torch.device = "cpu") -> Value:
-    """A ``Value`` from (tensor, arch, layer, kind code) operands, stacked by shape."""
-    groups: dict[tuple, list] = defaultdict(list)
-    for t, a, i, k in operands:
-        groups[tuple(t.shape)].append((t, a, i, k))
+def make_value(groups: Sequence[tuple[Tensor, Sequence[tuple[int, int, int]]]], layered: bool, n_archs: int,
+               device: str | torch.device = "cpu") -> Value:
+    """A ``Value`` from stacks of operands, each with the (arch, layer, kind code) of its rows."""
     stacks = []
-    for ops in groups.values():
-        meta = torch.tensor([o[1:] for o in ops], dtype=torch.int64).reshape(len(ops), 3).to(device)
-        stacks.append(Stack(torch.stack([o[0] for o in ops]).to(device), meta[:, 0], meta[:, 1], meta[:, 2]))
+    for data, meta in groups:
+        m = torch.tensor(list(meta), dtype=torch.int64).reshape(len(meta), 3).to(device)
+        stacks.append(Stack(data.to(device), m[:, 0], m[:, 1], m[:, 2]))
     return Value(stacks, layered, torch.zeros(n_archs, dtype=torch.bool, device=device))
 
 

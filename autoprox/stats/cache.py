@@ -95,6 +95,20 @@ class LazyList(MutableSequence):
         """Each tensor's shape, without decoding it."""
         return [tuple(shape) for _, _, shape in self._raw]
 
+    def encoded(self) -> list[tuple[np.ndarray, float, tuple]]:
+        """The stored (array, scale, shape) of each tensor, for a caller that decodes many at once
+        (``decode_stack``); ``release`` gives their pages back after."""
+        self._check_whole()
+        return list(self._raw)
+
+    def release(self) -> None:
+        """Give back the pages of every stored array of a mapped file (once, over their span)."""
+        arrs = [a for a, _, _ in self._raw if a.nbytes]
+        if self._map is None or not arrs:
+            return
+        lo = min(a.ctypes.data for a in arrs)
+        _give_back_span(self._map, lo, max(a.ctypes.data + a.nbytes for a in arrs) - lo)
+
     @property
     def mapped(self) -> bool:
         """Views of a memory-mapped file (resident only while read)."""
@@ -141,13 +155,26 @@ def _give_back(mapping: tuple[mmap.mmap, int], arr: np.ndarray) -> None:
     """Drop the pages under ``arr``, and those a page fault mapped around them, from this process
     (they stay in the page cache): without the margin, reading 58 one-number arrays of a file left
     up to 64 KiB each resident."""
+    _give_back_span(mapping, arr.ctypes.data, arr.nbytes)
+
+
+def _give_back_span(mapping: tuple[mmap.mmap, int], address: int, nbytes: int) -> None:
     m, addr = mapping
     drop = getattr(mmap, "MADV_DONTNEED", None)
     if drop is not None:
-        start = arr.ctypes.data - addr
+        start = address - addr
         lo = max(0, start - FAULT_AROUND)
         lo -= lo % mmap.PAGESIZE
-        m.madvise(drop, lo, min(len(m), start + arr.nbytes + FAULT_AROUND) - lo)
+        m.madvise(drop, lo, min(len(m), start + nbytes + FAULT_AROUND) - lo)
+
+
+def decode_stack(encoded: list[tuple[np.ndarray, float, tuple]]) -> torch.Tensor:
+    """The (n, *shape) float32 stack of n stored tensors of one shape: the values ``LazyList``
+    decodes one at a time (float32 of the stored array, times its scale in float32)."""
+    shape = tuple(encoded[0][2])
+    x = torch.from_numpy(np.stack([a for a, _, _ in encoded]).astype(np.float32, copy=False))
+    scales = torch.tensor([s for _, s, _ in encoded], dtype=torch.float32)
+    return x.reshape(len(encoded), *shape).mul_(scales.reshape(-1, *(1,) * len(shape)))
 
 
 def select(stats: ArchStats, families: Collection[str]) -> ArchStats:
