@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--archs", type=int, default=700)
     ap.add_argument("--population", type=int, default=64)
     ap.add_argument("--device", default="cpu", help="scoring device of the batched evaluator")
+    ap.add_argument("--stats-device", default="cpu", help="device the statistics are computed on (their cache key)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warm-reps", type=int, default=3)
     args = ap.parse_args()
@@ -69,7 +70,7 @@ def main() -> None:
     exprs = list(dict.fromkeys(p for g in genomes for p in g))
     families = sorted(set().union(*(leaves(parse(e)) for e in exprs)) - DATA_FREE)
     _, archs, _ = load_archs(args.space, args.bench, limit=args.archs)
-    worker = ScoringWorker(args.space, ScoringConfig())
+    worker = ScoringWorker(args.space, ScoringConfig(device=args.stats_device))
     t0 = time.perf_counter()
     worker.load(archs, families)
     print(f"## {args.space}: {len(archs)} archs, {len(genomes)} genomes ({len(exprs)} part expressions, "

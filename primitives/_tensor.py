@@ -42,7 +42,7 @@ def square_matrix(x: Tensor) -> Tensor | None:
 
 
 # ---------------------------------------------------------------- stacks (an op's ``batched`` form)
-def rows(x: Tensor) -> Tensor:
+def stack_rows(x: Tensor) -> Tensor:
     """A stack ``(n, *shape)`` as ``(n, numel(shape))``: each operand flattened."""
     return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from primitives._tensor import as_matrix, float_dtype, nan, rows, stack_matrix
+from primitives._tensor import as_matrix, float_dtype, nan, stack_matrix, stack_rows
 from primitives.base import register_op
 from primitives.reduce import reduce_mean, stacked_mean
 
@@ -49,7 +49,7 @@ def _broadcast_stacks(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tenso
 def _flat_stacks(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """``_flat_pair`` of each pair of operands: (n, k) and (n, k), k the common length."""
     dtype = float_dtype(a, b)
-    fa, fb = rows(a).to(dtype), rows(b).to(dtype)
+    fa, fb = stack_rows(a).to(dtype), stack_rows(b).to(dtype)
     k = min(fa.shape[1], fb.shape[1])
     return fa[:, :k], fb[:, :k]
 

@@ -7,8 +7,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from primitives._tensor import (finite_matrix, finite_rows, float_dtype, nan, nan_where, rows, square_matrix,
-                                stack_matrix)
+from primitives._tensor import finite_matrix, finite_rows, float_dtype, nan, nan_where, stack_rows
+from primitives._tensor import square_matrix, stack_matrix
 from primitives.base import register_op
 
 
@@ -19,16 +19,16 @@ def _reduce(name: str, text: str, latex: str, weight: float = 1.0, batched: Call
 
 # Over stacks (n, *shape) of non-empty operands: one result per operand.
 def stacked_mean(x: Tensor) -> Tensor:
-    return rows(x).mean(dim=1)
+    return stack_rows(x).mean(dim=1)
 
 
 def stacked_std(x: Tensor) -> Tensor:
-    r = rows(x)
+    r = stack_rows(x)
     return torch.zeros(r.shape[0], dtype=float_dtype(x), device=x.device) if r.shape[1] == 1 else r.std(dim=1)
 
 
 def stacked_l2(x: Tensor) -> Tensor:
-    return torch.linalg.vector_norm(rows(x), dim=1)
+    return torch.linalg.vector_norm(stack_rows(x), dim=1)
 
 
 def _stacked_nuclear(x: Tensor) -> Tensor | None:
@@ -58,7 +58,7 @@ def reduce_mean(x: Tensor) -> Tensor:
     return x.mean() if x.numel() else nan(x)
 
 
-@_reduce("sum", "sum({0})", r"\sum\left({0}\right)", batched=lambda x: rows(x).sum(dim=1))
+@_reduce("sum", "sum({0})", r"\sum\left({0}\right)", batched=lambda x: stack_rows(x).sum(dim=1))
 def reduce_sum(x: Tensor) -> Tensor:
     """Sum of all elements; empty -> 0."""
     return x.sum()
@@ -72,13 +72,13 @@ def reduce_std(x: Tensor) -> Tensor:
     return x.std() if x.numel() > 1 else torch.zeros((), dtype=float_dtype(x), device=x.device)
 
 
-@_reduce("max", "max({0})", r"\max\left({0}\right)", batched=lambda x: rows(x).amax(dim=1))
+@_reduce("max", "max({0})", r"\max\left({0}\right)", batched=lambda x: stack_rows(x).amax(dim=1))
 def reduce_max(x: Tensor) -> Tensor:
     """Largest element (NaN if any element is NaN); empty -> NaN."""
     return x.amax() if x.numel() else nan(x)
 
 
-@_reduce("min", "min({0})", r"\min\left({0}\right)", batched=lambda x: rows(x).amin(dim=1))
+@_reduce("min", "min({0})", r"\min\left({0}\right)", batched=lambda x: stack_rows(x).amin(dim=1))
 def reduce_min(x: Tensor) -> Tensor:
     """Smallest element (NaN if any element is NaN); empty -> NaN."""
     return x.amin() if x.numel() else nan(x)

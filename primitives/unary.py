@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from primitives._tensor import finite_rows, nan, rows, square_matrix, stack_matrix
+from primitives._tensor import finite_rows, nan, square_matrix, stack_matrix, stack_rows
 from primitives.base import ELEMENTWISE, register_op
 from primitives.reduce import l2_norm, reduce_mean, reduce_std, stacked_l2, stacked_mean, stacked_std
 
@@ -56,7 +56,7 @@ def exp(x: Tensor) -> Tensor:
 
 
 def _stacked_standardize(x: Tensor) -> Tensor:
-    r = rows(x)
+    r = stack_rows(x)
     if r.shape[1] < 2:
         return torch.zeros_like(x)
     constant = (r.amax(dim=1) == r.amin(dim=1))[:, None]
@@ -100,7 +100,7 @@ def l1_norm(x: Tensor) -> Tensor:
 
 
 @_unary("softmax", "softmax({0})", r"\operatorname{{softmax}}\left({0}\right)",
-        batched=lambda x: torch.softmax(rows(x), dim=1).reshape(x.shape))
+        batched=lambda x: torch.softmax(stack_rows(x), dim=1).reshape(x.shape))
 def softmax(x: Tensor) -> Tensor:
     """Softmax over the flattened tensor (all elements sum to 1), reshaped back."""
     return torch.softmax(x.reshape(-1), dim=0).reshape(x.shape)
@@ -113,7 +113,7 @@ def sigmoid(x: Tensor) -> Tensor:
 
 
 @_unary("logsoftmax", "logsoftmax({0})", r"\log\operatorname{{softmax}}\left({0}\right)",
-        batched=lambda x: torch.log_softmax(rows(x), dim=1).reshape(x.shape))
+        batched=lambda x: torch.log_softmax(stack_rows(x), dim=1).reshape(x.shape))
 def logsoftmax(x: Tensor) -> Tensor:
     """Log-softmax over the flattened tensor (torch.log_softmax, stable), reshaped back."""
     return torch.log_softmax(x.reshape(-1), dim=0).reshape(x.shape)
@@ -132,7 +132,7 @@ def negate(x: Tensor) -> Tensor:
 
 
 def _stacked_min_max(x: Tensor) -> Tensor:
-    r = rows(x)
+    r = stack_rows(x)
     lo, hi = r.amin(dim=1, keepdim=True), r.amax(dim=1, keepdim=True)
     return torch.where(hi == lo, torch.zeros_like(r), (r - lo) / (hi - lo)).reshape(x.shape)
 

@@ -40,7 +40,7 @@ SCORING_FLAGS = {  # flag -> (path in ScoringConfig, type, help)
     "evaluator": (("evaluator",), str, "batched (default: a population over many archs per op, on --device) "
                                        "or reference (per layer and arch; the slow check)"),
     "score_memory_mb": (("score_memory_mb",), int, "MiB of statistics each worker keeps packed for scoring "
-                                                   "(default 1024 on CPU, half the free GPU memory on cuda)"),
+                                                   "(default 1024 on CPU; on cuda half the GPU times --gpus-per-worker)"),
 }
 
 

@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--pass", dest="passes", action="append", choices=[p for p in list_passes() if p != "base"],
                     help="also run and cache an optional statistics pass (repeatable)")
     add_backend_flags(st)
-    add_scoring_flags(st, skip=("use_cache",))
+    add_scoring_flags(st, skip=("use_cache", "evaluator", "score_memory_mb"))  # stats scores nothing
     st.set_defaults(fn=cmd_stats)
     z = _verb(sub, "zoo", "list every named proxy with its formula and statistics",
             ['autoprox zoo', "autoprox zoo --filter 'evolved_*'"])
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="info: size; clean: remove temporaries of killed writes; migrate: re-key entries "
                          "written by autoprox < 0.2 (torch 2.13.0, for the given statistics settings)")
     ca.add_argument("--space", action="append", help="migrate: only this space (repeatable)")
-    add_scoring_flags(ca, skip=("teacher", "gpus_per_worker", "use_cache", "device"))
+    add_scoring_flags(ca, skip=("teacher", "gpus_per_worker", "use_cache", "device", "evaluator", "score_memory_mb"))
     ca.set_defaults(fn=cmd_cache)
     return ap
 

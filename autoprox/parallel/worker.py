@@ -60,7 +60,8 @@ class ScoringWorker:
             return [score_population(proxies, s) for s in self.held[:first]]
         if self._scorer is None:
             memory = None if cfg.score_memory_mb is None else cfg.score_memory_mb << 20
-            self._scorer = PopulationScorer(self.held, scoring_device(cfg.device), resident_bytes=memory)
+            share = 1.0 if cfg.gpus_per_worker in (None, 0) else cfg.gpus_per_worker
+            self._scorer = PopulationScorer(self.held, scoring_device(cfg.device), resident_bytes=memory, share=share)
         return self._scorer.score(exprs, first).tolist()
 
     def drop(self) -> None:

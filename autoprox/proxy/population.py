@@ -124,9 +124,9 @@ class PopulationScorer:
     """Scores populations of expressions on a fixed list of archs' statistics, chunk by chunk."""
 
     def __init__(self, held: Sequence[ArchStats], device: str = "cpu", chunk_bytes: int = CHUNK_BYTES,
-                 resident_bytes: int | None = None) -> None:
+                 resident_bytes: int | None = None, share: float = 1.0) -> None:
         self.held, self.device, self.chunk_bytes = list(held), device, chunk_bytes
-        self.resident_bytes = default_resident_bytes(device) if resident_bytes is None else resident_bytes
+        self.resident_bytes = default_resident_bytes(device, share) if resident_bytes is None else resident_bytes
         self._resident: OrderedDict[tuple, stacked.Value] = OrderedDict()
         self._kinds: dict[str, int] = {}
         self._chunks: dict[tuple, list[tuple[int, int]]] = {}
@@ -187,9 +187,10 @@ def scoring_device(device: str) -> str:
     return "cpu" if torch.device(device).type == "cuda" and not torch.cuda.is_available() else device
 
 
-def default_resident_bytes(device: str) -> int:
-    """1 GiB on CPU; half the free memory of a CUDA device."""
+def default_resident_bytes(device: str, share: float = 1.0) -> int:
+    """1 GiB on CPU; on a CUDA device, half its memory times the ``share`` of it a worker holds
+    (``scoring.gpus_per_worker``: four workers at 0.25 keep an eighth each)."""
     if torch.device(device).type == "cuda":
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return free // 2
+        total = torch.cuda.get_device_properties(torch.device(device)).total_memory
+        return int(total * 0.5 * min(1.0, share))
     return CPU_RESIDENT_BYTES

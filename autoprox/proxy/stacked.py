@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 import primitives
-from primitives._tensor import rows
+from primitives._tensor import stack_rows
 
 SCORE_ERRORS = (ArithmeticError, RuntimeError, ValueError, IndexError)  # as ``graph.SCORE_ERRORS``
 
@@ -144,7 +144,7 @@ def layer_means(v: Value) -> tuple[Tensor, Tensor, Tensor]:
     if not v.stacks:
         empty = torch.zeros(0, dtype=torch.int64, device=v.bad.device)
         return torch.zeros(0, device=v.bad.device), empty, empty
-    vals = [s.data if s.data.dim() == 1 else rows(s.data.float()).mean(dim=1) for s in v.stacks]
+    vals = [s.data if s.data.dim() == 1 else stack_rows(s.data.float()).mean(dim=1) for s in v.stacks]
     return (torch.cat(vals).float(), torch.cat([s.kind for s in v.stacks]), torch.cat([s.arch for s in v.stacks]))
 
 
@@ -161,7 +161,7 @@ def scores(v: Value) -> Tensor:
     """(archs,) float64 scores: the mean of each arch's single value; NaN where bad or missing."""
     out = torch.full((v.bad.numel(),), math.nan, dtype=torch.float64, device=v.bad.device)
     for s in v.stacks:
-        out[s.arch] = rows(s.data.float()).mean(dim=1).double() if s.data.dim() > 1 else s.data.float().double()
+        out[s.arch] = stack_rows(s.data.float()).mean(dim=1).double() if s.data.dim() > 1 else s.data.float().double()
     return torch.where(v.bad, torch.full_like(out, math.nan), out)
 
 
