@@ -22,9 +22,13 @@ def stacked_mean(x: Tensor) -> Tensor:
     return stack_rows(x).mean(dim=1)
 
 
-def stacked_std(x: Tensor) -> Tensor:
+def stacked_std(x: Tensor, mean: Tensor | None = None) -> Tensor:
+    """Unbiased std of each operand (two passes: faster than ``Tensor.std`` on a CPU, as exact)."""
     r = stack_rows(x)
-    return torch.zeros(r.shape[0], dtype=float_dtype(x), device=x.device) if r.shape[1] == 1 else r.std(dim=1)
+    if r.shape[1] == 1:
+        return torch.zeros(r.shape[0], dtype=float_dtype(x), device=x.device)
+    d = r - (r.mean(dim=1, keepdim=True) if mean is None else mean)
+    return ((d * d).sum(dim=1) / (r.shape[1] - 1)).sqrt()
 
 
 def stacked_l2(x: Tensor) -> Tensor:

@@ -60,7 +60,8 @@ def _stacked_standardize(x: Tensor) -> Tensor:
     if r.shape[1] < 2:
         return torch.zeros_like(x)
     constant = (r.amax(dim=1) == r.amin(dim=1))[:, None]
-    mean, std = r.mean(dim=1, keepdim=True), r.std(dim=1, keepdim=True)
+    mean = r.mean(dim=1, keepdim=True)
+    std = stacked_std(r, mean)[:, None]
     return torch.where(constant, torch.zeros_like(r), (r - mean) / std).reshape(x.shape)
 
 

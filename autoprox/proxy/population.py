@@ -24,7 +24,7 @@ from autoprox.stats.base import SCALARS, ArchStats
 from autoprox.stats.cache import LazyList, decode_stack
 from autoprox.stats.passes import single_families
 
-CHUNK_BYTES = 128 << 20  # float32 bytes of one family per chunk: bounds each intermediate value
+CHUNK_BYTES = 16 << 20  # float32 bytes of one family per chunk: intermediates stay near the CPU caches
 CPU_RESIDENT_BYTES = 1 << 30
 
 

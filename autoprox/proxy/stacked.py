@@ -113,9 +113,12 @@ def _table(v: Value, n_archs: int) -> tuple[Tensor, Tensor]:
 
 
 def _gather(data: Tensor, idx: Tensor) -> Tensor:
-    """``data[idx]`` without a copy when ``idx`` is every row in order."""
-    if idx.numel() == data.shape[0] and bool((idx == torch.arange(idx.numel(), device=idx.device)).all()):
-        return data
+    """``data[idx]``: a view (no copy) when ``idx`` is an ascending run of consecutive rows."""
+    n = idx.numel()
+    if n:
+        start = int(idx[0])
+        if int(idx[-1]) - start == n - 1 and (n == 1 or bool((idx[1:] - idx[:-1] == 1).all())):
+            return data[start:start + n]
     return data[idx]
 
 
