@@ -168,6 +168,11 @@ def test_resume_refusals(tmp_path, tiny_scoring):
         search(dataclasses.replace(cfg, budget=9), tmp_path, resume=True)
     moved = dataclasses.replace(cfg, scoring=dataclasses.replace(tiny_scoring, cache_dir=str(tmp_path / "c2")))
     assert search(moved, tmp_path, resume=True).best["score"] > 0  # cache location may change
+    held = dataclasses.replace(cfg, scoring=dataclasses.replace(tiny_scoring, score_memory_mb=1))
+    assert search(held, tmp_path, resume=True).best["score"] > 0  # so may the memory a worker holds
+    other = dataclasses.replace(cfg, scoring=dataclasses.replace(tiny_scoring, evaluator="reference"))
+    with pytest.raises(ValueError, match="config differs .*evaluator"):  # not the evaluator: ties could part
+        search(other, tmp_path, resume=True)
     # a run saved before a config key existed resumes with the key's default
     st = json.loads((tmp_path / "state.json").read_text())
     assert st["config"].pop("top_k") == cfg.top_k

@@ -37,14 +37,13 @@ from autoprox.evolve.objective import Objective, ObjectiveConfig, families_of
 from autoprox.parallel.session import CONNECT_TIMEOUT
 from autoprox.proxy.genotype import to_genotype
 from autoprox.proxy.spec import resolve, resolve_graph
+from autoprox.stats.provider import RESUME_FREE as SCORING_RESUME_FREE
 from autoprox.evolve.variation import VariationConfig, crossover, mutate, random_genome, to_proxy, validate
 
 MODES = ("paper", "generational")
 PICK_RULES = {"val": "on validation", "train_val": "on train and validation together"}  # ``pick``: how it reads
 PICKS = tuple(PICK_RULES)
-# config keys that may change when a run resumes: where the statistics are cached cannot change a score
-RESUME_FREE = ("objective.scoring.cache_dir", "objective.scoring.use_cache", "objective.scoring.gpus_per_worker",
-               "objective.scoring.score_memory_mb")
+RESUME_FREE = tuple(f"objective.scoring.{k}" for k in SCORING_RESUME_FREE)  # may change when a run resumes
 
 
 @dataclass(frozen=True)

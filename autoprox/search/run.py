@@ -30,11 +30,10 @@ from autoprox.search.config import SearchConfig, SearchResult, measure, window_t
 from autoprox.search.propose import State, check_reachable, order_key, propose, ranked
 from autoprox.search.report import history_csv, regret_rows, write_result
 from autoprox.spaces import ArchError, SearchSpace, get_space
-from autoprox.stats.provider import ScoringConfig
+from autoprox.stats.provider import RESUME_FREE as SCORING_RESUME_FREE, ScoringConfig
 
 STATE_FORMAT = "autoprox-search/1"
-# may change on resume: same results
-RESUME_FREE = ("scoring.cache_dir", "scoring.use_cache", "scoring.gpus_per_worker", "scoring.score_memory_mb")
+RESUME_FREE = tuple(f"scoring.{k}" for k in SCORING_RESUME_FREE)  # may change on resume: same results
 ProgressFn = Callable[[int, int, "float | None"], None]
 
 

@@ -21,6 +21,9 @@ from autoprox.stats.teacher import NO_TEACHER, TeacherTarget, checksum, teacher_
 
 
 EVALUATORS = ("batched", "reference")
+# settings a checkpointed run may change when it resumes: where statistics live and how much of them a
+# worker holds cannot change a score
+RESUME_FREE = ("cache_dir", "use_cache", "gpus_per_worker", "score_memory_mb")
 
 
 @dataclass(frozen=True)
