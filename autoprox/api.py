@@ -198,7 +198,8 @@ def evolve(config: Any, out: str | Path | None = None, resume: bool = False, bac
     (``.pick().record``: the picked proxy's expression and JCMs). ``progress``: a line on stderr per
     step (and every 30 s at least), as the CLI prints."""
     from autoprox.core.progress import Progress
-    from autoprox.evolve.loop import EvolveConfig, evolve as run, load_evolve_config
+    from autoprox.evolve.config import EvolveConfig, load_evolve_config
+    from autoprox.evolve.run import evolve as run
     from autoprox.evolve.report import step_note
     cfg = config if isinstance(config, EvolveConfig) else load_evolve_config(config)
     cfg = replace(cfg, **overrides) if overrides else cfg

@@ -73,7 +73,7 @@ def test_api_search_and_evolve_show_progress_unless_asked_not_to(tmp_path, tiny_
     assert len(res.history) == 6 and "search pit with params: 6/6" in err, err
     autoprox.search(proxy="params", space="pit", budget=6, progress=False)
     assert capsys.readouterr().err == ""
-    from autoprox.evolve.loop import EvolveConfig
+    from autoprox.evolve.config import EvolveConfig
     from autoprox.evolve.objective import ObjectiveConfig
     from autoprox.evolve.variation import VariationConfig
     cfg = EvolveConfig(population=4, steps=1, offspring=4, hall_of_fame=2, seed_proxies=("params",),

@@ -12,7 +12,7 @@ from autoprox.cli.flags import HelpFormatter, apply_sets, bench_files
 from autoprox.cli.main import build_parser, main
 from autoprox.core.config import save_config
 from autoprox.data.benchmark import load_benchmark
-from autoprox.evolve.loop import EvolveConfig
+from autoprox.evolve.config import EvolveConfig
 from autoprox.evolve.objective import ObjectiveConfig
 from autoprox.evolve.variation import VariationConfig
 from autoprox.stats.base import StatsConfig

@@ -5,7 +5,8 @@ import random
 import numpy as np
 import pytest
 
-from autoprox.evolve.loop import EvolveConfig, evolve
+from autoprox.evolve.config import EvolveConfig
+from autoprox.evolve.run import evolve
 from autoprox.evolve.objective import Objective, ObjectiveConfig
 from autoprox.evolve.variation import VariationConfig, crossover, mutate, random_genome, to_proxy, validate
 from autoprox.proxy.export import load_proxy, to_yaml

@@ -10,7 +10,9 @@ import yaml
 
 from autoprox.cli.main import main
 from autoprox.core.config import ConfigError, save_config
-from autoprox.evolve.loop import EvolveConfig, evolve, make_types
+from autoprox.evolve.config import EvolveConfig
+from autoprox.evolve.loop import make_types
+from autoprox.evolve.run import evolve
 from autoprox.eval.fitness import INVALID
 from autoprox.proxy.graph import GraphError, parse
 from autoprox.data.benchmark import split3
@@ -344,7 +346,7 @@ def test_two_spaces_on_ray_score_like_serial(tiny_objective):
 def test_every_shipped_run_config_loads_and_its_seeds_resolve(path):
     """A config in runs/ that no longer loads (a renamed key, an unknown seed proxy) fails here, not
     an hour into someone's run."""
-    from autoprox.evolve.loop import load_evolve_config, seed_genomes
+    from autoprox.evolve.config import load_evolve_config, seed_genomes
     cfg = load_evolve_config(path)
     assert len(seed_genomes(cfg)) == len(cfg.seed_proxies) and cfg.objective.spaces
 

@@ -28,11 +28,12 @@ import pytest
 
 import autoprox.core.io as io
 import autoprox.evolve.loop as loop
-import autoprox.evolve.report as evo_report
+import autoprox.evolve.run as evo_run
 import autoprox.search.run as search_run
 from autoprox.cli.main import main
 from autoprox.core.config import save_config
-from autoprox.evolve.loop import EvolveConfig, evolve
+from autoprox.evolve.config import EvolveConfig
+from autoprox.evolve.run import evolve
 from autoprox.evolve.objective import Objective, ObjectiveConfig
 from autoprox.evolve.variation import VariationConfig
 from autoprox.parallel.backends import SerialBackend
@@ -149,7 +150,7 @@ EVOLVE_KILLS = {  # where the run dies -> how
     "after-history-append": lambda mp: kill_on_call(mp, loop.Run, "evaluate", 2, after=True),
     "between-checkpoints": lambda mp: kill_on_call(mp, loop, "save_state", 2),
     "inside-checkpoint-write": lambda mp: _stale_tmp_then_kill(mp, "checkpoint.json", 2),
-    "last-checkpoint-before-report": lambda mp: kill_on_call(mp, evo_report, "write_outputs", 1),
+    "last-checkpoint-before-report": lambda mp: kill_on_call(mp, evo_run, "write_outputs", 1),
     "inside-report": lambda mp: _stale_tmp_then_kill(mp, "best.yaml", 1),
 }
 

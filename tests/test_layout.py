@@ -43,3 +43,26 @@ def test_imports_go_down_the_stages(path):
 def test_stage_list_covers_every_package():
     pkgs = {".".join(p.parent.relative_to(ROOT).parts) for p in ROOT.glob("autoprox/*/__init__.py")}
     assert pkgs <= set(STAGES), sorted(pkgs - set(STAGES))
+
+
+def _all_imports(path: Path, modules: set[str]) -> set[str]:
+    """autoprox modules imported anywhere in ``path``: module level, inside functions, for type checking."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        out.update(n for n in names if n in modules)
+    return out
+
+
+def test_no_import_circles_not_even_inside_functions():
+    import networkx as nx
+    mods = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p for p in FILES}
+    g = nx.DiGraph()
+    for mod, path in mods.items():
+        g.add_edges_from((mod, m) for m in _all_imports(path, set(mods)) if m != mod)
+    assert list(nx.simple_cycles(g)) == []

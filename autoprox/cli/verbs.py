@@ -140,7 +140,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_evolve(args: argparse.Namespace) -> int:
     from dataclasses import replace
-    from autoprox.evolve.loop import PICK_RULES, EvolveConfig, evolve, load_evolve_config
+    from autoprox.evolve.config import PICK_RULES, EvolveConfig, load_evolve_config
+    from autoprox.evolve.run import evolve
     from autoprox.evolve.report import step_note
     if args.fold is not None and args.cv is None:
         raise ValueError("--fold needs --cv K")

@@ -24,7 +24,9 @@ import numpy as np
 from autoprox.core.io import atomic_write_text
 from autoprox.eval.fitness import jcm
 from autoprox.eval.uncertainty import N_BOOT, headroom, oracle_scores, pooled
-from autoprox.evolve.loop import PICK_RULES, EvolveConfig, Run, evolve
+from autoprox.evolve.config import PICK_RULES, EvolveConfig
+from autoprox.evolve.loop import Run
+from autoprox.evolve.run import evolve
 from autoprox.evolve.report import BASELINES
 
 

@@ -1,4 +1,4 @@
-"""``autoprox evolve``: DEAP evolution of proxy graphs with elitism, checkpoints and resume.
+"""The state of an evolution run (``Run``): DEAP evolution of proxy graphs with elitism and checkpoints.
 
 Two modes, both scoring through ``objective.Objective`` (train-fold JCM as fitness):
 
@@ -19,66 +19,19 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import time
-from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from deap import base, creator, tools
 
-from autoprox.core.checkpoint import clean_temporaries, load_state, rng_from_json, rng_to_json, save_state
-from autoprox.core.config import ConfigError, check_ranges, config_diff, load_config, save_config, to_dict
-from autoprox.core.io import atomic_write_text, check_writable_dir
-from autoprox.core.runs import check_owner, claimed
+from autoprox.core.checkpoint import load_state, rng_from_json, rng_to_json, save_state
+from autoprox.core.config import ConfigError, to_dict
+from autoprox.core.io import atomic_write_text
 from autoprox.eval.fitness import INVALID
-from autoprox.evolve.objective import Objective, ObjectiveConfig, families_of
-from autoprox.parallel.session import CONNECT_TIMEOUT
-from autoprox.proxy.genotype import to_genotype
-from autoprox.proxy.spec import resolve, resolve_graph
-from autoprox.stats.provider import RESUME_FREE as SCORING_RESUME_FREE
-from autoprox.evolve.variation import VariationConfig, crossover, mutate, random_genome, to_proxy, validate
-
-MODES = ("paper", "generational")
-PICK_RULES = {"val": "on validation", "train_val": "on train and validation together"}  # ``pick``: how it reads
-PICKS = tuple(PICK_RULES)
-RESUME_FREE = tuple(f"objective.scoring.{k}" for k in SCORING_RESUME_FREE)  # may change when a run resumes
-
-
-@dataclass(frozen=True)
-class EvolveConfig:
-    """One evolution run (``runs/<name>.yaml``)."""
-
-    mode: str = "generational"
-    seed: int = 0
-    population: int = 40
-    steps: int = 20                 # generations (generational) or iterations (paper)
-    offspring: int = 40             # generational: children per generation
-    cxpb: float = 0.4               # generational: probability a child comes from crossover
-    pool_ratio: float = 0.25        # paper: sampled fraction of the population
-    top_k: int = 5                  # paper: parents drawn from the pool's top k
-    margin: float = 0.0             # paper: elitism margin a child must clear
-    mutants: int = 8                # paper: children scored together per try
-    max_tries: int = 4              # paper: tries before the iteration gives up
-    hall_of_fame: int = 20
-    pick: str = "val"               # the rule for the run's pick among the hall of fame (PICKS)
-    repair: int = 3                 # rounds of redrawing candidates that fail the probe (0: off)
-    probe_archs: int = 3            # archs per worker (per space) a candidate is probed on first
-    seed_proxies: tuple[str, ...] = ()  # genomes (expressions / genotype genes) to start from
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    variation: VariationConfig = field(default_factory=VariationConfig)
-
-    def __post_init__(self) -> None:
-        for key, allowed in (("mode", MODES), ("pick", PICKS)):
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"evolve config: {key} must be one of {allowed}, got {getattr(self, key)!r}")
-        check_ranges(self, "evolve config", {
-            "population": (2, None), "steps": (0, None), "offspring": (1, None), "cxpb": (0, 1),
-            "pool_ratio": (0, 1, "(]"), "top_k": (1, None), "margin": (-2, 2), "mutants": (1, None),
-            "max_tries": (1, None), "hall_of_fame": (1, None)})
-        check_ranges(self, "evolve config", {"repair": (0, None), "probe_archs": (2, None), "seed": (0, None)})
-
+from autoprox.evolve.config import EvolveConfig, config_changes, seed_genomes
+from autoprox.evolve.objective import Objective
+from autoprox.evolve.variation import crossover, mutate, random_genome, to_proxy
 
 def make_types() -> tuple[type, type]:
     """DEAP's ``FitnessMax`` and ``Individual`` (a genome list); idempotent, for driver and workers."""
@@ -218,7 +171,7 @@ class Run:
         state = load_state(self.out / "checkpoint.json")
         if state is None:
             return False
-        if diff := _config_diff(state["config"], self.cfg):
+        if diff := config_changes(state["config"], self.cfg):
             raise ConfigError(f"{self.out}: the config differs from the checkpointed run's: {'; '.join(diff)}")
         lines = self.history_path.read_text(encoding="utf-8").splitlines() if self.history_path.is_file() else []
         keep = lines[: state["history_lines"]]
@@ -274,35 +227,6 @@ def pick_index(records: list[dict], rule: str, spaces: list) -> int | None:
     return max(ok, key=key) if ok else None
 
 
-def seed_genomes(cfg: EvolveConfig) -> list[list[str]]:
-    """The genomes of ``seed_proxies`` (zoo names, proxy files, expressions or genotypes)."""
-    out = []
-    for spec in cfg.seed_proxies:
-        try:
-            out.append(validate(_genome(spec, cfg.variation), cfg.variation))
-        except (ValueError, KeyError) as e:
-            msg = e.args[0] if e.args else e
-            raise ConfigError(f"seed_proxies: {spec!r}: {msg}") from None
-    return out
-
-
-def _genome(spec: str, var: VariationConfig) -> list[str]:
-    """A seed proxy as a genome of ``var.structure`` (a fused seed needs ``max_parts`` parts and
-    the run's ``fusion``)."""
-    p = resolve(spec)
-    if p.fused and var.structure == "free" and len(p.parts) <= var.max_parts and p.fusion == var.fusion:
-        return sorted(str(q.expr) for q in p.parts)
-    expr = resolve_graph(spec, "seed proxy").expr
-    if var.structure == "free":
-        return [str(expr)]
-    text = to_genotype(expr)
-    if text is None:
-        raise ConfigError(f"seed proxy {spec!r} does not have the Auto-Prox tree shape")
-    m = re.match(r"INPUT:\(([^)]*)\)TREE:\(([^)]*)\)BINARY:\(([^)]*)\)", text)
-    assert m is not None
-    return [*(x.strip() for x in m[1].split(",")), *m[2].split("|"), m[3]]
-
-
 def _identity(ind: Any) -> str:
     """What makes two individuals the same proxy for selection: the order they rank the archs
     in (monotone variants of one proxy coincide), else the graph hash."""
@@ -317,84 +241,3 @@ def _best_unique(inds: list, n: int) -> list:
             seen.add(_identity(i))
             out.append(i)
     return out[:n]
-
-
-def load_evolve_config(path: str | Path) -> EvolveConfig:
-    return load_config(EvolveConfig, path)
-
-
-def _prepare(cfg: EvolveConfig, out: Path, resume: bool) -> None:
-    """Every check that can fail before the run folder is touched."""
-    if not resume and (out / "checkpoint.json").exists():
-        raise ConfigError(f"{out} already holds a run: resume it (--resume; resume=True in Python) "
-                          f"or choose another folder (--out; out=)")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"run folder {out} is a file, not a folder")
-    check_owner(out, "evolve")
-    seed_genomes(cfg)  # unknown seed: the error names zoo proxies, before anything is written
-    check_writable_dir(out)
-    state = load_state(out / "checkpoint.json") if resume else None
-    if state is not None and (diff := _config_diff(state.get("config"), cfg)):
-        raise ConfigError(f"{out}: the config differs from the checkpointed run's: {'; '.join(diff)}")
-
-
-def _config_diff(saved: Any, cfg: EvolveConfig) -> list[str]:
-    """How a checkpoint's config differs from ``cfg``; keys added since it was written take their
-    defaults (a run checkpointed before ``pick`` existed resumes with ``pick: val``)."""
-    return config_diff(EvolveConfig, saved, cfg, RESUME_FREE)
-
-
-def evolve(cfg: EvolveConfig, out: str | Path, resume: bool = False, backend: str = "serial",
-           workers: int = 2, address: str | None = None,
-           on_step: Callable[[dict], None] | None = None, connect_timeout: float = CONNECT_TIMEOUT) -> Run:
-    """Run (or resume) an evolution in ``out``; returns the finished ``Run``. ``resume`` on a
-    folder without a checkpoint (killed before the first one) starts the run afresh.
-    Everything that can fail on the user's input (the config, the seeds, the backend, the
-    statistics) runs before the run folder is created or touched."""
-    out = Path(out)
-    _prepare(cfg, out, resume)
-    var = cfg.variation
-    obj = Objective(cfg.objective, families_of(var.leaves + var.single_leaves), backend, workers, address,
-                    connect_timeout)
-    run = Run(cfg, out, obj)
-    folder = ExitStack()
-    try:
-        obj.open()  # statistics load (the longest phase) before the folder exists: a kill here leaves nothing
-        folder.enter_context(claimed(out, "evolve"))  # made, recorded and locked until the run ends
-        clean_temporaries(out)
-        fresh = not (resume and run.restore())
-        reported = not fresh and run.step_no >= cfg.steps and _outputs_current(out, run)
-        if fresh:
-            run.history_path.unlink(missing_ok=True)
-        save_config(replace(cfg, objective=replace(cfg.objective, scoring=cfg.objective.scoring.resolved())),
-                    out / "config.yaml")
-        if fresh:
-            run.initialise()
-            _step_done(run, on_step)
-        while run.step_no < cfg.steps:
-            run.step()
-            _step_done(run, on_step)
-        from autoprox.evolve.report import BASELINES, run_doc, write_outputs
-        if reported:  # finished and written before (a --cv gather): only what the fold table reads
-            run.report = run_doc(run, zoo_names=BASELINES)
-        else:
-            run.report = run_doc(run)
-            write_outputs(out, run.report)
-            run.wrote = True
-    finally:
-        obj.close()
-        folder.close()
-    return run
-
-
-def _outputs_current(out: Path, run: Run) -> bool:
-    """Whether ``out``'s outputs were written after the run's last step (they are written all at once)."""
-    p = out / "progress.csv"
-    return p.is_file() and len(p.read_text(encoding="utf-8").splitlines()) == len(run.progress_rows) + 1
-
-
-def _step_done(run: Run, on_step: Callable[[dict], None] | None) -> None:
-    run.progress_rows.append(run.summary())
-    run.checkpoint()
-    if on_step:
-        on_step(run.progress_rows[-1])
