@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import yaml
 
 from autoprox.core.config import load_yaml_text
+from autoprox.parallel.session import CONNECT_TIMEOUT
 from autoprox.spaces import list_spaces
 
 SPACE_HELP = "search space: " + ", ".join(list_spaces()) + ", or a YAML file declaring one (README)"
@@ -62,8 +63,8 @@ def add_backend_flags(p: argparse.ArgumentParser) -> None:
                    help="serial (in-process) or ray (actors own shards of archs)")
     g.add_argument("--workers", type=int, default=2, help="Ray actors, one CPU each")
     g.add_argument("--address", help="join an existing Ray cluster (HOST:PORT or auto) instead of starting one")
-    g.add_argument("--connect-timeout", dest="connect_timeout", type=float, default=60.0,
-                   help="seconds to wait for the cluster at --address before giving up (default 60)")
+    g.add_argument("--connect-timeout", dest="connect_timeout", type=float, default=CONNECT_TIMEOUT,
+                   help="seconds to wait for the cluster at --address before giving up")
 
 
 def check_backend_flags(args: argparse.Namespace) -> None:

@@ -12,6 +12,7 @@ from autoprox.cli.flags import SPACE_HELP, HelpFormatter, add_backend_flags, add
 from autoprox.cli.verbs import cmd_bench, cmd_build, cmd_cache, cmd_evolve, cmd_export, cmd_search, cmd_stats, cmd_zoo
 from autoprox.core.config import ConfigError
 from autoprox.core.memory import return_freed_memory
+from autoprox.proxy.export import FORMATS
 from autoprox.spaces.declared import is_space_file
 from autoprox.stats.passes import list_passes
 
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
             ['autoprox export evolved_c100_kd --format latex',
              'autoprox export runs/quick/best.yaml --format python --out proxy.py'])
     ex.add_argument("proxy", help="zoo name or proxy file")
-    ex.add_argument("--format", choices=("text", "latex", "yaml", "python"), default="text",
+    ex.add_argument("--format", choices=FORMATS, default="text",
                     help="formula (text, LaTeX), proxy file (yaml) or standalone torch file (python)")
     ex.add_argument("--out", help="output file (default: print)")
     ex.set_defaults(fn=cmd_export)

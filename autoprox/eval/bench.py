@@ -69,7 +69,7 @@ def bench_rows(names: Sequence[str], scores: np.ndarray, bench: Benchmark, targe
 def score_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2, address: str | None = None,
                 connect_timeout: float = CONNECT_TIMEOUT
                 ) -> tuple[list[str], dict[str, np.ndarray], Benchmark, list[dict], list[str]]:
-    """(proxy names, scores by name (the references of ``REFERENCES`` included), benchmark, archs,
+    """(proxy names, scores by name (the references of ``BASELINES`` included), benchmark, archs,
     targets) of a bench run; every proxy and reference is scored in one pass over the statistics."""
     bench, archs, targets = load_archs(cfg.space, cfg.bench, cfg.limit, cfg.targets)
     if len(archs) < 2:
@@ -79,7 +79,7 @@ def score_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2, add
             raise ValueError(f"cannot rank: every arch has the same {t} accuracy")
     proxies = [resolve(p) for p in cfg.proxies]  # fail early on an unknown name
     names = [p.name for p in proxies]
-    refs = [resolve(r) for r in REFERENCES if r not in names]  # data-free: no statistics needed
+    refs = [resolve(r) for r in BASELINES if r not in names]  # data-free: no statistics needed
     families = sorted(set().union(*(p.families for p in proxies + refs)))
     be = make_backend(backend, cfg.space, cfg.scoring, workers=workers, address=address,
                       connect_timeout=connect_timeout)
@@ -171,9 +171,9 @@ def scores_csv(names: Sequence[str], scores: np.ndarray, bench: Benchmark, archs
 
 
 # ---------------------------------------------------------------- intervals (autoprox.eval.uncertainty)
-REFERENCES = ("params", "depth_width")  # every proxy's JCM is compared with these on the same archs
+BASELINES = ("params", "depth_width")  # every proxy (and every evolved pick) is compared with these on the same archs
 INTERVAL_COLUMNS = ("kendall_lo", "kendall_hi",
-                    *(f"{c}_{r}" for r in REFERENCES for c in ("diff", "diff_lo", "diff_hi", "p", "beats")),
+                    *(f"{c}_{r}" for r in BASELINES for c in ("diff", "diff_lo", "diff_hi", "p", "beats")),
                     "headroom", "ceiling", "ceiling_lo", "ceiling_hi", "beyond_size", "beyond_size_lo",
                     "beyond_size_hi", "ceiling_beyond_size", "n_boot")
 
@@ -183,7 +183,7 @@ def add_intervals(rows: list[dict], names: Sequence[str], scores: dict[str, np.n
     """``rows`` with bootstrap intervals (same resamples for every figure): each row's Kendall
     interval; on JCM rows the paired difference vs each reference (interval, p, verdict), the
     oracle ceiling, the headroom fraction and the partial tau given #params."""
-    refs = {r: scores[r] for r in REFERENCES}
+    refs = {r: scores[r] for r in BASELINES}
     summ = summarise(names, np.stack([scores[n] for n in names]), targets, refs["params"], refs,
                      cfg.n_boot, cfg.boot_seed, variant=cfg.jcm)
     for r in rows:
@@ -213,12 +213,12 @@ def summary_markdown(rows: list[dict]) -> str:
     """Per proxy: JCM with its interval, paired differences vs the references, headroom, and
     the partial tau given #params; then the ceiling."""
     jr = [r for r in rows if r["dataset"] == "JCM"]
-    head = ["proxy", "JCM [95% CI]"] + [f"Δ vs {ref} [CI], p | beats {ref}" for ref in REFERENCES] + \
+    head = ["proxy", "JCM [95% CI]"] + [f"Δ vs {ref} [CI], p | beats {ref}" for ref in BASELINES] + \
         ["headroom", "partial τ given #params [CI]"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (len(head) + len(REFERENCES))]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (len(head) + len(BASELINES))]
     for r in jr:
         cells = [r["proxy"], _ci(r, "kendall", "kendall_lo", "kendall_hi")]
-        for ref in REFERENCES:
+        for ref in BASELINES:
             if f"diff_{ref}" in r:
                 cells += [f"{_ci(r, f'diff_{ref}', f'diff_lo_{ref}', f'diff_hi_{ref}')}, p={r[f'p_{ref}']:.3f}",
                           r[f"beats_{ref}"]]

@@ -27,7 +27,7 @@ from autoprox.eval.uncertainty import N_BOOT, headroom, oracle_scores, pooled
 from autoprox.evolve.config import PICK_RULES, EvolveConfig
 from autoprox.evolve.loop import Run
 from autoprox.evolve.run import evolve
-from autoprox.evolve.report import BASELINES
+from autoprox.eval.bench import BASELINES
 
 
 def _fold_row(i: int, run: Run) -> dict:

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from autoprox.evolve.loop import Run
     from autoprox.evolve.variation import VariationConfig
 
-BASELINES = ("params", "depth_width")  # every out-of-fold pick is compared with these zoo proxies
 PROGRESS_COLUMNS = ("step", "evals", "unique", "invalid", "invalid_pct", "rejected", "best_train", "mean_train",
                     "best_fitness", "pick_val", "evals_per_s")
 

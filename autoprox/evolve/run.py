@@ -13,7 +13,8 @@ from autoprox.core.runs import check_owner, claimed
 from autoprox.evolve.config import EvolveConfig, config_changes, seed_genomes
 from autoprox.evolve.loop import Run
 from autoprox.evolve.objective import Objective, families_of
-from autoprox.evolve.report import BASELINES, run_doc, write_outputs
+from autoprox.eval.bench import BASELINES
+from autoprox.evolve.report import run_doc, write_outputs
 from autoprox.parallel.session import CONNECT_TIMEOUT
 
 
