@@ -25,7 +25,7 @@ import primitives
 from autoprox.core.config import check_ranges
 from autoprox.proxy.fuse import FusedProxy, get_fusion
 from autoprox.proxy.genotype import tree
-from autoprox.proxy.graph import Expr, GraphError, GraphProxy, _type, canonical_leaf, check, make, parse
+from autoprox.proxy.graph import Expr, GraphError, GraphProxy, expr_type, canonical_leaf, check, make, parse
 from autoprox.stats.base import AUTOPROX_INPUTS
 from autoprox.stats.passes import get_pass
 
@@ -39,12 +39,12 @@ SINGLE_LEAVES = ("num_params", "flops") + get_pass("base").matrix  # the default
 
 def is_single(name: str) -> bool:
     """Whether statistic ``name`` holds one value per arch (a scalar or a matrix), not one per layer."""
-    return not _type(Expr(canonical_leaf(name)))[0]
+    return not expr_type(Expr(canonical_leaf(name)))[0]
 
 
 def is_scalar(name: str) -> bool:
     """Whether statistic ``name`` is one number per arch: a proxy on its own."""
-    return _type(Expr(canonical_leaf(name)))[1]
+    return expr_type(Expr(canonical_leaf(name)))[1]
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,7 @@ def replace(e: Expr, p: Path, new: Expr) -> Expr:
 
 def _layered(e: Expr) -> bool:
     try:
-        return _type(e)[0]
+        return expr_type(e)[0]
     except GraphError:
         return False
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from autoprox.proxy.graph import (DATA_FREE, Expr, GraphError, GraphProxy, _op, graph_from_mapping, graph_to_mapping,
+from autoprox.proxy.graph import (DATA_FREE, Expr, GraphError, GraphProxy, op_of, graph_from_mapping, graph_to_mapping,
                     leaves, parse, to_expr, to_graph)
 from autoprox.proxy.fuse import FusedProxy, parse_fused
 from autoprox.proxy.fusecore import FUSIONS
@@ -33,7 +33,7 @@ def formula(e: Expr, latex: bool = False) -> str:
     """The formula of ``e`` in plain text or LaTeX, from the ops' own templates."""
     if e.is_leaf:
         return r"\mathrm{" + e.head.replace("_", r"\_") + "}" if latex else e.head
-    op = _op(e.head)
+    op = op_of(e.head)
     return (op.latex if latex else op.text).format(*(formula(a, latex) for a in e.args))
 
 
@@ -141,7 +141,7 @@ def to_python(p: GraphProxy | FusedProxy) -> str:
         raise ValueError(f"proxy {p.name!r} needs a ConvNet teacher (teacher_gap): the standalone "
                          f"Python export does not embed one; use text, latex or yaml")
     calls = ", ".join(f"{n!r}: {get_pass(n).run.__name__}" for n in passes)
-    groups = {n: _op(n).group for q in parts for n in _heads(q.expr)}
+    groups = {n: op_of(n).group for q in parts for n in _heads(q.expr)}
     return _PYTHON.format(
         name_doc=_in_docstring(repr(p.name)), hash=p.hash, formula_doc=_in_docstring(proxy_formula(p)),
         sources=_embedded_source(),

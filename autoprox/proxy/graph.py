@@ -69,7 +69,7 @@ def canonical_leaf(name: str) -> str:
     return name
 
 
-def _op(name: str) -> primitives.Op:
+def op_of(name: str) -> primitives.Op:
     name = primitives.ALIASES.get(name, name)
     try:
         return primitives.get_op(name)
@@ -78,14 +78,14 @@ def _op(name: str) -> primitives.Op:
 
 
 # ---------------------------------------------------------------- types
-def _type(e: Expr) -> tuple[bool, bool]:
+def expr_type(e: Expr) -> tuple[bool, bool]:
     """(layered, scalar) of an expression, raising GraphError on a mismatch."""
     if e.is_leaf:
         return (e.head not in SCALARS + single_families(), e.head in SCALARS + scalar_families())
-    op = _op(e.head)
+    op = op_of(e.head)
     if len(e.args) != op.arity:
         raise GraphError(f"op {op.name!r} takes {op.arity} input(s), got {len(e.args)}")
-    types = [_type(a) for a in e.args]
+    types = [expr_type(a) for a in e.args]
     if op.group == "aggregate":
         if not types[0][0]:
             raise GraphError(f"aggregation {op.name!r} needs per-layer input, got a single value "
@@ -99,7 +99,7 @@ def _type(e: Expr) -> tuple[bool, bool]:
 
 def check(e: Expr) -> Expr:
     """Validate a whole expression: a proxy ends in one scalar."""
-    layered, _ = _type(e)
+    layered, _ = expr_type(e)
     if layered:
         raise GraphError(f"a proxy must end in one value, but {e} is per-layer: add an aggregation")
     return e
@@ -135,7 +135,7 @@ def to_expr(g: nx.DiGraph) -> Expr:
 
 def make(op: str, *args: Expr) -> Expr:
     """An op node in canonical form (commutative operands sorted)."""
-    o = _op(op)
+    o = op_of(op)
     if getattr(o, "commutative", False):
         args = tuple(sorted(args, key=str))
     return Expr(o.name, tuple(args))
@@ -223,7 +223,7 @@ def evaluate(e: Expr, stats: ArchStats, memo: MutableMapping[str, Any] | None = 
                 raise KeyError(f"scalar {e.head!r} not in statistics")
             memo[key] = leaf_value(e.head, stats.tensors, stats.kinds, stats.scalars, single_families())
         else:
-            op = _op(e.head)
+            op = op_of(e.head)
             value = apply_op(op.fn, op.group == "aggregate", [evaluate(a, stats, memo) for a in e.args])
             if isinstance(memo, SharedMemo):
                 memo.release(str(a) for a in e.args)
