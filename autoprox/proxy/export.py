@@ -85,10 +85,14 @@ def load_proxy(path: str | Path) -> GraphProxy | FusedProxy:
             expr = parse_genotype(str(doc["genotype"]))
     except (GraphError, ValueError, KeyError, TypeError) as e:  # the error names the file
         raise GraphError(f"{p}: {e.args[0] if e.args else e}") from None
-    proxy = GraphProxy(str(doc.get("name") or p.stem), expr, str(doc.get("description") or ""))
+    return _checked(p, doc, GraphProxy(str(doc.get("name") or p.stem), expr, str(doc.get("description") or "")))
+
+
+def _checked(p: Path, doc: dict, proxy: GraphProxy | FusedProxy) -> GraphProxy | FusedProxy:
+    """``proxy`` if it hashes to the file's recorded ``hash`` (or the file records none)."""
     if "hash" in doc and str(doc["hash"]) != proxy.hash:
-        raise GraphError(f"{p}: the graph hashes to {proxy.hash}, not the recorded {doc['hash']}; "
-                         f"it was edited: delete the 'hash' line to accept it")
+        raise GraphError(f"{p}: the {'proxy' if proxy.fused else 'graph'} hashes to {proxy.hash}, not the "
+                         f"recorded {doc['hash']}; it was edited: delete the 'hash' line to accept it")
     return proxy
 
 
@@ -102,10 +106,7 @@ def _load_fused(p: Path, doc: dict) -> FusedProxy:
         raise GraphError(f"{p}: {e.args[0] if e.args else e}") from None
     if fused is None or len(parts) < 2:
         raise GraphError(f"{p}: 'parts' must list at least two expressions and 'fusion' name a fusion")
-    if "hash" in doc and str(doc["hash"]) != fused.hash:
-        raise GraphError(f"{p}: the proxy hashes to {fused.hash}, not the recorded {doc['hash']}; "
-                         f"it was edited: delete the 'hash' line to accept it")
-    return fused
+    return _checked(p, doc, fused)  # type: ignore[return-value]
 
 
 def _tree_literal(e: Expr) -> str:
