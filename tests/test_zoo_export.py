@@ -60,6 +60,10 @@ def test_edited_yaml_is_refused(tmp_path):
     (tmp_path / "x.yaml").write_text(text)
     with pytest.raises(GraphError, match="it was edited"):
         load_proxy(tmp_path / "x.yaml")
+    fused = export(get_proxy("evolved_c100_kd"), "yaml")
+    (tmp_path / "f.yaml").write_text(fused.replace("hash: ", "hash: 0", 1))
+    with pytest.raises(GraphError, match="the proxy hashes to .* it was edited"):
+        load_proxy(tmp_path / "f.yaml")
     (tmp_path / "y.yaml").write_text("expression: agg_sum(abs(weight))\nbogus: 1\n")
     with pytest.raises(GraphError, match="unknown key"):
         load_proxy(tmp_path / "y.yaml")
