@@ -6,5 +6,5 @@ from autoprox.proxy.zoo.registry import register_proxy
 
 @register_proxy("evolved_autoformer")
 def evolved_autoformer() -> str:
-    """runs/autoformer.yaml: a NASWOT-kernel variant; AutoFormer JCM train 0.527, val 0.544, test 0.542."""
+    """runs/autoformer.yaml: a NASWOT-kernel variant."""
     return "mean(max(sum(element_wise_sum(eigvalsh(max(naswot_kernel)),log(naswot_kernel)))))"

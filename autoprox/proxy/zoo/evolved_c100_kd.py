@@ -1,10 +1,8 @@
 """Found by ``autoprox evolve --config runs/c100_kd.yaml --cv 5`` (AutoFormer ranked by CIFAR-100
 KD accuracy alone; every cheap statistic, the arch's shape and fused genomes as leaves): the pick of
 the final run, which has no test fold, chosen on validation. It is shipped because the procedure
-that found it beats #params and ``depth_width`` out of fold with intervals that exclude 0, pooled
-over two partitions of the archs (10 held-out folds: JCM 0.763; +0.107 [0.024, 0.194] over
-``depth_width``, p = 0.016). That figure is the procedure's, not this formula's. Figures:
-benchmarks/RESULTS.md, session 7."""
+that found it beats #params and ``depth_width`` out of fold, pooled over two partitions of the archs;
+that figure is the procedure's, not this formula's (benchmarks/RESULTS.md, session 7)."""
 from autoprox.proxy.fuse import FusedProxy
 from autoprox.proxy.graph import GraphProxy
 from autoprox.proxy.zoo.registry import register_proxy
@@ -13,7 +11,7 @@ from autoprox.proxy.zoo.registry import register_proxy
 @register_proxy("evolved_c100_kd")
 def evolved_c100_kd() -> FusedProxy:
     """runs/c100_kd.yaml (AutoFormer, CIFAR-100 KD): rank-sum over archs of sum_l mean|linear_input_l|,
-    depth and #params; final run train 0.701, val 0.889 (no test fold)."""
+    depth and #params."""
     parts = (("evolved_c100_kd_mass", "agg_sum(sum(mean(abs(linear_input))))",
               "sum over Linear layers of mean |input|"),
              ("evolved_c100_kd_depth", "depth", "number of transformer blocks"),

@@ -6,5 +6,5 @@ from autoprox.proxy.zoo.registry import register_proxy
 
 @register_proxy("evolved_pit")
 def evolved_pit() -> str:
-    """runs/pit.yaml: mean_l(fisher_l + ||linear_input_l||_nuc); PiT JCM train 0.804, val 0.788, test 0.695."""
+    """runs/pit.yaml: mean_l(fisher_l + ||linear_input_l||_nuc)."""
     return "agg_mean(element_wise_sum(fisher,to_mean_scalar(abs(nuclear_norm(abs(linear_input))))))"
