@@ -2,8 +2,8 @@
 
 The shard's archs are cut into chunks; each statistic family a population reads is packed per
 chunk into a ``stacked.Value`` (operands of one shape stacked, on the scoring device) and kept
-while it fits ``resident_bytes`` (least recently used first out; others are packed again from
-the memory-mapped cache at each call: the same values, streamed). Every node of the population
+while it fits ``resident_bytes`` (first come; the others are packed again from the memory-mapped
+cache at each call: the same values, streamed). Every node of the population
 runs once per chunk (shared sub-expressions once, released after their last use as
 ``graph.SharedMemo`` does). ``graph.score_population`` stays the reference: the same scores to
 float rounding, NaN where it gives NaN (``tests/test_population_eval.py``).
@@ -11,7 +11,7 @@ float rounding, NaN where it gives NaN (``tests/test_population_eval.py``).
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from typing import Any, Sequence
 
 import numpy as np
@@ -127,21 +127,23 @@ class PopulationScorer:
                  resident_bytes: int | None = None, share: float = 1.0) -> None:
         self.held, self.device, self.chunk_bytes = list(held), device, chunk_bytes
         self.resident_bytes = default_resident_bytes(device, share) if resident_bytes is None else resident_bytes
-        self._resident: OrderedDict[tuple, stacked.Value] = OrderedDict()
+        self._resident: dict[tuple, stacked.Value] = {}  # (family, start, stop) -> its pack
+        self.resident_nbytes = 0
         self._kinds: dict[str, int] = {}
-        self._chunks: dict[tuple, list[tuple[int, int]]] = {}
+        self._chunks: dict[int, list[tuple[int, int]]] = {}
 
-    def chunks(self, families: Sequence[str], n: int) -> list[tuple[int, int]]:
-        """[start, stop) ranges over the first ``n`` archs, each within ``chunk_bytes`` per family."""
-        key = (tuple(families), n)
-        if key not in self._chunks:
-            self._chunks[key] = self._cut(families, n)
-        return self._chunks[key]
+    def chunks(self, n: int) -> list[tuple[int, int]]:
+        """[start, stop) ranges over the first ``n`` archs, each within ``chunk_bytes`` of any held
+        family: the same ranges whatever a population reads, so packs stay valid across calls."""
+        if n not in self._chunks:
+            self._chunks[n] = self._cut(n)
+        return self._chunks[n]
 
-    def _cut(self, families: Sequence[str], n: int) -> list[tuple[int, int]]:
+    def _cut(self, n: int) -> list[tuple[int, int]]:
         out, start, size = [], 0, 0
         for i in range(n):
-            b = max((family_bytes(self.held[i], f) for f in families), default=0)
+            s = self.held[i]
+            b = max((family_bytes(s, f) for f in s.tensors), default=0)
             if i > start and size + b > self.chunk_bytes:
                 out.append((start, i))
                 start, size = i, 0
@@ -156,29 +158,23 @@ class PopulationScorer:
         n = len(self.held) if first is None else min(first, len(self.held))
         families = sorted(set().union(*(leaves(e) for e in es)) - DATA_FREE) if es else []
         out = np.full((n, len(es)), math.nan)
-        for start, stop in self.chunks(families, n):
+        for start, stop in self.chunks(n):
             chunk = Chunk(self.held[start:stop], self.device, self._kinds)
-            for f in families:
-                if (hit := self._resident.get((f, start, stop))) is not None:
-                    self._resident.move_to_end((f, start, stop))
-                    chunk.leaves[f] = hit
+            chunk.leaves.update((f, v) for f in families if (v := self._resident.get((f, start, stop))) is not None)
             out[start:stop] = chunk.evaluate(es).cpu().numpy()
             for f in families:
                 self._keep(chunk, f, start, stop)
         return out
 
     def _keep(self, chunk: Chunk, family: str, start: int, stop: int) -> None:
-        """Keep a packed family resident while the budget allows (least recently used out)."""
+        """Keep a packed family resident if it fits the budget. Nothing is evicted: every call scans
+        all chunks in order, and under a scan least-recently-used eviction keeps nothing useful."""
         value = chunk.leaves.get(family)
-        if value is None or (family, start, stop) in self._resident or value.nbytes > self.resident_bytes:
+        if value is None or (family, start, stop) in self._resident:
             return
-        self._resident[(family, start, stop)] = value
-        while self.resident_nbytes > self.resident_bytes:
-            self._resident.popitem(last=False)
-
-    @property
-    def resident_nbytes(self) -> int:
-        return sum(v.nbytes for v in self._resident.values())
+        if self.resident_nbytes + value.nbytes <= self.resident_bytes:
+            self._resident[(family, start, stop)] = value
+            self.resident_nbytes += value.nbytes
 
 
 def scoring_device(device: str) -> str:
