@@ -90,7 +90,7 @@ def test_exported_file_needs_only_torch(tmp_path):
     src = export(get_proxy("dss"), "python")
     imports = {ln.split()[1].split(".")[0] for ln in src.splitlines()
                if ln.startswith(("import ", "from ")) and not ln.startswith("from __future__")}
-    assert imports <= {"torch", "math", "typing", "dataclasses", "copy"}, imports  # the standard library and torch
+    assert imports <= {"torch", "math", "typing", "dataclasses", "copy", "contextlib"}, imports  # the standard library and torch
     names = [ln.split("(")[0].split()[1] for ln in src.splitlines() if ln.startswith(("def ", "class "))]
     assert len(names) == len(set(names)), sorted(n for n in set(names) if names.count(n) > 1)  # no embedded
     # file redefines another's name

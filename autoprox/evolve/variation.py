@@ -115,8 +115,7 @@ def to_proxy(genome: Sequence[str], cfg: VariationConfig) -> GraphProxy | FusedP
         e = to_expr(genome, cfg)
         return GraphProxy(str(e), e)
     parts = tuple(GraphProxy.from_text(f"part{i}", g) for i, g in enumerate(sorted(genome)))
-    f = FusedProxy("", parts, cfg.fusion)
-    return FusedProxy(f.text, parts, cfg.fusion)
+    return FusedProxy("", parts, cfg.fusion)  # named by its text
 
 
 def random_genome(rng: random.Random, cfg: VariationConfig) -> Genome:

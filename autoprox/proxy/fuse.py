@@ -57,13 +57,13 @@ def parse_fused(text: str, name: str | None = None, description: str = "") -> "F
         return None
     parts = [p.strip() for p in rest[:-1].split("|")]
     graphs = tuple(GraphProxy.from_text(f"part{i}", p) for i, p in enumerate(parts))
-    f = FusedProxy(name or "", graphs, head.strip(), description)
-    return f if name else FusedProxy(f.text, graphs, f.fusion, description)
+    return FusedProxy(name or "", graphs, head.strip(), description)
 
 
 @dataclass(frozen=True)
 class FusedProxy:
-    """Graph-proxy ``parts`` fused across archs by the registered ``fusion``."""
+    """Graph-proxy ``parts`` fused across archs by the registered ``fusion``; an empty ``name`` is
+    its canonical text (``fusion[part | part]``)."""
 
     name: str
     parts: tuple[GraphProxy, ...]
@@ -74,6 +74,8 @@ class FusedProxy:
         if not self.parts:
             raise ValueError(f"fused proxy {self.name!r} needs at least one part")
         get_fusion(self.fusion)  # unknown fusion: error naming the known ones
+        if not self.name:
+            object.__setattr__(self, "name", self.text)
 
     @property
     def families(self) -> frozenset[str]:

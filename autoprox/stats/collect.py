@@ -20,6 +20,7 @@ from torch import nn
 from primitives._tensor import as_matrix  # torch only, embedded before this file in exports
 from autoprox.stats.layers import KIND_ATTR, MhaMaps, hook_owner, weight_layers  # noqa: F401 (torch only, embedded)
 from autoprox.stats.layers import timm_attention_hooks, unfused_attention  # one per line: exports drop them
+from autoprox.stats.layers import seeded
 
 def token_index(n: int, k: int) -> torch.Tensor:
     """``k`` evenly spaced indices in [0, n) (all of them when n <= k)."""
@@ -180,8 +181,7 @@ def chunk_losses(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, seed: 
     (``tensor_split``), in order, all under one seeding; ``before(first image)`` runs ahead of each
     chunk's forward. Every pass that chunks the batch goes through here, so they draw the same masks."""
     n, device = x.shape[0], x.device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         for idx in torch.arange(n).tensor_split(min(groups, n)):
             before(int(idx[0]))
             idx = idx.to(device)

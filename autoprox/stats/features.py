@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from autoprox.stats.collect import per_layer, weight_layers  # torch-only; embedded before this file
-from autoprox.stats.layers import hook_owner
+from autoprox.stats.layers import hook_owner, seeded
 
 FEATURE_FAMILIES = ("token_entropy", "token_min_eig", "meco", "norm_stable_rank", "weight_l1_l2",
                     "swap_patterns")
@@ -142,8 +142,7 @@ def features_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     taps = _Taps(model, wants)
     model.eval()
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with torch.no_grad(), seeded(seed, device):
             model(images[:images_read(wants, images.shape[0])])
     finally:
         taps.remove()

@@ -10,6 +10,8 @@ from typing import Collection
 import torch
 from torch import nn
 
+from autoprox.stats.layers import seeded  # torch only; embedded before this file
+
 EPE_K = 1e-5  # EPE-NAS's offset inside the log
 
 
@@ -38,8 +40,7 @@ def jacobian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     device = images.device
     x = images.detach().clone().requires_grad_(True)
     model.train()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         logits = model(x)
     (jac,) = torch.autograd.grad(logits.sum(), x)  # inputs=x only: no parameter .grad is touched
     epe = epe_nas(jac.detach().cpu(), labels.cpu(), logits.shape[-1])

@@ -8,7 +8,8 @@ projections itself, so they are ``ParamWeight`` records, hooked on the attention
 """
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -117,3 +118,14 @@ def timm_attention_hooks(model: nn.Module, store: Callable[[torch.Tensor], None]
     for m in _timm_attention(model):
         handles.append(m.attn_drop.register_forward_hook(lambda mod, i, o: store(i[0])))
     return handles
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Torch's random streams (the CPU's, and ``device``'s when it is a GPU) seeded with ``seed`` for
+    the block and restored after it: the block's draws (DropPath masks...) are fixed by the seed,
+    the caller's stream is left as it was."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autoprox.stats.layers import seeded
+
 
 TEACHER_RES = 32
 _GLOBAL_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
@@ -198,8 +200,7 @@ def student_features(model: nn.Module, images: torch.Tensor, seed: int) -> torch
     model.train()
     device = images.device
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with torch.no_grad(), seeded(seed, device):
             model(images)
     finally:
         for h in handles:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from autoprox.stats.collect import weight_layers  # torch-only; embedded before this file
+from autoprox.stats.layers import seeded
 
 MIXUP_GAMMA = 1e-2  # ZenNAS's perturbation scale
 
@@ -46,8 +47,7 @@ def head_input(net: nn.Module, x: torch.Tensor, seed: int) -> torch.Tensor:
     seen: list[torch.Tensor] = []
     h = heads[-1].register_forward_pre_hook(lambda m, i: seen.append(i[0].detach()))
     try:
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with seeded(seed, x.device):
             net(x)
     finally:
         h.remove()
