@@ -188,8 +188,8 @@ class Run:
         self.progress_rows = state["progress"]
         self.population = self._individuals(state["population"])
         self.hof.clear()
-        self.hof.items = self._individuals(state["hall_of_fame"])  # as saved: ties keep their order
-        self.hof.keys = [i.fitness for i in reversed(self.hof.items)]
+        for ind in reversed(self._individuals(state["hall_of_fame"])):  # worst first: ties keep the saved order
+            self.hof.insert(ind)
         return True
 
     def _individuals(self, genomes: list) -> list:
