@@ -114,8 +114,7 @@ class Chunk:
                 memo[key] = self.leaf(e.head)
             else:
                 args = [self._value(a, memo) for a in e.args]
-                names = tuple(sorted(self.kinds, key=self.kinds.get))
-                memo[key] = stacked.apply(primitives.get_op(e.head), args, names)
+                memo[key] = stacked.apply(primitives.get_op(e.head), args, tuple(self.kinds))  # in code order
                 memo.release(str(a) for a in e.args)
         return memo[key]
 

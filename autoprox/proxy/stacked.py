@@ -19,9 +19,8 @@ import torch
 from torch import Tensor
 
 import primitives
+from autoprox.proxy.graph import SCORE_ERRORS
 from primitives._tensor import stack_rows
-
-SCORE_ERRORS = (ArithmeticError, RuntimeError, ValueError, IndexError)  # as ``graph.SCORE_ERRORS``
 
 
 @dataclass
