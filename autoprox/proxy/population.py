@@ -88,9 +88,9 @@ def pack(stats: Sequence[ArchStats], name: str, kinds: dict[str, int], device: s
 class Chunk:
     """Some archs' statistics as packed leaves."""
 
-    def __init__(self, stats: Sequence[ArchStats], device: str, kinds: dict[str, int] | None = None) -> None:
+    def __init__(self, stats: Sequence[ArchStats], device: str, kinds: dict[str, int]) -> None:
         self.stats, self.device = stats, device
-        self.kinds = {} if kinds is None else kinds  # layer kind -> code (shared by a scorer's chunks)
+        self.kinds = kinds  # layer kind -> code, shared by a scorer's chunks (append-only)
         self.leaves: dict[str, stacked.Value] = {}
 
     def leaf(self, name: str) -> stacked.Value:
