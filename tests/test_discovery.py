@@ -105,7 +105,11 @@ def test_cross_validation_reports_out_of_fold_picks_and_picks_without_test(tiny_
     assert len(final.obj.spaces[0].folds["test"]) == 0 and final.pick().record["test"] is None
     assert (tmp_path / "cv" / "best.yaml").read_text() == (tmp_path / "cv" / "final" / "best.yaml").read_text()
     text = (tmp_path / "cv" / "cv.md").read_text()
-    assert "held-out" in text and text.count("\n| ") == 9  # folds: header, 2, mean; per space: header, 1; paired: header, 2
+    # folds: header, 2, mean; per space: header, 1; paired: header, 6 (params, depth_width, best zoo, ranker,
+    # depth, surrogate); what the alternatives became: header, 2; first archs: header, 7 (the pick and the 6)
+    assert "held-out" in text and text.count("\n| ") == 24
+    assert [ln.split(" | ")[1] for ln in text.splitlines() if ln.startswith("| pit | ") and "regret" in ln] == [
+        "pick", "params", "depth_width", "best zoo", "ranker", "depth", "surrogate"]
     again, _ = cross_validate(cfg, tmp_path / "cv", 2, resume=True)  # finished: resumes to the same figures
     assert again == rows
     for only in ("final", "fold-1", "fold-0"):  # each run alone (as parallel processes would), then gathered

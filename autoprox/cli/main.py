@@ -99,6 +99,10 @@ def _add_evolve_parser(sub: Any) -> None:
     ev.add_argument("--cv", type=int, metavar="K",
                     help="run the discovery K times, each with one fold held out, report the picks' out-of-fold "
                          "JCM (OUT/cv.md), and pick from a final run without test fold (OUT/best.yaml)")
+    ev.add_argument("--transfer", action="store_true",
+                    help="leave-one-benchmark-out: for each space of the objective, discover on the others and "
+                         "score the pick zero-shot on it beside the alternatives fitted on the same sources "
+                         "(OUT/transfer.md, each run in OUT/without-<space>)")
     ev.add_argument("--fold", metavar="I", type=_fold,
                     help="with --cv K: run only fold I (0 to K-1) or the final run, in OUT/fold-I or OUT/final, "
                          "so folds can run in parallel processes or machines; then --cv K --resume gathers them")

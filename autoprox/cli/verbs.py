@@ -145,6 +145,8 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     from autoprox.evolve.report import step_note
     if args.fold is not None and args.cv is None:
         raise ValueError("--fold needs --cv K")
+    if args.transfer and args.cv is not None:
+        raise ValueError("--transfer and --cv are separate runs: give one of them")
     cfg = load_evolve_config(args.config)
     if args.set:
         cfg = from_dict(EvolveConfig, apply_sets(to_dict(cfg), args.set), f"{Path(args.config).name} with --set")
@@ -156,6 +158,14 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     with Progress("evolve", cfg.steps) as prog:
         def on_step(row: dict) -> None:
             prog.update(row["step"], note=step_note(row, bool(cfg.objective.beyond_size)))
+        if args.transfer:
+            from autoprox.evolve.transfer import transfer, transfer_runs
+            transfer_runs(cfg)  # fewer than 2 spaces: one line before anything is written
+            transfer(cfg, out, args.resume, on_step, backend=args.backend, workers=args.workers,
+                     address=args.address, connect_timeout=args.connect_timeout)
+            print((out / "transfer.md").read_text(encoding="utf-8"))
+            print(f"wrote {out}/: transfer.md, transfer.json (each source run in without-*/)")
+            return 0
         if args.cv is not None:
             from autoprox.evolve.cv import cross_validate
             only = None if args.fold is None else args.fold if args.fold == "final" else f"fold-{args.fold}"

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from autoprox.core.io import atomic_write_text
+from autoprox.eval import alternatives
 from autoprox.eval.fitness import jcm
 from autoprox.eval.uncertainty import N_BOOT, headroom, oracle_scores, pooled
 from autoprox.evolve.config import PICK_RULES, EvolveConfig
@@ -32,23 +33,45 @@ from autoprox.eval.bench import BASELINES
 
 def _fold_row(i: int, run: Run) -> dict:
     """One held-out fold: the pick's expression, validation and held-out JCM, the baselines' on the
-    same archs, and per space the held-out JCM of the pick, the baselines and the oracle ceiling."""
+    same archs, and per space the held-out JCM of the pick, the baselines, the alternatives (chosen
+    and fitted on the fold's training and validation archs) and the oracle ceiling."""
     doc = run.report or {}
     pick = doc.get("pick") or {}
     zoo = dict(doc.get("zoo", []))
     row = {"fold": i, "pick": pick.get("expression"), "val": pick.get("val"), "test": pick.get("test"),
-           "spaces": {}}
+           "spaces": {}, "alternatives": {}}
     for b in BASELINES:
         row[b] = zoo[b]["test"] if b in zoo else None
     scores, signs = doc.get("scores", {}), {"pick": 1} | {b: zoo[b]["sign"] for b in BASELINES if b in zoo}
+    alts = _alternatives(run, doc)
+    if alts is not None:
+        row["alternatives"] = alts[0].describe()
     for sd in run.obj.spaces:
         per = {n: r.get("per_space", {}).get(sd.name, {}).get("test") for n, r in (("pick", pick), *zoo.items())
                if n in ("pick", *BASELINES)}
         idx = sd.folds.get("test", ())
         held = {n: (signs[n], v[sd.name][idx].tolist()) for n, v in scores.items() if n in signs}  # held-out archs
+        if alts is not None and len(idx) >= 2:
+            part = alts[1][sd.name].subset(idx)
+            for n, v in alts[0].score(part).items():
+                held.setdefault(n, (1, v.tolist()))
+                per.setdefault(n, alternatives.jcm_of(v, part.targets, run.cfg.objective.jcm))
         row["spaces"][sd.name] = per | {"ceiling": held_out_ceiling(sd, run.cfg.objective.jcm), "held": held,
                                         "targets": {t: y[idx].tolist() for t, y in sd.targets.items()}}
     return row
+
+
+def _alternatives(run: Run, doc: dict) -> tuple[alternatives.Fitted, dict[str, alternatives.Part]] | None:
+    """The alternatives fitted on every space's training and validation archs, and each space's
+    ``Part`` (all archs), or None for a run without a pick or the inputs."""
+    inputs = doc.get("inputs")
+    if not inputs or not doc.get("pick"):
+        return None
+    parts = {sd.name: alternatives.Part({n: v[sd.name] for n, v in inputs.items()}, sd.targets, sd.archs)
+             for sd in run.obj.spaces}
+    train = [parts[sd.name].subset(np.concatenate([sd.folds[f] for f in ("train", "val") if f in sd.folds]))
+             for sd in run.obj.spaces]
+    return alternatives.fit(train, run.cfg.objective.jcm), parts
 
 
 def held_out_ceiling(sd: Any, variant: str) -> float | None:
@@ -138,25 +161,66 @@ def cross_validate(cfg: EvolveConfig, out: str | Path, k: int, resume: bool = Fa
     return rows, done["final"]
 
 
+def _compared(rows: list[dict]) -> list[str]:
+    """Everything the picks are compared with on the held-out archs: the baselines, then the alternatives."""
+    seen = {n for r in rows for per in r.get("spaces", {}).values() for n in per.get("held", {})}
+    return [n for n in dict.fromkeys((*BASELINES, *alternatives.NAMES)) if n in seen]
+
+
 def _paired_lines(rows: list[dict], n_boot: int = N_BOOT, seed: int = 0) -> list[str]:
-    """The picks against each baseline out of fold: a paired bootstrap that resamples each held-out
-    fold's archs (per space, and over every space), averaging the folds' JCMs as the table does."""
+    """The picks against each baseline and alternative out of fold: a paired bootstrap that resamples
+    each held-out fold's archs (per space, and over every space), averaging the folds' JCMs as the
+    table does; then the accuracy of the arch each ranks first in a held-out fold (search regret)."""
     spaces = list(dict.fromkeys(sp for r in rows for sp in r.get("spaces", {})))
     groups = [(sp, [sp]) for sp in spaces] + ([("all spaces", spaces)] if len(spaces) > 1 else [])
     lines = []
-    for b in BASELINES:
+    for b in _compared(rows):
         for label, sps in groups:
             parts = [(np.asarray(h["pick"][1]), h[b][0] * np.asarray(h[b][1]),
                       {t: np.asarray(y) for t, y in per["targets"].items()}) for r in rows for sp in sps
                      if "pick" in (h := (per := r["spaces"].get(sp, {})).get("held", {})) and b in h]
             if not parts:
                 continue
+            ivb, _ = pooled([(p[1], p[0], p[2]) for p in parts], n_boot=n_boot, seed=seed)
             iv, d = pooled(parts, n_boot=n_boot, seed=seed)
-            lines.append(f"| {label} | {b} | {iv.estimate:.3f} [{iv.lo:.3f}, {iv.hi:.3f}] | {d.estimate:+.3f} "
-                         f"[{d.lo:.3f}, {d.hi:.3f}] | {d.p:.3f} | {d.verdict} |")
+            lines.append(f"| {label} | {b} | {ivb.estimate:.3f} [{ivb.lo:.3f}, {ivb.hi:.3f}] | {iv.estimate:.3f} "
+                         f"[{iv.lo:.3f}, {iv.hi:.3f}] | {d.estimate:+.3f} [{d.lo:.3f}, {d.hi:.3f}] | {d.p:.3f} | "
+                         f"{d.verdict} |")
     if not lines:
         return []
-    return ["", f"The picks against each baseline out of fold (paired bootstrap: {n_boot} resamples of every "
-            "held-out fold's archs; JCMs averaged over the folds as above; [95% CI], two-sided p):", "",
-            "| space | baseline | picks' JCM [CI] | difference [CI] | p | beats it |", "|---|---|---|---|---|---|",
-            *lines]
+    out = ["", f"The picks against each baseline and alternative out of fold (paired bootstrap: {n_boot} resamples "
+           "of every held-out fold's archs; JCMs averaged over the folds as above; [95% CI], two-sided p):", "",
+           "| space | compared with | its JCM [CI] | picks' JCM [CI] | difference [CI] | p | the picks beat it |",
+           "|---|---|---|---|---|---|---|", *lines]
+    return out + _chosen_lines(rows) + _regret_lines(rows)
+
+
+def _chosen_lines(rows: list[dict]) -> list[str]:
+    said = [(r["fold"], r["alternatives"]) for r in rows if r.get("alternatives")]
+    if not said:
+        return []
+    names = list(said[0][1])
+    return ["", "What the alternatives became on each fold's training and validation archs (`best zoo`: the "
+            "hand-designed zoo proxy with the best JCM there; `ranker`, `surrogate`: `eval.alternatives`):", "",
+            "| fold | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+            *(f"| {f} | " + " | ".join(a.get(n, "-") for n in names) + " |" for f, a in said)]
+
+
+def _regret_lines(rows: list[dict]) -> list[str]:
+    """Per space and target: mean over held-out folds of the accuracy of the arch each method ranks
+    first, and its regret to the fold's best arch (``search --bench-only`` restricted to the fold)."""
+    lines = []
+    for sp in dict.fromkeys(sp for r in rows for sp in r.get("spaces", {})):
+        for name in ("pick", *_compared(rows)):
+            tops = [alternatives.top_pick(h[name][0] * np.asarray(h[name][1]),
+                                          {t: np.asarray(y) for t, y in per["targets"].items()})
+                    for r in rows if name in (h := (per := r["spaces"].get(sp, {})).get("held", {}))]
+            if tops:
+                lines.append(f"| {sp} | {name} | " + "; ".join(
+                    f"{k} {np.mean([t[k] for t in tops]):.2f} (regret {np.mean([t[k + '_regret'] for t in tops]):.2f})"
+                    for k in tops[0] if not k.endswith("_regret")) + " |")
+    if not lines:
+        return []
+    return ["", "Searching each held-out fold: the accuracy of the arch each method ranks first, mean over the "
+            "folds (regret: the fold's best arch minus it):", "",
+            "| space | method | accuracy of its first arch, per target |", "|---|---|---|", *lines]

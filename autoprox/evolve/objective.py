@@ -50,12 +50,19 @@ class ObjectiveConfig:
     limit: int | None = None
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     bench: dict[str, str] = field(default_factory=dict)  # space -> benchmark JSON (default: the shipped one)
+    space_targets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # space -> its targets (else ``targets``)
+    weights: dict[str, float] = field(default_factory=dict)  # space -> weight in the mean over spaces (else 1)
 
     def __post_init__(self) -> None:
-        stray = sorted(set(self.bench) - set(self.spaces))
-        if stray:
-            raise ValueError(f"objective.bench names space(s) {stray} that are not in objective.spaces "
-                             f"{list(self.spaces)}")
+        for key in ("bench", "space_targets", "weights"):
+            stray = sorted(set(getattr(self, key)) - set(self.spaces))
+            if stray:
+                raise ValueError(f"objective.{key} names space(s) {stray} that are not in objective.spaces "
+                                 f"{list(self.spaces)}")
+        bad = {s: w for s, w in self.weights.items() if not (isinstance(w, (int, float)) and 0 < w <= 1000)}
+        if bad or any(not t for t in self.space_targets.values()):
+            raise ConfigError(f"objective: weights must lie in (0, 1000] and space_targets be non-empty, got "
+                              f"{bad or self.space_targets}")
         if not self.spaces or not self.targets:
             raise ValueError("objective needs at least one space and one target")
         check_ranges(self, "objective", {"val_fraction": (0, 0.9, "()"), "test_fraction": (0, 0.9, "[)"),
@@ -66,6 +73,13 @@ class ObjectiveConfig:
         if self.cv_folds and (self.cv_folds < 2 or not 0 <= self.cv_fold < self.cv_folds):
             raise ConfigError(f"objective: need cv_folds >= 2 and 0 <= cv_fold < cv_folds, "
                               f"got {self.cv_folds}, {self.cv_fold}")
+
+
+    def targets_of(self, space: str) -> tuple[str, ...]:
+        return self.space_targets.get(space, self.targets)
+
+    def weight(self, space: str) -> float:
+        return float(self.weights.get(space, 1.0))
 
 
 @dataclass
@@ -89,8 +103,9 @@ class Objective:
         passes_for(self.families)  # unknown statistic -> clear error before any work
         self.spaces: list[SpaceData] = []
         for space in cfg.spaces:
-            bench, archs, _ = load_archs(space, cfg.bench.get(space), limit=cfg.limit, targets=cfg.targets)
-            ys = {t: bench.values(t)[:len(archs)] for t in cfg.targets}
+            targets = cfg.targets_of(space)
+            bench, archs, _ = load_archs(space, cfg.bench.get(space), limit=cfg.limit, targets=targets)
+            ys = {t: bench.values(t)[:len(archs)] for t in targets}
             folds = (split_cv(len(archs), cfg.cv_folds, cfg.cv_fold, cfg.val_fraction, cfg.split_seed)
                      if cfg.cv_folds else split3(len(archs), cfg.val_fraction, cfg.test_fraction, cfg.split_seed))
             sc = cfg.scoring.batch
@@ -170,17 +185,19 @@ class Objective:
                 reason = None if f.valid else f.reason
             if reason:
                 return _invalid(f"{sd.name}: {reason}")
-            tau_sum += f.jcm
+            tau_sum += self.cfg.weight(sd.name) * f.jcm
         sign = -1 if tau_sum < 0 and self.cfg.jcm == "mean_tau" else 1
         per_space = {sd.name: self._fold_figures(sd, scores[sd.name], sign) for sd in self.spaces}
         out = {"sign": sign, "per_space": per_space, "reason": None, "ranking": self.ranking(scores, sign)}
         for fold in FOLDS:
             vals = [per_space[s][fold] for s in per_space if fold in per_space[s]]
-            out[fold] = float(np.mean(vals)) if vals and np.all(np.isfinite(vals)) else None
+            w = [self.cfg.weight(s) for s in per_space if fold in per_space[s]]
+            out[fold] = float(np.average(vals, weights=w)) if vals and np.all(np.isfinite(vals)) else None
         if out["train"] is None:
             out.update(train=INVALID, reason="undefined train correlation")
         elif self.cfg.beyond_size > 0:
-            beyond = float(np.mean([self._beyond(sd, sign * scores[sd.name]) for sd in self.spaces]))
+            beyond = float(np.average([self._beyond(sd, sign * scores[sd.name]) for sd in self.spaces],
+                                      weights=[self.cfg.weight(sd.name) for sd in self.spaces]))
             out.update(beyond_train=beyond, fitness=out["train"] + self.cfg.beyond_size * beyond)
         return out
 

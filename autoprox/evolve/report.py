@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import yaml
 
+from autoprox.eval.alternatives import SCALARS
 from autoprox.eval.plots import figure, png_bytes, scatter_panel
 from autoprox.eval.uncertainty import N_BOOT, pooled
 from autoprox.evolve.objective import FOLDS
 from autoprox.proxy.export import proxy_formula, to_yaml
-from autoprox.proxy.graph import DATA_FREE, leaves
+from autoprox.proxy.graph import DATA_FREE, GraphProxy, leaves
 from autoprox.proxy.zoo import get_proxy, list_proxies
 from autoprox.proxy.spec import Proxy, resolve
 from autoprox.core.io import atomic_write_many
@@ -59,24 +60,25 @@ def _figures(r: dict) -> dict:
 
 def run_doc(run: Run, zoo_names: Sequence[str] | None = None) -> dict:
     """Plain records of a finished (or stopped) run for ``evolve.report.write_outputs``: the hall
-    of fame, progress, the pick, every zoo proxy the run's statistics can score (same folds; or only
-    ``zoo_names``), the pick's scores per (space, target) panel and the fold intervals. Everything
-    is scored in one call."""
+    of fame, progress, the pick, every zoo proxy the run's statistics can score (same folds), the
+    pick's scores per (space, target) panel, the fold intervals (of every zoo proxy, or only of
+    ``zoo_names``) and ``inputs``: every zoo proxy's and arch scalar's scores, which the
+    alternatives (``eval.alternatives``) are chosen and fitted on. Everything is scored in one call."""
     pick = run.pick()
-    usable = set(run.obj.families) | DATA_FREE
-    zoo = [(n, get_proxy(n)) for n in (list_proxies() if zoo_names is None else zoo_names)]
-    zoo = [(n, p.parts[0]) for n, p in zoo if not p.fused and leaves(p.parts[0].expr) <= usable]
+    zoo = scorable_zoo(run.obj.families)
     texts = [str(p.expr) for _, p in zoo] + ["num_params"]
     if pick is not None:
         texts += [pick.record["expression"], oriented(pick.record, "pick").text]
+    texts += [s for s in SCALARS if s != "num_params"]
     mats = run.obj.proxy_scores(texts)
     row = (lambda i: {sd.name: mats[sd.name][i] for sd in run.obj.spaces})
     doc: dict = {"name": run.out.name, "mode": run.cfg.mode, "spaces": list(run.cfg.objective.spaces),
-                 "jcm": run.cfg.objective.jcm, "targets": list(run.cfg.objective.targets),
+                 "jcm": run.cfg.objective.jcm, "targets": list(dict.fromkeys(t for sd in run.obj.spaces for t in sd.targets)),
                  "hall_of_fame": [i.record for i in run.hof], "progress": list(run.progress_rows),
                  "pick": None if pick is None else pick.record, "panels": [],
                  "folds": {k: len(v) for k, v in run.obj.spaces[0].folds.items()},
-                 "zoo": [(n, run.obj.record(row(i))) for i, (n, _) in enumerate(zoo)]}
+                 "zoo": [(n, run.obj.record(row(i))) for i, (n, _) in enumerate(zoo)],
+                 "inputs": {n: row(texts.index(n)) for n in SCALARS} | {n: row(i) for i, (n, _) in enumerate(zoo)}}
     if pick is not None:
         n = len(zoo)
         doc["panels"] = [{"space": sd.name, "target": t, "scores": mats[sd.name][n + 2], "accuracy": y,
@@ -84,7 +86,8 @@ def run_doc(run: Run, zoo_names: Sequence[str] | None = None) -> dict:
         names = [z for z, _ in zoo]  # the oriented pick's and the baselines' scores, for out-of-fold tests
         doc["scores"] = {name: row(i) for name, i in (("pick", n + 2), ("params", n),
                                                       *((b, names.index(b)) for b in ("depth_width",) if b in names))}
-        valid = [i for i, (_, r) in enumerate(doc["zoo"]) if r.get("reason") is None]
+        valid = [i for i, (z, r) in enumerate(doc["zoo"]) if r.get("reason") is None
+                 and (zoo_names is None or z in zoo_names)]
         named = [("pick", pick.record)] + [doc["zoo"][i] for i in valid]
         rows = [n + 1] + valid + [n]  # the pick, the valid zoo proxies, then #params (last)
         doc["intervals"] = fold_intervals(named, {s: m[rows] for s, m in mats.items()}, run.obj.spaces,
@@ -95,6 +98,13 @@ def run_doc(run: Run, zoo_names: Sequence[str] | None = None) -> dict:
                 [("pick", pick.record)], {s: m[[n + 1, j]] for s, m in mats.items()}, run.obj.spaces,
                 run.cfg.objective.jcm)["pick"]
     return doc
+
+
+def scorable_zoo(families: Sequence[str]) -> list[tuple[str, GraphProxy]]:
+    """Every zoo proxy (name, graph) that statistics of ``families`` can score (fused ones aside)."""
+    usable = set(families) | DATA_FREE
+    zoo = [(n, get_proxy(n)) for n in list_proxies()]
+    return [(n, p.parts[0]) for n, p in zoo if not p.fused and leaves(p.parts[0].expr) <= usable]
 
 
 def read_hall_of_fame(folder: Path, variation: "VariationConfig") -> list[dict]:
