@@ -1,0 +1,79 @@
+"""``evolve --transfer``: each benchmark held out in turn, the pick scored zero-shot beside the alternatives."""
+import json
+
+import numpy as np
+import pytest
+
+from autoprox.core.config import ConfigError
+from autoprox.eval import alternatives
+from autoprox.evolve.config import EvolveConfig
+from autoprox.evolve.objective import Objective, ObjectiveConfig
+from autoprox.evolve.transfer import transfer, transfer_runs
+from autoprox.evolve.variation import VariationConfig
+
+
+@pytest.fixture
+def two_spaces(tmp_path, tiny_batch_cfg):
+    from autoprox.stats.base import StatsConfig
+    from autoprox.stats.provider import ScoringConfig
+    scoring = ScoringConfig(batch=tiny_batch_cfg, stats=StatsConfig(act_samples=2, act_tokens=4),
+                            cache_dir=str(tmp_path / "cache"))
+    obj = ObjectiveConfig(spaces=("pit", "autoformer"), limit=10, val_fraction=0.3, test_fraction=0.0,
+                          scoring=scoring, space_targets={"autoformer": ("c100_kd",)}, weights={"pit": 2.0})
+    var = VariationConfig(leaves=("weight", "linear_input"), single_leaves=("num_params",), max_nodes=8)
+    return EvolveConfig(population=4, steps=1, offspring=4, hall_of_fame=3, objective=obj, variation=var,
+                        seed_proxies=("params",))
+
+
+def test_per_space_targets_and_weights(two_spaces):
+    obj = Objective(two_spaces.objective, ["weight"])
+    assert [list(sd.targets) for sd in obj.spaces] == [["c100_kd", "flower_kd", "chaoyang_kd"], ["c100_kd"]]
+    obj.open()
+    try:
+        rec = obj.evaluate(["num_params"])[0]
+    finally:
+        obj.close()
+    per = rec["per_space"]
+    assert rec["train"] == pytest.approx((2 * per["pit"]["train"] + per["autoformer"]["train"]) / 3)
+    with pytest.raises(ValueError, match=r"objective.weights names space\(s\) \['vit'\]"):
+        ObjectiveConfig(spaces=("pit",), weights={"vit": 1.0})
+    with pytest.raises(ConfigError, match="weights must lie in"):
+        ObjectiveConfig(spaces=("pit",), weights={"pit": 0.0})
+
+
+def test_transfer_holds_out_each_benchmark_and_scores_the_alternatives_on_it(two_spaces, tmp_path, small_zoo):
+    runs = transfer_runs(two_spaces)
+    assert {k: v.objective.spaces for k, v in runs.items()} == {"pit": ("autoformer",), "autoformer": ("pit",)}
+    assert runs["pit"].objective.space_targets == {"autoformer": ("c100_kd",)} and runs["pit"].objective.weights == {}
+    rows = transfer(two_spaces, tmp_path / "t")
+    assert [r["held_out"] for r in rows] == ["pit", "autoformer"]
+    pit = rows[0]
+    assert set(pit["scores"]) == {"pick", *alternatives.NAMES} - {"surrogate"}  # pit's fields are not autoformer's
+    assert list(pit["targets"]) == ["c100_kd", "flower_kd", "chaoyang_kd"] and len(pit["scores"]["pick"]) == 10
+    # the pick's zero-shot scores are the source run's oriented pick on the held-out archs
+    from autoprox.evolve.report import oriented
+    from autoprox.proxy.spec import resolve
+    src = (tmp_path / "t" / "without-pit" / "best.yaml")
+    assert resolve(str(src)).hash == oriented({"expression": pit["pick"], "sign": pit["sign"]}, "x").hash
+    np.testing.assert_allclose(pit["scores"]["depth"], [sum(a["depth"]) for a in _pit_archs()])
+    text = (tmp_path / "t" / "transfer.md").read_text()
+    assert text.count("\n| pit | autoformer | ") == 1 and text.count("\n| autoformer | pit | ") == 1
+    line = next(ln for ln in text.splitlines() if ln.startswith("| pit | autoformer | "))
+    want = alternatives.jcm_of(np.array(pit["scores"]["ranker"]), {t: np.array(y) for t, y in pit["targets"].items()})
+    assert f"{want:.3f}" in line.split(" | ")[2 + 1 + list(alternatives.NAMES).index("ranker")]
+    assert json.loads((tmp_path / "t" / "transfer.json").read_text()) == rows
+    again = transfer(two_spaces, tmp_path / "t", resume=True)  # finished runs reload: the same figures
+    assert again == rows
+
+
+def test_transfer_needs_two_benchmarks(two_spaces):
+    import dataclasses
+    one = dataclasses.replace(two_spaces, objective=dataclasses.replace(
+        two_spaces.objective, spaces=("pit",), space_targets={}, weights={}))
+    with pytest.raises(ConfigError, match="at least 2 spaces"):
+        transfer_runs(one)
+
+
+def _pit_archs():
+    from autoprox.data.benchmark import load_archs
+    return load_archs("pit", limit=10)[1]
