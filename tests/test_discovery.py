@@ -128,7 +128,8 @@ def test_cross_validation_reports_out_of_fold_picks_and_picks_without_test(tiny_
     assert line.split(" | ")[5] == (f"{room:.0%}" if np.isfinite(room) else "-")
     paired = next(ln for ln in text.splitlines() if ln.startswith(f"| {sd.name} | params |"))
     diff = np.mean([r["spaces"][sd.name]["pick"] - r["spaces"][sd.name]["params"] for r in rows])
-    assert paired.split(" | ")[3].startswith(f"{diff:+.3f} [")  # the folds' mean paired difference, with its CI
+    assert paired.split(" | ")[2].startswith(f"{means['params']:.3f} [")  # the baseline's own JCM, with its CI
+    assert paired.split(" | ")[4].startswith(f"{diff:+.3f} [")  # the folds' mean paired difference, with its CI
     gathered, _ = cross_validate(cfg, tmp_path / "split", 2, resume=True)
     assert gathered == rows and (tmp_path / "split" / "cv.md").read_text() == text
     with pytest.raises(ValueError, match="expected 0 to 1 or 'final'"):

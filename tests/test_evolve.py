@@ -268,13 +268,16 @@ def test_evolve_refuses_to_clobber_or_mix_runs(tiny_objective, tmp_path):
     assert (tmp_path / "k" / "history.jsonl").read_text() == (tmp_path / "r" / "history.jsonl").read_text()
 
 
-def test_resuming_a_reported_run_scores_only_the_baselines(tiny_objective, tmp_path):
+def test_resuming_a_reported_run_bootstraps_only_the_baselines(tiny_objective, tmp_path):
     cfg = _cfg(tiny_objective, steps=1)
     first = evolve(cfg, tmp_path / "r")
     assert len(first.report["zoo"]) > 2
     (tmp_path / "r" / "summary.md").write_text("kept")
-    again = evolve(cfg, tmp_path / "r", resume=True)  # a --cv gather: nothing is recomputed or rewritten
-    assert [n for n, _ in again.report["zoo"]] == ["params", "depth_width"]
+    again = evolve(cfg, tmp_path / "r", resume=True)  # a --cv gather: nothing rewritten, intervals for the baselines
+    assert set(again.report["intervals"]) == {"n_boot", "pick", "params", "depth_width", "pick_vs_depth_width"}
+    assert len(first.report["intervals"]) > 5 and again.report["zoo"] == first.report["zoo"]
+    assert all(np.array_equal(again.report["inputs"][k][s], first.report["inputs"][k][s])
+               for k in first.report["inputs"] for s in first.report["inputs"][k])
     assert again.report["pick"] == first.report["pick"] and (tmp_path / "r" / "summary.md").read_text() == "kept"
     assert all(np.array_equal(again.report["scores"][k][s], first.report["scores"][k][s])
                for k in first.report["scores"] for s in first.report["scores"][k])

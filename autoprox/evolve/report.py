@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from autoprox.eval.alternatives import SCALARS
+from autoprox.eval.bench import BASELINES
 from autoprox.eval.plots import figure, png_bytes, scatter_panel
 from autoprox.eval.uncertainty import N_BOOT, pooled
 from autoprox.evolve.objective import FOLDS
@@ -65,38 +66,36 @@ def run_doc(run: Run, zoo_names: Sequence[str] | None = None) -> dict:
     ``zoo_names``) and ``inputs``: every zoo proxy's and arch scalar's scores, which the
     alternatives (``eval.alternatives``) are chosen and fitted on. Everything is scored in one call."""
     pick = run.pick()
-    zoo = scorable_zoo(run.obj.families)
-    texts = [str(p.expr) for _, p in zoo] + ["num_params"]
+    zoo = dict(scorable_zoo(run.obj.families))
+    named = {n: str(p.expr) for n, p in zoo.items()} | {f"scalar:{s}": s for s in SCALARS}
     if pick is not None:
-        texts += [pick.record["expression"], oriented(pick.record, "pick").text]
-    texts += [s for s in SCALARS if s != "num_params"]
+        named |= {"pick:raw": pick.record["expression"], "pick": oriented(pick.record, "pick").text}
+    texts = list(dict.fromkeys(named.values()))  # every distinct text scored once
     mats = run.obj.proxy_scores(texts)
-    row = (lambda i: {sd.name: mats[sd.name][i] for sd in run.obj.spaces})
+    at = {name: texts.index(t) for name, t in named.items()}
+    row = (lambda name: {sd.name: mats[sd.name][at[name]] for sd in run.obj.spaces})
     doc: dict = {"name": run.out.name, "mode": run.cfg.mode, "spaces": list(run.cfg.objective.spaces),
-                 "jcm": run.cfg.objective.jcm, "targets": list(dict.fromkeys(t for sd in run.obj.spaces for t in sd.targets)),
+                 "jcm": run.cfg.objective.jcm, "targets": list(dict.fromkeys(t for sd in run.obj.spaces
+                                                                             for t in sd.targets)),
                  "hall_of_fame": [i.record for i in run.hof], "progress": list(run.progress_rows),
                  "pick": None if pick is None else pick.record, "panels": [],
                  "folds": {k: len(v) for k, v in run.obj.spaces[0].folds.items()},
-                 "zoo": [(n, run.obj.record(row(i))) for i, (n, _) in enumerate(zoo)],
-                 "inputs": {n: row(texts.index(n)) for n in SCALARS} | {n: row(i) for i, (n, _) in enumerate(zoo)}}
-    if pick is not None:
-        n = len(zoo)
-        doc["panels"] = [{"space": sd.name, "target": t, "scores": mats[sd.name][n + 2], "accuracy": y,
-                          "folds": sd.folds} for sd in run.obj.spaces for t, y in sd.targets.items()]
-        names = [z for z, _ in zoo]  # the oriented pick's and the baselines' scores, for out-of-fold tests
-        doc["scores"] = {name: row(i) for name, i in (("pick", n + 2), ("params", n),
-                                                      *((b, names.index(b)) for b in ("depth_width",) if b in names))}
-        valid = [i for i, (z, r) in enumerate(doc["zoo"]) if r.get("reason") is None
-                 and (zoo_names is None or z in zoo_names)]
-        named = [("pick", pick.record)] + [doc["zoo"][i] for i in valid]
-        rows = [n + 1] + valid + [n]  # the pick, the valid zoo proxies, then #params (last)
-        doc["intervals"] = fold_intervals(named, {s: m[rows] for s, m in mats.items()}, run.obj.spaces,
-                                          run.cfg.objective.jcm)
-        if "depth_width" in names:  # the pick against the shape baseline too, on the same archs
-            j = names.index("depth_width")
-            doc["intervals"]["pick_vs_depth_width"] = fold_intervals(
-                [("pick", pick.record)], {s: m[[n + 1, j]] for s, m in mats.items()}, run.obj.spaces,
-                run.cfg.objective.jcm)["pick"]
+                 "zoo": [(n, run.obj.record(row(n))) for n in zoo],
+                 "inputs": {s: row(f"scalar:{s}") for s in SCALARS} | {n: row(n) for n in zoo}}
+    if pick is None:
+        return doc
+    doc["panels"] = [{"space": sd.name, "target": t, "scores": row("pick")[sd.name], "accuracy": y,
+                      "folds": sd.folds} for sd in run.obj.spaces for t, y in sd.targets.items()]
+    doc["scores"] = {n: row(n) for n in ("pick", *BASELINES) if n in at}  # for out-of-fold tests
+    valid = [(n, r) for n, r in doc["zoo"] if r.get("reason") is None and (zoo_names is None or n in zoo_names)]
+    rows = lambda names: {sd.name: mats[sd.name][[at[n] for n in names]] for sd in run.obj.spaces}  # noqa: E731
+    # the pick (unoriented, with its record's sign), the valid zoo proxies, then #params (the last row)
+    doc["intervals"] = fold_intervals([("pick", pick.record), *valid],
+                                      rows(["pick:raw", *(n for n, _ in valid), "scalar:num_params"]),
+                                      run.obj.spaces, run.cfg.objective.jcm)
+    if "depth_width" in zoo:  # the pick against the shape baseline too, on the same archs
+        doc["intervals"]["pick_vs_depth_width"] = fold_intervals(
+            [("pick", pick.record)], rows(["pick:raw", "depth_width"]), run.obj.spaces, run.cfg.objective.jcm)["pick"]
     return doc
 
 
