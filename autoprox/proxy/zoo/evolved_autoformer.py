@@ -2,10 +2,10 @@
 (folds 60/20/20 archs, ``split_seed`` 0; JCM = mean Kendall tau over the KD targets).
 Figures: benchmarks/RESULTS.md.
 
-On OoD-ViT-NAS AutoFormer-Tiny (ImageNet top-1; archs it was not found on) it ranks
-below token entropy, ZiCo and depth alone: it does not pass the rule a shipped discovery must pass (beat every
-alternative on data it was not selected on), and stays as the record of its run (benchmarks/RESULTS.md,
-session 13)."""
+On OoD-ViT-NAS AutoFormer-Tiny (ImageNet top-1; archs it was not found on) it ranks below token
+entropy, ZiCo and depth alone: it does not pass the rule a shipped discovery must pass (beat every
+alternative on data it was not selected on), and stays as the record of its run
+(benchmarks/RESULTS.md, session 13)."""
 from autoprox.proxy.zoo.registry import register_proxy
 
 

@@ -4,10 +4,10 @@ the final run, which has no test fold, chosen on validation. It is shipped becau
 that found it beats #params and ``depth_width`` out of fold, pooled over two partitions of the archs;
 that figure is the procedure's, not this formula's (benchmarks/RESULTS.md, session 7).
 
-On OoD-ViT-NAS AutoFormer-Tiny (ImageNet top-1; archs it was not found on) it ranks
-below token entropy, ZiCo and depth alone: it does not pass the rule a shipped discovery must pass (beat every
-alternative on data it was not selected on), and stays as the record of its run (benchmarks/RESULTS.md,
-session 13)."""
+On OoD-ViT-NAS AutoFormer-Tiny (ImageNet top-1; archs it was not found on) it ranks below token
+entropy, ZiCo and depth alone: it does not pass the rule a shipped discovery must pass (beat every
+alternative on data it was not selected on), and stays as the record of its run
+(benchmarks/RESULTS.md, session 13)."""
 from autoprox.proxy.fuse import FusedProxy
 from autoprox.proxy.graph import GraphProxy
 from autoprox.proxy.zoo.registry import register_proxy
