@@ -69,3 +69,9 @@ def test_invalid_scores_give_fitness_minus_one(scores, reason):
     assert reason in invalid_reason(scores)
     f = jcm(np.array(scores), {"a": np.array([1.0, 2, 3, 4])})
     assert f.jcm == INVALID and not f.valid
+
+
+def test_one_orientation_rule_weighs_each_benchmarks_mean_tau():
+    from autoprox.eval.fitness import orient
+    assert orient([0.3, -0.2]) == 1 and orient([0.1, -0.2]) == -1 and orient([0.1, -0.2], [3, 1]) == 1
+    assert orient([0.0]) == 1  # no evidence either way: as the proxy is written

@@ -22,8 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.stats import kendalltau, rankdata
 
-from autoprox.eval.fitness import JcmVariant, jcm
-from autoprox.eval.uncertainty import orientation
+from autoprox.eval.fitness import JcmVariant, jcm, orient
 from autoprox.spaces.base import ARCH_SCALARS
 
 SCALARS = ("num_params", "flops", *ARCH_SCALARS)  # arch scalars the ranker reads
@@ -134,7 +133,8 @@ def one_hot(archs: Sequence[dict], fields: Mapping[tuple, list]) -> np.ndarray:
 
 def _joint(parts: Sequence[Part], name: str, variant: JcmVariant) -> tuple[float, int]:
     """(mean JCM over parts, orientation from the summed tau) of one score on training parts."""
-    sign = 1 if sum(orientation(p.scores[name], p.targets) for p in parts) >= 0 else -1
+    taus = [jcm(p.scores[name], p.targets, variant, sign=1) for p in parts]
+    sign = orient([f.jcm if f.valid else 0.0 for f in taus]) if variant == "mean_tau" else 1
     fits = [jcm(p.scores[name], p.targets, variant, sign=sign) for p in parts]
     return (float(np.mean([f.jcm for f in fits])) if all(f.valid for f in fits) else -np.inf), sign
 

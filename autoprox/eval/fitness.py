@@ -54,6 +54,13 @@ class Fitness:
         return self.reason is None
 
 
+def orient(mean_taus: Sequence[float], weights: Sequence[float] | None = None) -> int:
+    """The one orientation rule of a proxy: -1 when the (weighted) sum of its mean Kendall taus, one
+    per benchmark, is negative, else 1. ``jcm``, the bootstrap, the objective and the alternatives use it."""
+    w = np.ones(len(mean_taus)) if weights is None else np.asarray(weights, dtype=np.float64)
+    return -1 if float(np.dot(np.asarray(mean_taus, dtype=np.float64), w)) < 0 else 1
+
+
 def jcm(scores: np.ndarray, targets: Mapping[str, np.ndarray],
         variant: JcmVariant = "mean_tau", sign: int | None = None) -> Fitness:
     """Joint correlation metric over ``targets`` (name -> accuracies).
@@ -76,6 +83,6 @@ def jcm(scores: np.ndarray, targets: Mapping[str, np.ndarray],
     if variant != "mean_tau":
         raise ValueError(f"unknown JCM variant {variant!r}; use mean_tau or mean_abs_tau")
     if sign is None:
-        sign = -1 if taus.mean() < 0 else 1
+        sign = orient([taus.mean()])
     oriented = {n: {k: sign * v for k, v in c.items()} for n, c in per.items()}
     return Fitness(float(sign * taus.mean()), sign, oriented)

@@ -38,7 +38,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from autoprox.eval.fitness import JcmVariant, invalid_reason
+from autoprox.eval.fitness import JcmVariant, invalid_reason, orient
 
 N_BOOT = 1000
 LEVEL = 0.95
@@ -130,7 +130,7 @@ def kendall_ci(x: np.ndarray, y: np.ndarray, n_boot: int = N_BOOT, seed: int = 0
 
 def orientation(scores: np.ndarray, targets: Mapping[str, np.ndarray]) -> int:
     """The sign ``fitness.jcm`` orients a proxy with: -1 if its mean tau is negative."""
-    return -1 if np.mean([_tau(scores, t) for t in targets.values()]) < 0 else 1
+    return orient([np.mean([_tau(scores, t) for t in targets.values()])])
 
 
 def boot_jcm(scores: np.ndarray, targets: Mapping[str, np.ndarray], weights: np.ndarray,
@@ -140,7 +140,7 @@ def boot_jcm(scores: np.ndarray, targets: Mapping[str, np.ndarray], weights: np.
     boots = np.stack([boot_kendall(scores, t, weights) for t in targets.values()])
     if variant == "mean_abs_tau":
         return float(np.mean(np.abs(taus))), np.mean(np.abs(boots), axis=0)
-    s = (-1 if taus.mean() < 0 else 1) if sign is None else sign
+    s = orient([taus.mean()]) if sign is None else sign
     return float(s * taus.mean()), s * boots.mean(axis=0)
 
 

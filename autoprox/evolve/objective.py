@@ -21,7 +21,7 @@ from scipy.stats import rankdata
 from autoprox.core.config import ConfigError, check_ranges
 from autoprox.core.progress import Progress
 from autoprox.data.benchmark import DEFAULT_TARGETS, load_archs, split3, split_cv
-from autoprox.eval.fitness import INVALID, JcmVariant, invalid_reason, jcm
+from autoprox.eval.fitness import INVALID, JcmVariant, invalid_reason, jcm, orient
 from autoprox.eval.uncertainty import partial_kendall
 from autoprox.parallel import session
 from autoprox.parallel.backends import Backend, combine, make_backend, part_expressions
@@ -176,7 +176,7 @@ class Objective:
 
     def record(self, scores: dict[str, np.ndarray]) -> dict:
         """Fold JCMs of one proxy from its per-space score vectors."""
-        tau_sum = 0.0
+        taus = []
         for sd in self.spaces:
             reason = invalid_reason(scores[sd.name])
             if not reason:
@@ -185,8 +185,8 @@ class Objective:
                 reason = None if f.valid else f.reason
             if reason:
                 return _invalid(f"{sd.name}: {reason}")
-            tau_sum += self.cfg.weight(sd.name) * f.jcm
-        sign = -1 if tau_sum < 0 and self.cfg.jcm == "mean_tau" else 1
+            taus.append(f.jcm)
+        sign = orient(taus, [self.cfg.weight(sd.name) for sd in self.spaces]) if self.cfg.jcm == "mean_tau" else 1
         per_space = {sd.name: self._fold_figures(sd, scores[sd.name], sign) for sd in self.spaces}
         out = {"sign": sign, "per_space": per_space, "reason": None, "ranking": self.ranking(scores, sign)}
         for fold in FOLDS:
