@@ -39,7 +39,8 @@ def _fold_row(i: int, run: Run) -> dict:
     pick = doc.get("pick") or {}
     zoo = dict(doc.get("zoo", []))
     row = {"fold": i, "pick": pick.get("expression"), "val": pick.get("val"), "test": pick.get("test"),
-           "spaces": {}, "alternatives": {}}
+           "spaces": {}, "alternatives": {},
+           "evals_per_s": run.progress_rows[-1]["evals_per_s"] if run.progress_rows else None}
     for b in BASELINES:
         row[b] = zoo[b]["test"] if b in zoo else None
     scores, signs = doc.get("scores", {}), {"pick": 1} | {b: zoo[b]["sign"] for b in BASELINES if b in zoo}
@@ -106,6 +107,10 @@ def cv_markdown(rows: list[dict], k: int, pick: str = "val") -> str:
     wins = sum(d > 0 for d in diffs)
     lines += ["", f"The engine beats #params on {wins} of {len(diffs)} held-out folds "
               f"(mean difference {fmt(_mean(diffs)[0])} ± {fmt(_mean(diffs)[1])})."]
+    speeds = [r["evals_per_s"] for r in rows if r.get("evals_per_s")]
+    if speeds:
+        lines.append(f"Throughput of the fold runs: {', '.join(f'{v:.2f}' for v in speeds)} proxies scored per second "
+                     "(every arch of every space per proxy).")
     return "\n".join(lines + _space_lines(rows, fmt) + _paired_lines(rows)) + "\n"
 
 
