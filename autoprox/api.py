@@ -13,7 +13,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -109,7 +109,8 @@ def _part_scores(model: Any, images: Any, labels: Any, parts: Sequence[Any], see
     """Each graph part's score of one model, the statistics of all parts computed once."""
     from autoprox.proxy.graph import DATA_FREE, leaves
     from autoprox.stats.base import ArchStats, StatsConfig
-    from autoprox.stats.passes import get_pass, list_passes, passes_for
+    from autoprox.stats.extract import run_passes
+    from autoprox.stats.passes import get_pass, passes_for
     used = set().union(*(leaves(q.expr) for q in parts))
     families = frozenset(used - DATA_FREE)
     wanted = set(passes_for(families))
@@ -117,17 +118,11 @@ def _part_scores(model: Any, images: Any, labels: Any, parts: Sequence[Any], see
         if get_pass(name).needs:
             raise ValueError(f"the proxy needs {', '.join(get_pass(name).needs)}: "
                              f"use autoprox.bench with a teacher instead")
-    settings = asdict(stats or StatsConfig())
     scalars = _arch_scalars(model, images, used, flops, arch, space)
     model = model.to(images.device)
     out = ArchStats(scalars={"num_params": float(num_params if num_params is not None
                                                  else sum(q.numel() for q in model.parameters())), **scalars})
-    for name in list_passes():  # registry order: a pass that alters the weights runs last
-        if name in wanted:
-            t, k, s = get_pass(name).run(model, images, labels.to(images.device), seed, settings, families)
-            out.tensors.update(t)
-            out.kinds.update(k)
-            out.scalars.update(s)
+    out.merge(run_passes(model, images, labels.to(images.device), seed, stats or StatsConfig(), wanted, families))
     _check_given(out, families)
     return [q.score(out) for q in parts]
 

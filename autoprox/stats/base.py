@@ -44,6 +44,13 @@ class ArchStats:
     kinds: dict[str, list[str]] = field(default_factory=dict)
     scalars: dict[str, float] = field(default_factory=dict)
 
+    def merge(self, other: "ArchStats") -> "ArchStats":
+        """Take ``other``'s families, kinds and scalars (its values win); returns self."""
+        self.tensors.update(other.tensors)
+        self.kinds.update(other.kinds)
+        self.scalars.update(other.scalars)
+        return self
+
     def get(self, family: str) -> list[torch.Tensor]:
         if family not in self.tensors:
             raise KeyError(f"statistic {family!r} not available; have {sorted(self.tensors)}")

@@ -18,25 +18,28 @@ def extract(space: SearchSpace, arch: Mapping, images: torch.Tensor, labels: tor
     """Statistics of ``arch`` from the named passes, all run on one freshly built (seeded) model,
     in registry order (a pass that alters weights last); ``families`` (default: all) limits the
     work to what they need (same values); ``teacher`` is the ``TeacherTarget`` a pass may need."""
-    wanted = [get_pass(n) for n in passes]  # unknown name: error listing the known passes
+    names = [get_pass(n).name for n in passes]  # unknown name: error listing the known passes
     device = torch.device(device)
     res = images.shape[-1]
     model = space.build(arch, num_classes=num_classes, img_size=res, seed=seed,
                         drop_path=cfg.drop_path).to(device)
-    imgs, labs = images.to(device), labels.to(device)
-    settings = asdict(cfg)
     lean = None if families is None else frozenset(families)
+    out = run_passes(model, images.to(device), labels.to(device), seed, cfg, names, lean, teacher)
+    out.scalars.update(_counts(space, arch, num_classes, res))  # what the base pass has always stored
+    return out
+
+
+def run_passes(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, cfg: StatsConfig,
+               passes: Collection[str], families: Collection[str] | None = None, teacher: object = None) -> ArchStats:
+    """The named passes on one model, in registry order (a pass that alters the weights runs last);
+    ``families`` (None: all) limits each to what they need; ``teacher``: for a pass that needs one."""
+    settings = asdict(cfg)
     out = ArchStats()
     for name in list_passes():
-        p = next((q for q in wanted if q.name == name), None)
-        if p is None:
-            continue
-        extra = {"teacher": teacher} if "teacher" in p.needs else {}
-        t, k, s = p.run(model, imgs, labs, seed, settings, lean, **extra)
-        out.tensors.update(t)
-        out.kinds.update(k)
-        out.scalars.update(s)
-    out.scalars.update(_counts(space, arch, num_classes, res))  # what the base pass has always stored
+        if name in passes:
+            p = get_pass(name)
+            extra = {"teacher": teacher} if "teacher" in p.needs else {}
+            out.merge(ArchStats(*p.run(model, images, labels, seed, settings, families, **extra)))
     return out
 
 

@@ -121,10 +121,7 @@ class StatsProvider:
             for p in missing:
                 parts[p] = self._store(arch, p, fresh)
         for s in parts.values():
-            s = select(s, families)  # hold only what was asked: a pass's other families are freed
-            out.tensors.update(s.tensors)
-            out.kinds.update(s.kinds)
-            out.scalars.update(s.scalars)
+            out.merge(select(s, families))  # hold only what was asked: a pass's other families are freed
         return out
 
     def _teacher_path(self) -> str:
