@@ -17,7 +17,7 @@ import dataclasses
 import math
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict
 
 import numpy as np
 
@@ -31,14 +31,30 @@ from autoprox.evolve.run import evolve
 from autoprox.eval.bench import BASELINES
 
 
-def _fold_row(i: int, run: Run) -> dict:
+class FoldRow(TypedDict):
+    """One held-out fold of ``cv.md`` (plain data). ``spaces``: per space the held-out JCM of the pick,
+    the baselines and alternatives (name -> JCM), ``ceiling``, ``held`` (name -> (sign, held-out
+    scores)) and ``targets`` (target -> held-out accuracies)."""
+
+    fold: int
+    pick: str | None
+    val: float | None
+    test: float | None
+    params: float | None
+    depth_width: float | None
+    spaces: dict[str, dict[str, Any]]
+    alternatives: dict[str, str]            # what each learned alternative became, in words
+    evals_per_s: float | None
+
+
+def _fold_row(i: int, run: Run) -> FoldRow:
     """One held-out fold: the pick's expression, validation and held-out JCM, the baselines' on the
     same archs, and per space the held-out JCM of the pick, the baselines, the alternatives (chosen
     and fitted on the fold's training and validation archs) and the oracle ceiling."""
     doc = run.report or {}
     pick = doc.get("pick") or {}
     zoo = dict(doc.get("zoo", []))
-    row = {"fold": i, "pick": pick.get("expression"), "val": pick.get("val"), "test": pick.get("test"),
+    row: Any = {"fold": i, "pick": pick.get("expression"), "val": pick.get("val"), "test": pick.get("test"),
            "spaces": {}, "alternatives": {},
            "evals_per_s": run.progress_rows[-1]["evals_per_s"] if run.progress_rows else None}
     for b in BASELINES:
@@ -92,7 +108,7 @@ def _mean(values: list) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
 
 
-def cv_markdown(rows: list[dict], k: int, pick: str = "val") -> str:
+def cv_markdown(rows: list[FoldRow], k: int, pick: str = "val") -> str:
     fmt = (lambda x: "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}")
     lines = [f"Out-of-fold JCM of the engine's picks, {k} folds (each pick chosen {PICK_RULES[pick]}, "
              f"never on its held-out fold: `pick: {pick}`).", "",
@@ -114,7 +130,7 @@ def cv_markdown(rows: list[dict], k: int, pick: str = "val") -> str:
     return "\n".join(lines + _space_lines(rows, fmt) + _paired_lines(rows)) + "\n"
 
 
-def _space_lines(rows: list[dict], fmt: Callable[[Any], str]) -> list[str]:
+def _space_lines(rows: list[FoldRow], fmt: Callable[[Any], str]) -> list[str]:
     """Per space, means over the held-out folds: the pick, the baselines, the oracle ceiling, and
     the share of the #params-to-ceiling headroom the pick and depth_width close."""
     spaces = list(dict.fromkeys(sp for r in rows for sp in r.get("spaces", {})))
@@ -142,7 +158,7 @@ def fold_runs(cfg: EvolveConfig, k: int) -> dict[str, EvolveConfig]:
 
 def cross_validate(cfg: EvolveConfig, out: str | Path, k: int, resume: bool = False,
                    on_step: Callable[[dict], None] | None = None, only: str | None = None,
-                   **backend: Any) -> tuple[list[dict], Run]:
+                   **backend: Any) -> tuple[list[FoldRow], Run]:
     """K out-of-fold discoveries, then the final run; their rows and the final ``Run``. With
     ``only`` (a folder name of ``fold_runs``) that run alone, and no rows: runs spread over
     processes or machines are gathered by a later call with ``resume``."""
@@ -166,13 +182,13 @@ def cross_validate(cfg: EvolveConfig, out: str | Path, k: int, resume: bool = Fa
     return rows, done["final"]
 
 
-def _compared(rows: list[dict]) -> list[str]:
+def _compared(rows: list[FoldRow]) -> list[str]:
     """Everything the picks are compared with on the held-out archs: the baselines, then the alternatives."""
     seen = {n for r in rows for per in r.get("spaces", {}).values() for n in per.get("held", {})}
     return [n for n in dict.fromkeys((*BASELINES, *alternatives.NAMES)) if n in seen]
 
 
-def _paired_lines(rows: list[dict], n_boot: int = N_BOOT, seed: int = 0) -> list[str]:
+def _paired_lines(rows: list[FoldRow], n_boot: int = N_BOOT, seed: int = 0) -> list[str]:
     """The picks against each baseline and alternative out of fold: a paired bootstrap that resamples
     each held-out fold's archs (per space, and over every space), averaging the folds' JCMs as the
     table does; then the accuracy of the arch each ranks first in a held-out fold (search regret)."""
@@ -200,7 +216,7 @@ def _paired_lines(rows: list[dict], n_boot: int = N_BOOT, seed: int = 0) -> list
     return out + _chosen_lines(rows) + _regret_lines(rows)
 
 
-def _chosen_lines(rows: list[dict]) -> list[str]:
+def _chosen_lines(rows: list[FoldRow]) -> list[str]:
     said = [(r["fold"], r["alternatives"]) for r in rows if r.get("alternatives")]
     if not said:
         return []
@@ -211,7 +227,7 @@ def _chosen_lines(rows: list[dict]) -> list[str]:
             *(f"| {f} | " + " | ".join(a.get(n, "-") for n in names) + " |" for f, a in said)]
 
 
-def _regret_lines(rows: list[dict]) -> list[str]:
+def _regret_lines(rows: list[FoldRow]) -> list[str]:
     """Per space and target: mean over held-out folds of the accuracy of the arch each method ranks
     first, and its regret to the fold's best arch (``search --bench-only`` restricted to the fold)."""
     lines = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Sequence, TypedDict
 
 import numpy as np
 
@@ -32,6 +32,37 @@ from autoprox.stats.passes import families_of_passes, passes_for
 from autoprox.stats.provider import ScoringConfig
 
 FOLDS = ("train", "val", "test")
+
+
+class SpaceFigures(TypedDict, total=False):
+    """One space's figures of a proxy: per non-empty fold its JCM and ``<fold>_tau`` (target -> tau)."""
+
+    train: float
+    val: float
+    test: float
+    train_tau: dict[str, float]
+    val_tau: dict[str, float]
+    test_tau: dict[str, float]
+
+
+class ProxyRecord(TypedDict, total=False):
+    """What ``Objective.record`` says of one proxy (plain data: ``history.jsonl`` holds it, with the
+    ``hash``, ``expression`` and ``step`` the run adds). Folds' JCMs are means over spaces (weighted by
+    ``objective.weights``), None where a fold is empty or undefined; ``train`` is ``INVALID`` for an
+    invalid proxy, whose ``reason`` says why."""
+
+    sign: int                               # the orientation (``fitness.orient``) every fold uses
+    train: float
+    val: float | None
+    test: float | None
+    per_space: dict[str, SpaceFigures]
+    reason: str | None
+    ranking: str                            # fingerprint of the order it puts the archs in
+    beyond_train: float                     # with ``beyond_size``: train partial tau given #params
+    fitness: float                          # with ``beyond_size``: what selection reads
+    hash: str
+    expression: str
+    step: int
 
 
 @dataclass(frozen=True)
@@ -167,14 +198,14 @@ class Objective:
                     bad[e] = f"{sd.name}: {reason} on {len(row)} probe archs"
         return [next((bad[str(q.expr)] for q in p.parts if str(q.expr) in bad), None) for p in proxies]
 
-    def evaluate(self, texts: Sequence[str]) -> list[dict]:
+    def evaluate(self, texts: Sequence[str]) -> list[ProxyRecord]:
         """One record per proxy text: sign, train/val/test JCM, per-space and per-target figures."""
         if not texts:
             return []
         mats = self.proxy_scores(texts)
         return [self.record({sd.name: mats[sd.name][i] for sd in self.spaces}) for i in range(len(texts))]
 
-    def record(self, scores: dict[str, np.ndarray]) -> dict:
+    def record(self, scores: dict[str, np.ndarray]) -> ProxyRecord:
         """Fold JCMs of one proxy from its per-space score vectors."""
         taus = []
         for sd in self.spaces:
@@ -188,7 +219,8 @@ class Objective:
             taus.append(f.jcm)
         sign = orient(taus, [self.cfg.weight(sd.name) for sd in self.spaces]) if self.cfg.jcm == "mean_tau" else 1
         per_space = {sd.name: self._fold_figures(sd, scores[sd.name], sign) for sd in self.spaces}
-        out = {"sign": sign, "per_space": per_space, "reason": None, "ranking": self.ranking(scores, sign)}
+        out: ProxyRecord = {"sign": sign, "per_space": per_space, "reason": None,
+                            "ranking": self.ranking(scores, sign)}
         for fold in FOLDS:
             vals = [per_space[s][fold] for s in per_space if fold in per_space[s]]
             w = [self.cfg.weight(s) for s in per_space if fold in per_space[s]]
@@ -210,7 +242,7 @@ class Objective:
                          for y in sd.targets.values()])
         return float(vals[np.isfinite(vals)].mean()) if np.isfinite(vals).any() else 0.0
 
-    def _fold_figures(self, sd: SpaceData, scores: np.ndarray, sign: int) -> dict:
+    def _fold_figures(self, sd: SpaceData, scores: np.ndarray, sign: int) -> SpaceFigures:
         """JCM and per-target Kendall tau of one space's scores on each non-empty fold."""
         figs: dict[str, Any] = {}
         for fold, idx in sd.folds.items():
@@ -219,7 +251,7 @@ class Objective:
             f = jcm(scores[idx], {t: y[idx] for t, y in sd.targets.items()}, self.cfg.jcm, sign=sign)
             figs[fold] = f.jcm if f.valid else math.nan
             figs[fold + "_tau"] = {t: round(c["kendall"], 5) for t, c in f.per_target.items()}
-        return figs
+        return figs  # type: ignore[return-value]
 
     def ranking(self, scores: dict[str, np.ndarray], sign: int = 1) -> str:
         """Fingerprint of the order a proxy (oriented by ``sign``) puts every space's archs in,
@@ -230,7 +262,7 @@ class Objective:
         return h.hexdigest()[:16]
 
 
-def _invalid(reason: str) -> dict:
+def _invalid(reason: str) -> ProxyRecord:
     return {"sign": 1, "train": INVALID, "val": None, "test": None, "per_space": {}, "reason": reason}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict
 
 import numpy as np
 
@@ -26,6 +26,18 @@ from autoprox.evolve.config import EvolveConfig
 from autoprox.evolve.objective import Objective, families_of
 from autoprox.evolve.report import oriented, scorable_zoo
 from autoprox.evolve.run import evolve
+
+
+class TransferRow(TypedDict, total=False):
+    """One held-out benchmark of ``transfer.md`` / ``transfer.json`` (plain data)."""
+
+    held_out: str
+    sources: list[str]
+    pick: str | None                        # the source run's pick (None: it could not pick)
+    sign: int
+    chosen: dict[str, str]                  # what each learned alternative became on the sources
+    scores: dict[str, list[float]]          # method -> its scores on every held-out arch (higher: better)
+    targets: dict[str, list[float]]
 
 
 def transfer_runs(cfg: EvolveConfig) -> dict[str, EvolveConfig]:
@@ -61,7 +73,7 @@ def _held_part(cfg: EvolveConfig, held: str, pick_text: str, families: list[str]
 
 
 def transfer(cfg: EvolveConfig, out: str | Path, resume: bool = False,
-             on_step: Callable[[dict], None] | None = None, **backend: Any) -> list[dict]:
+             on_step: Callable[[dict], None] | None = None, **backend: Any) -> list[TransferRow]:
     """Every leave-one-space-out discovery and its zero-shot figures; writes ``transfer.md`` and
     ``transfer.json`` in ``out``. ``backend``: ``evolve``'s backend arguments."""
     out = Path(out)
@@ -71,7 +83,7 @@ def transfer(cfg: EvolveConfig, out: str | Path, resume: bool = False,
         folder = out / f"without-{held}"
         run = evolve(run_cfg, folder, resume=resume and folder.exists(), on_step=on_step, **backend)
         pick = run.pick()
-        row: dict = {"held_out": held, "sources": list(run_cfg.objective.spaces), "pick": None}
+        row: TransferRow = {"held_out": held, "sources": list(run_cfg.objective.spaces), "pick": None}
         if pick is not None and run.report is not None:
             inputs = run.report["inputs"]
             train = [alternatives.Part({n: v[sd.name] for n, v in inputs.items()}, sd.targets, sd.archs)
@@ -87,7 +99,7 @@ def transfer(cfg: EvolveConfig, out: str | Path, resume: bool = False,
     return rows
 
 
-def transfer_markdown(rows: list[dict], variant: str = "mean_tau", n_boot: int = N_BOOT, seed: int = 0) -> str:
+def transfer_markdown(rows: list[TransferRow], variant: str = "mean_tau", n_boot: int = N_BOOT, seed: int = 0) -> str:
     """The transfer matrix, then per held-out benchmark each method against the pick."""
     fmt = (lambda x: "-" if x is None else f"{x:.3f}")
     methods = ["pick", *(n for n in alternatives.NAMES if any(n in r.get("scores", {}) for r in rows))]

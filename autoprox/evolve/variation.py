@@ -17,6 +17,7 @@ Every draw comes from the ``random.Random`` passed in, so a seed fixes a whole r
 """
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from typing import Sequence
@@ -110,7 +111,13 @@ def to_expr(genome: Sequence[str], cfg: VariationConfig) -> Expr:
 
 
 def to_proxy(genome: Sequence[str], cfg: VariationConfig) -> GraphProxy | FusedProxy:
-    """The proxy a genome encodes: one graph, or its parts fused by ``cfg.fusion``."""
+    """The proxy a genome encodes: one graph, or its parts fused by ``cfg.fusion``. A step asks for
+    the same genomes several times (memo, probe, scoring, hall of fame): each is parsed once."""
+    return _parsed(tuple(genome), cfg)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parsed(genome: tuple[str, ...], cfg: VariationConfig) -> GraphProxy | FusedProxy:
     if cfg.structure == "autoprox_tree" or len(genome) == 1:
         e = to_expr(genome, cfg)
         return GraphProxy(str(e), e)
