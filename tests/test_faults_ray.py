@@ -60,3 +60,38 @@ def test_ray_unreachable_address(address, tmp_path, capsys):
     assert any(m in err for m in ("no Ray cluster answers", "cannot join", "--address auto:")), err
     assert err.count("\n") == 1, err
     assert not out.exists()
+
+
+def test_ctrl_c_during_a_ray_load_ends_with_one_line_and_leaves_no_process(tmp_path):
+    """Ctrl-C as a terminal sends it (SIGINT to the driver's process group) while Ray workers compute
+    statistics: exit 130, one line with the resume command, no traceback, no driver-side process left
+    (Ray's workers live in their own session and go with the driver)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "autoprox.cli.main", "bench", "--space", "pit", "--proxy", "snip",
+           "--backend", "ray", "--workers", "2", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "b"),
+           "--batch-size", "4", "--resolution", "32", "--num-classes", "10"]
+    reset = (lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a background shell may have ignored it
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=reset,
+                            env=os.environ | {"RAY_AUTH_MODE": "disabled"})
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 120 and not any((tmp_path / "cache" / "pit").glob("*/*.apx")):
+        time.sleep(0.5)  # the workers are computing (the first entries are stored)
+    assert proc.poll() is None, "the bench ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert lines[-1].startswith("autoprox bench: interrupted; what was finished is kept. Continue with: autoprox bench")
+    assert not (tmp_path / "b").exists()  # nothing half-written
+    time.sleep(2)
+    try:
+        os.killpg(proc.pid, 0)
+        left = True
+    except ProcessLookupError:
+        left = False
+    assert not left, "processes of the interrupted run are still alive"
