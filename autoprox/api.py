@@ -174,6 +174,7 @@ def search(out: str | Path | None = None, resume: bool = False, backend: str = "
     ``progress``: a line on stderr as candidates are scored (every 30 s at least)."""
     from autoprox.core.progress import Progress
     from autoprox.search.config import SearchConfig
+    from autoprox.search.report import progress_callback
     from autoprox.search.run import search as run
     if "proxy" not in config or "space" not in config:
         raise ValueError("search needs proxy= and space=")
@@ -182,8 +183,7 @@ def search(out: str | Path | None = None, resume: bool = False, backend: str = "
         return run(cfg, out, resume=resume, backend=backend, workers=workers, address=address)
     with Progress(f"search {cfg.space} with {cfg.proxy}") as prog:
         return run(cfg, out, resume=resume, backend=backend, workers=workers, address=address,
-                   progress=lambda done, total, best: prog.update(done, total, None if best is None
-                                                                  else f"best {best:.4g}"))
+                   progress=progress_callback(prog))
 
 
 def evolve(config: Any, out: str | Path | None = None, resume: bool = False, backend: str = "serial",

@@ -106,7 +106,7 @@ def _written(folder: Path, names: tuple[str, ...]) -> str:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from autoprox.search.config import SearchConfig, parse_window
-    from autoprox.search.report import regret_markdown, top_markdown
+    from autoprox.search.report import progress_callback, regret_markdown, top_markdown
     from autoprox.proxy.spec import resolve
     from autoprox.search.run import search
     base = to_dict(load_config(SearchConfig, args.config)) if args.config else {}
@@ -125,10 +125,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     resolve(cfg.proxy)  # an unknown proxy: one line before any progress is shown
     out = Path(args.out)
     with Progress(f"search {cfg.space} with {cfg.proxy}") as prog:
-        def progress(done: int, total: int, best: float | None) -> None:
-            prog.update(done, total, None if best is None else f"best {best:.4g}")
         res = search(cfg, out, resume=args.resume, backend=args.backend, workers=args.workers,
-                     address=args.address, progress=progress, connect_timeout=args.connect_timeout)
+                     address=args.address, progress=progress_callback(prog), connect_timeout=args.connect_timeout)
     print(top_markdown(res.top))
     if res.regret is not None:
         print("\n" + regret_markdown(res.regret))

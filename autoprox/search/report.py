@@ -6,7 +6,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import yaml
@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 HISTORY_COLUMNS = ("index", "score", "num_params", "flops", "origin", "bench_index", "arch")
 REGRET_COLUMNS = ("proxy", "space", "target", "n", "pick", "pick_acc", "rank", "best_acc", "regret",
                   "regret_lo", "regret_hi", "kendall", "kendall_lo", "kendall_hi", "n_boot")
+
+
+def progress_callback(prog: Any) -> Callable[[int, int, float | None], None]:
+    """The search's progress line (a ``core.progress.Progress``), as the CLI and the API print it:
+    candidates scored of the budget and the best score so far."""
+    return lambda done, total, best: prog.update(done, total, None if best is None else f"best {best:.4g}")
 
 
 def history_csv(history: Sequence[dict]) -> str:
