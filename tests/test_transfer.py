@@ -77,3 +77,12 @@ def test_transfer_needs_two_benchmarks(two_spaces):
 def _pit_archs():
     from autoprox.data.benchmark import load_archs
     return load_archs("pit", limit=10)[1]
+
+
+def test_cli_transfer_refuses_one_space_and_cv_in_one_line(tmp_path, capsys):
+    from autoprox.cli.main import main
+    assert main(["evolve", "--config", "runs/quick.yaml", "--transfer", "--out", str(tmp_path / "t")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "autoprox evolve: error: --transfer needs an objective with at least 2 spaces, got ['pit']"]
+    assert main(["evolve", "--config", "runs/transfer.yaml", "--transfer", "--cv", "5", "--out", str(tmp_path / "t")]) == 2
+    assert "separate runs" in capsys.readouterr().err and not (tmp_path / "t").exists()
