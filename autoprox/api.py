@@ -168,14 +168,14 @@ def bench(space: str, proxies: Sequence[str] = ("params",), targets: Sequence[st
 
 def search(out: str | Path | None = None, resume: bool = False, backend: str = "serial", workers: int = 2,
            address: str | None = None, progress: bool = True, **config: Any) -> Any:
-    """``autoprox search``: ``config`` are ``autoprox.search.config.SearchConfig`` fields
+    """``autoprox search``: ``config`` are ``autoprox.archsearch.config.SearchConfig`` fields
     (``proxy``, ``space``, ``params=(min, max)`` in millions, ``budget``, ``bench_only``, ...);
     returns the ``SearchResult`` (``.top``: best archs first; ``.history``: every candidate).
     ``progress``: a line on stderr as candidates are scored (every 30 s at least)."""
     from autoprox.core.progress import Progress
-    from autoprox.search.config import SearchConfig
-    from autoprox.search.report import progress_callback
-    from autoprox.search.run import search as run
+    from autoprox.archsearch.config import SearchConfig
+    from autoprox.archsearch.report import progress_callback
+    from autoprox.archsearch.run import search as run
     if "proxy" not in config or "space" not in config:
         raise ValueError("search needs proxy= and space=")
     cfg = SearchConfig(**config)
@@ -193,9 +193,9 @@ def evolve(config: Any, out: str | Path | None = None, resume: bool = False, bac
     (``.pick().record``: the picked proxy's expression and JCMs). ``progress``: a line on stderr per
     step (and every 30 s at least), as the CLI prints."""
     from autoprox.core.progress import Progress
-    from autoprox.evolve.config import EvolveConfig, load_evolve_config
-    from autoprox.evolve.run import evolve as run
-    from autoprox.evolve.report import step_note
+    from autoprox.discovery.config import EvolveConfig, load_evolve_config
+    from autoprox.discovery.run import evolve as run
+    from autoprox.discovery.report import step_note
     cfg = config if isinstance(config, EvolveConfig) else load_evolve_config(config)
     cfg = replace(cfg, **overrides) if overrides else cfg
     if out is None:
@@ -207,17 +207,3 @@ def evolve(config: Any, out: str | Path | None = None, resume: bool = False, bac
     with Progress("evolve", cfg.steps) as prog:
         return run(cfg, out, resume, backend, workers, address, on_step=lambda row: prog.update(
             row["step"], note=step_note(row, bool(cfg.objective.beyond_size))))
-
-
-def make_callable(module_name: str, fn_name: str) -> None:
-    """Let the subpackage ``module_name`` be called as the API function ``fn_name``: the import
-    system binds ``autoprox.search`` (``autoprox.evolve``) to the subpackage once it is imported,
-    so the package itself forwards calls, and ``autoprox.search(...)`` works either way."""
-    import sys
-    import types
-
-    class _CallablePackage(types.ModuleType):
-        def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            return globals()[fn_name](*args, **kwargs)
-
-    sys.modules[module_name].__class__ = _CallablePackage

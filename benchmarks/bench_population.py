@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from autoprox.data.benchmark import load_archs
-from autoprox.evolve.variation import VariationConfig, random_genome
+from autoprox.discovery.variation import VariationConfig, random_genome
 from autoprox.parallel.worker import ScoringWorker
 from autoprox.proxy.graph import DATA_FREE, GraphProxy, leaves, parse, score_population
 from autoprox.proxy.population import PopulationScorer, family_bytes

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from autoprox.data.benchmark import load_archs
 from autoprox.parallel.backends import SerialBackend
 from autoprox.stats.provider import ScoringConfig, StatsProvider
-from autoprox.evolve.variation import VariationConfig, random_genome, to_expr
+from autoprox.discovery.variation import VariationConfig, random_genome, to_expr
 from autoprox.proxy.zoo import get_proxy
 
 

@@ -24,9 +24,9 @@ from pathlib import Path
 from autoprox.stats.batch import BatchConfig
 from autoprox.core.io import atomic_write_text
 from autoprox.stats.provider import ScoringConfig
-from autoprox.search.config import SearchConfig, parse_window
-from autoprox.search.run import bench_only_table, search
-from autoprox.search.report import regret_markdown
+from autoprox.archsearch.config import SearchConfig, parse_window
+from autoprox.archsearch.run import bench_only_table, search
+from autoprox.archsearch.report import regret_markdown
 from autoprox.spaces import get_space
 from autoprox.proxy.spec import resolve as resolve_proxy
 from autoprox.proxy.zoo import list_proxies

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from autoprox.evolve.cv import BASELINES, held_out_ceiling
-from autoprox.evolve.config import PICKS, load_evolve_config
-from autoprox.evolve.loop import pick_index
-from autoprox.evolve.objective import Objective
-from autoprox.evolve.report import read_hall_of_fame
+from autoprox.discovery.cv import BASELINES, held_out_ceiling
+from autoprox.discovery.config import PICKS, load_evolve_config
+from autoprox.discovery.loop import pick_index
+from autoprox.discovery.objective import Objective
+from autoprox.discovery.report import read_hall_of_fame
 from autoprox.proxy.zoo import get_proxy
 
 

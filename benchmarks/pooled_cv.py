@@ -16,11 +16,11 @@ import numpy as np
 
 from autoprox.eval.fitness import jcm
 from autoprox.eval.uncertainty import LEVEL, N_BOOT, boot_difference, boot_jcm, resample_weights
-from autoprox.evolve.cv import BASELINES
-from autoprox.evolve.config import PICKS, load_evolve_config
-from autoprox.evolve.loop import pick_index
-from autoprox.evolve.objective import Objective, families_of
-from autoprox.evolve.report import read_hall_of_fame
+from autoprox.discovery.cv import BASELINES
+from autoprox.discovery.config import PICKS, load_evolve_config
+from autoprox.discovery.loop import pick_index
+from autoprox.discovery.objective import Objective, families_of
+from autoprox.discovery.report import read_hall_of_fame
 from autoprox.proxy.zoo import get_proxy
 
 

@@ -26,8 +26,9 @@ def test_names_resolve_to_the_engine():
     assert autoprox.list_proxies() == sorted(autoprox.list_proxies()) and "snip" in autoprox.list_proxies()
     assert str(autoprox.get_proxy("snip").expr) == str(resolve("snip").expr)
     assert autoprox.get_proxy("agg_sum(sum(abs(weight)))").name == "agg_sum(sum(abs(weight)))"
-    importlib.import_module("autoprox.search.run")  # binds autoprox.search to the subpackage
-    assert callable(autoprox.search) and callable(autoprox.evolve)
+    importlib.import_module("autoprox.archsearch.run")  # the stages' packages do not shadow the API's names
+    importlib.import_module("autoprox.discovery.run")
+    assert autoprox.search is autoprox.api.search and autoprox.evolve is autoprox.api.evolve
     with pytest.raises(ValueError, match="needs proxy= and space="):
         autoprox.search(proxy="snip")
 
@@ -73,9 +74,9 @@ def test_api_search_and_evolve_show_progress_unless_asked_not_to(tmp_path, tiny_
     assert len(res.history) == 6 and "search pit with params: 6/6" in err, err
     autoprox.search(proxy="params", space="pit", budget=6, progress=False)
     assert capsys.readouterr().err == ""
-    from autoprox.evolve.config import EvolveConfig
-    from autoprox.evolve.objective import ObjectiveConfig
-    from autoprox.evolve.variation import VariationConfig
+    from autoprox.discovery.config import EvolveConfig
+    from autoprox.discovery.objective import ObjectiveConfig
+    from autoprox.discovery.variation import VariationConfig
     cfg = EvolveConfig(population=4, steps=1, offspring=4, hall_of_fame=2, seed_proxies=("params",),
                        objective=ObjectiveConfig(spaces=("pit",), limit=12, scoring=tiny_scoring),
                        variation=VariationConfig(leaves=("weight_norm",), single_leaves=("num_params",)))

@@ -12,9 +12,9 @@ from autoprox.cli.flags import HelpFormatter, apply_sets, bench_files
 from autoprox.cli.main import build_parser, main
 from autoprox.core.config import save_config
 from autoprox.data.benchmark import load_benchmark
-from autoprox.evolve.config import EvolveConfig
-from autoprox.evolve.objective import ObjectiveConfig
-from autoprox.evolve.variation import VariationConfig
+from autoprox.discovery.config import EvolveConfig
+from autoprox.discovery.objective import ObjectiveConfig
+from autoprox.discovery.variation import VariationConfig
 from autoprox.stats.base import StatsConfig
 from autoprox.stats.provider import ScoringConfig
 

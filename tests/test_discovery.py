@@ -5,10 +5,10 @@ import random
 import numpy as np
 import pytest
 
-from autoprox.evolve.config import EvolveConfig
-from autoprox.evolve.run import evolve
-from autoprox.evolve.objective import Objective, ObjectiveConfig
-from autoprox.evolve.variation import VariationConfig, crossover, mutate, random_genome, to_proxy, validate
+from autoprox.discovery.config import EvolveConfig
+from autoprox.discovery.run import evolve
+from autoprox.discovery.objective import Objective, ObjectiveConfig
+from autoprox.discovery.variation import VariationConfig, crossover, mutate, random_genome, to_proxy, validate
 from autoprox.proxy.export import load_proxy, to_yaml
 from autoprox.proxy.fuse import rank_sum
 from autoprox.proxy.spec import resolve
@@ -94,7 +94,7 @@ def test_evolution_with_fused_genomes_and_repair(tiny_obj, tmp_path, small_zoo):
 
 
 def test_cross_validation_reports_out_of_fold_picks_and_picks_without_test(tiny_obj, tmp_path, small_zoo):
-    from autoprox.evolve.cv import cross_validate
+    from autoprox.discovery.cv import cross_validate
     var = VariationConfig(leaves=("weight", "linear_input"), single_leaves=("num_params",), max_nodes=8)
     cfg = EvolveConfig(population=4, steps=1, offspring=4, hall_of_fame=3, objective=tiny_obj, variation=var,
                        seed_proxies=("params",))
@@ -141,7 +141,7 @@ def test_cross_validation_reports_out_of_fold_picks_and_picks_without_test(tiny_
 
 
 def test_cv_table_gives_per_space_means_and_the_headroom_closed():
-    from autoprox.evolve.cv import cv_markdown
+    from autoprox.discovery.cv import cv_markdown
     rows = [{"fold": i, "pick": "x", "val": 0.5, "test": t, "params": p, "depth_width": d,
              "spaces": {"pit": {"pick": t, "params": p, "depth_width": d, "ceiling": c}}}
             for i, (t, p, d, c) in enumerate([(0.6, 0.5, 0.55, 0.7), (0.7, 0.6, 0.65, 0.8)])]
@@ -171,7 +171,7 @@ def test_beyond_size_objective_rewards_the_partial_tau_given_params(tiny_obj):
 
 
 def test_summary_says_in_words_whether_the_pick_beats_params():
-    from autoprox.evolve.report import verdict_sentence
+    from autoprox.discovery.report import verdict_sentence
     pick = {"expression": "rank_sum[num_params | agg_sum(abs(weight))]", "sign": 1}
     iv = {"val_diff": {"estimate": 0.046, "lo": -0.088, "hi": 0.22, "p": 0.521, "verdict": "not significant"},
           "test_diff": {"estimate": 0.082, "lo": 0.006, "hi": 0.181, "p": 0.026, "verdict": "yes"}}
@@ -190,7 +190,7 @@ def test_long_expressions_are_not_taken_for_file_names():
 
 
 def test_summary_compares_with_depth_width_and_says_when_no_statistics_are_read():
-    from autoprox.evolve.report import verdict_sentence
+    from autoprox.discovery.report import verdict_sentence
     iv = {"val_diff": {"estimate": 0.046, "lo": -0.088, "hi": 0.22, "p": 0.521, "verdict": "not significant"}}
     dw = {"val_diff": {"estimate": -0.03, "lo": -0.05, "hi": -0.01, "p": 0.004, "verdict": "no"}}
     text = verdict_sentence({"expression": "width", "sign": 1}, iv, dw)

@@ -10,14 +10,14 @@ import yaml
 
 from autoprox.cli.main import main
 from autoprox.core.config import ConfigError, save_config
-from autoprox.evolve.config import EvolveConfig
-from autoprox.evolve.loop import make_types
-from autoprox.evolve.run import evolve
+from autoprox.discovery.config import EvolveConfig
+from autoprox.discovery.loop import make_types
+from autoprox.discovery.run import evolve
 from autoprox.eval.fitness import INVALID
 from autoprox.proxy.graph import GraphError, parse
 from autoprox.data.benchmark import split3
-from autoprox.evolve.objective import Objective, ObjectiveConfig, SpaceData
-from autoprox.evolve.variation import (STRUCTURES, VariationConfig, crossover, depth, mutate, random_genome, size,
+from autoprox.discovery.objective import Objective, ObjectiveConfig, SpaceData
+from autoprox.discovery.variation import (STRUCTURES, VariationConfig, crossover, depth, mutate, random_genome, size,
                                 to_expr, validate)
 from autoprox.proxy.spec import resolve as resolve_proxy
 
@@ -129,7 +129,7 @@ def test_ranking_fingerprint_merges_monotone_variants_only():
 
 
 def test_selection_keeps_one_individual_per_ranking():
-    from autoprox.evolve.loop import _best_unique
+    from autoprox.discovery.loop import _best_unique
     _, Individual = make_types()
     inds = []
     for h, ranking, fit in (("a", "r1", 0.5), ("b", "r1", 0.6), ("c", "r2", 0.4), ("d", None, 0.3)):
@@ -214,7 +214,7 @@ def test_pick_rule_chooses_among_the_hall_of_fame(rule, want):
     """``val``: best validation JCM. ``train_val``: best JCM over 60 train + 20 validation archs,
     (60 * train + 20 * val) / 80: a = 0.75, b = 0.625, c (no validation figure) never."""
     from types import SimpleNamespace as NS
-    from autoprox.evolve.loop import Run
+    from autoprox.discovery.loop import Run
     hof = [NS(record={"name": n, "train": t, "val": v}) for n, t, v in
            (("a", 0.80, 0.60), ("b", 0.60, 0.70), ("c", 0.95, None))]
     run = NS(hof=hof, cfg=NS(pick=rule), obj=NS(spaces=[NS(folds={"train": range(60), "val": range(20)})]))
@@ -290,7 +290,7 @@ def test_resuming_a_reported_run_bootstraps_only_the_baselines(tiny_objective, t
 
 
 def test_hall_of_fame_reads_from_the_checkpoint_of_a_cut_run(tiny_objective, tmp_path):
-    from autoprox.evolve.report import read_hall_of_fame
+    from autoprox.discovery.report import read_hall_of_fame
     cfg = _cfg(tiny_objective, steps=1)
     evolve(cfg, tmp_path / "r")
     written = read_hall_of_fame(tmp_path / "r", cfg.variation)
@@ -349,7 +349,7 @@ def test_two_spaces_on_ray_score_like_serial(tiny_objective):
 def test_every_shipped_run_config_loads_and_its_seeds_resolve(path):
     """A config in runs/ that no longer loads (a renamed key, an unknown seed proxy) fails here, not
     an hour into someone's run."""
-    from autoprox.evolve.config import load_evolve_config, seed_genomes
+    from autoprox.discovery.config import load_evolve_config, seed_genomes
     cfg = load_evolve_config(path)
     assert len(seed_genomes(cfg)) == len(cfg.seed_proxies) and cfg.objective.spaces
 
@@ -372,7 +372,7 @@ def test_the_recent_statistics_are_leaves_evolution_reads(tiny_objective, tmp_pa
 def test_a_run_that_cannot_pick_says_so_and_claims_no_best_yaml(tiny_objective, tmp_path, capsys, monkeypatch):
     """No member with a validation JCM (all NaN there, say; forced here): the run says there is no pick
     and lists only the files it wrote."""
-    import autoprox.evolve.loop as loop
+    import autoprox.discovery.loop as loop
     monkeypatch.setattr(loop, "pick_index", lambda records, rule, spaces: None)
     save_config(_cfg(tiny_objective, steps=0), tmp_path / "tiny.yaml")
     assert main(["evolve", "--config", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "o")]) == 0

@@ -27,18 +27,18 @@ import numpy as np
 import pytest
 
 import autoprox.core.io as io
-import autoprox.evolve.loop as loop
-import autoprox.evolve.run as evo_run
-import autoprox.search.run as search_run
+import autoprox.discovery.loop as loop
+import autoprox.discovery.run as evo_run
+import autoprox.archsearch.run as search_run
 from autoprox.cli.main import main
 from autoprox.core.config import save_config
-from autoprox.evolve.config import EvolveConfig
-from autoprox.evolve.run import evolve
-from autoprox.evolve.objective import Objective, ObjectiveConfig
-from autoprox.evolve.variation import VariationConfig
+from autoprox.discovery.config import EvolveConfig
+from autoprox.discovery.run import evolve
+from autoprox.discovery.objective import Objective, ObjectiveConfig
+from autoprox.discovery.variation import VariationConfig
 from autoprox.parallel.backends import SerialBackend
-from autoprox.search.config import SearchConfig
-from autoprox.search.run import search
+from autoprox.archsearch.config import SearchConfig
+from autoprox.archsearch.run import search
 from autoprox.spaces import get_space
 from autoprox.stats.base import StatsConfig
 from autoprox.stats.cache import StatsCache, decode

@@ -7,7 +7,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Each stage may import (at module level) only from the stages before it.
 STAGES = ["primitives", "autoprox.core", "autoprox.spaces", "autoprox.data", "autoprox.stats", "autoprox.proxy",
-          "autoprox.parallel", "autoprox.eval", "autoprox.evolve", "autoprox.search", "autoprox.cli"]
+          "autoprox.parallel", "autoprox.eval", "autoprox.discovery", "autoprox.archsearch", "autoprox.cli"]
 
 
 def _stage(module: str) -> str | None:

@@ -11,10 +11,10 @@ import pytest
 from autoprox.eval.bench import bench_rows, to_csv
 from autoprox.eval.plots import (jcm_bars, jcm_figure, png_bytes, scatter_figure, scatter_panels, score_scale,
                                  tau_title)
-from autoprox.evolve.report import progress_figure, scores_figure as evolve_scores_figure
-from autoprox.search.config import SearchConfig
-from autoprox.search.report import scores_figure
-from autoprox.search.run import search
+from autoprox.discovery.report import progress_figure, scores_figure as evolve_scores_figure
+from autoprox.archsearch.config import SearchConfig
+from autoprox.archsearch.report import scores_figure
+from autoprox.archsearch.run import search
 
 from conftest import assert_png
 
@@ -115,7 +115,7 @@ def test_search_plot_stars_the_top_scoring_candidate(tmp_path, tiny_scoring):
 
 
 def test_search_without_out_writes_no_plot(tmp_path, tiny_scoring, monkeypatch):
-    import autoprox.search.report as rep
+    import autoprox.archsearch.report as rep
     monkeypatch.setattr(rep, "scores_figure", lambda res: pytest.fail("drawn without an output folder"))
     search(SearchConfig(proxy="params", space="pit", budget=4, chunk=4, scoring=tiny_scoring))
 

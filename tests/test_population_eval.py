@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import primitives
-from autoprox.evolve.variation import VariationConfig, crossover, mutate, random_genome
+from autoprox.discovery.variation import VariationConfig, crossover, mutate, random_genome
 from autoprox.parallel.worker import ScoringWorker
 from autoprox.proxy.graph import DATA_FREE, GraphProxy, leaves, parse, score_population
 from autoprox.proxy.population import PopulationScorer

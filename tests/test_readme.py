@@ -53,7 +53,7 @@ def test_every_block_command_names_what_exists(words):
         if p and not p.endswith((".yaml", ".py")):
             resolve(p)
     if getattr(args, "config", None):
-        from autoprox.evolve.config import load_evolve_config
+        from autoprox.discovery.config import load_evolve_config
         load_evolve_config(ROOT / args.config)
 
 

@@ -13,11 +13,11 @@ import yaml
 from scipy import stats as sps
 
 from autoprox.data.benchmark import load_benchmark
-import autoprox.search.run as search_mod
+import autoprox.archsearch.run as search_mod
 from autoprox.cli.main import main
 from autoprox.core.config import load_config
-from autoprox.search.config import SearchConfig, parse_window
-from autoprox.search.run import bench_only_table, rank_archs, search
+from autoprox.archsearch.config import SearchConfig, parse_window
+from autoprox.archsearch.run import bench_only_table, rank_archs, search
 from autoprox.spaces import ArchError, get_space
 
 from conftest import SMALL
@@ -286,8 +286,8 @@ def test_ray_backend_search_matches_serial(tmp_path, tiny_scoring):
 
 def test_fused_proxies_are_refused_where_chunks_would_split_them(tiny_scoring, teacher_file):
     from dataclasses import replace as _replace
-    from autoprox.search.config import SearchConfig
-    from autoprox.search.run import search
+    from autoprox.archsearch.config import SearchConfig
+    from autoprox.archsearch.run import search
     cfg = SearchConfig(proxy="tvt", space="pit", budget=4, scoring=_replace(tiny_scoring, teacher=teacher_file))
     with pytest.raises(ValueError, match="fuses its parts across archs"):
         search(cfg)

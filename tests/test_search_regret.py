@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as sps
 
 from autoprox.eval.uncertainty import resample_weights
-from autoprox.search.report import REGRET_COLUMNS, regret_markdown, regret_rows
+from autoprox.archsearch.report import REGRET_COLUMNS, regret_markdown, regret_rows
 
 ACC = np.array([70.0, 74.0, 71.0, 76.0, 72.0, 73.0])  # bench records 0-5; record 3 is the best
 GOOD = [0.1, 0.5, 0.2, 0.9, 0.3, 0.4]  # ranks the archs exactly as ACC

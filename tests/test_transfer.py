@@ -6,10 +6,10 @@ import pytest
 
 from autoprox.core.config import ConfigError
 from autoprox.eval import alternatives
-from autoprox.evolve.config import EvolveConfig
-from autoprox.evolve.objective import Objective, ObjectiveConfig
-from autoprox.evolve.transfer import transfer, transfer_runs
-from autoprox.evolve.variation import VariationConfig
+from autoprox.discovery.config import EvolveConfig
+from autoprox.discovery.objective import Objective, ObjectiveConfig
+from autoprox.discovery.transfer import transfer, transfer_runs
+from autoprox.discovery.variation import VariationConfig
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_transfer_holds_out_each_benchmark_and_scores_the_alternatives_on_it(two
     assert set(pit["scores"]) == {"pick", *alternatives.NAMES} - {"surrogate"}  # pit's fields are not autoformer's
     assert list(pit["targets"]) == ["c100_kd", "flower_kd", "chaoyang_kd"] and len(pit["scores"]["pick"]) == 10
     # the pick's zero-shot scores are the source run's oriented pick on the held-out archs
-    from autoprox.evolve.report import oriented
+    from autoprox.discovery.report import oriented
     from autoprox.proxy.spec import resolve
     src = (tmp_path / "t" / "without-pit" / "best.yaml")
     assert resolve(str(src)).hash == oriented({"expression": pit["pick"], "sign": pit["sign"]}, "x").hash

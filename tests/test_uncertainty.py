@@ -157,7 +157,7 @@ def test_python_export_of_depth_width_reads_the_given_arch_scalars(tmp_path, tin
 def test_evolve_summary_shows_fold_intervals_and_the_picks_difference_vs_params():
     from types import SimpleNamespace
     from autoprox.eval.fitness import jcm
-    from autoprox.evolve.report import fold_intervals, summary_table
+    from autoprox.discovery.report import fold_intervals, summary_table
     folds = {"train": np.arange(0, 40), "val": np.arange(40, 60), "test": np.array([], dtype=int)}
     sd = SimpleNamespace(name="pit", targets=TARGETS, folds=folds)
     size = X + np.random.default_rng(3).normal(scale=2.0, size=60)

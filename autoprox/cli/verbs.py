@@ -76,7 +76,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from autoprox.search.model_file import arch_from, write_model
+    from autoprox.archsearch.model_file import arch_from, write_model
     arch, space = arch_from(args.arch, args.rank)
     space = args.space or space
     if not space:
@@ -105,10 +105,10 @@ def _written(folder: Path, names: tuple[str, ...]) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from autoprox.search.config import SearchConfig, parse_window
-    from autoprox.search.report import progress_callback, regret_markdown, top_markdown
+    from autoprox.archsearch.config import SearchConfig, parse_window
+    from autoprox.archsearch.report import progress_callback, regret_markdown, top_markdown
     from autoprox.proxy.spec import resolve
-    from autoprox.search.run import search
+    from autoprox.archsearch.run import search
     base = to_dict(load_config(SearchConfig, args.config)) if args.config else {}
     top = {"proxy": args.proxy, "space": args.space, "budget": args.budget, "strategy": args.strategy,
            "top_k": args.top_k, "seed": args.search_seed, "chunk": args.chunk, "population": args.population,
@@ -138,9 +138,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_evolve(args: argparse.Namespace) -> int:
     from dataclasses import replace
-    from autoprox.evolve.config import PICK_RULES, EvolveConfig, load_evolve_config
-    from autoprox.evolve.run import evolve
-    from autoprox.evolve.report import step_note
+    from autoprox.discovery.config import PICK_RULES, EvolveConfig, load_evolve_config
+    from autoprox.discovery.run import evolve
+    from autoprox.discovery.report import step_note
     if args.fold is not None and args.cv is None:
         raise ValueError("--fold needs --cv K")
     if args.transfer and args.cv is not None:
@@ -157,7 +157,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
         def on_step(row: dict) -> None:
             prog.update(row["step"], note=step_note(row, bool(cfg.objective.beyond_size)))
         if args.transfer:
-            from autoprox.evolve.transfer import transfer, transfer_runs
+            from autoprox.discovery.transfer import transfer, transfer_runs
             transfer_runs(cfg)  # fewer than 2 spaces: one line before anything is written
             transfer(cfg, out, args.resume, on_step, backend=args.backend, workers=args.workers,
                      address=args.address, connect_timeout=args.connect_timeout)
@@ -165,7 +165,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
             print(f"wrote {out}/: transfer.md, transfer.json (each source run in without-*/)")
             return 0
         if args.cv is not None:
-            from autoprox.evolve.cv import cross_validate
+            from autoprox.discovery.cv import cross_validate
             only = None if args.fold is None else args.fold if args.fold == "final" else f"fold-{args.fold}"
             _, run = cross_validate(cfg, out, args.cv, args.resume, on_step, only, backend=args.backend,
                                     workers=args.workers, address=args.address, connect_timeout=args.connect_timeout)

@@ -15,13 +15,13 @@ from autoprox.core.io import atomic_write_many
 from autoprox.eval.plots import figure, png_bytes, score_axis
 from autoprox.eval.uncertainty import (LEVEL, N_BOOT, NAN_INTERVAL, Interval, kendall_ci, resample_weights,
                                        statistic_ci)
-from autoprox.search.propose import order_key
+from autoprox.archsearch.propose import order_key
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from autoprox.data.benchmark import Benchmark
-    from autoprox.search.config import SearchResult
+    from autoprox.archsearch.config import SearchResult
 
 HISTORY_COLUMNS = ("index", "score", "num_params", "flops", "origin", "bench_index", "arch")
 REGRET_COLUMNS = ("proxy", "space", "target", "n", "pick", "pick_acc", "rank", "best_acc", "regret",

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from autoprox.core.config import ConfigError, check_ranges, config_diff, load_config
-from autoprox.evolve.objective import ObjectiveConfig
-from autoprox.evolve.variation import VariationConfig, validate
+from autoprox.discovery.objective import ObjectiveConfig
+from autoprox.discovery.variation import VariationConfig, validate
 from autoprox.proxy.genotype import to_genotype
 from autoprox.proxy.spec import resolve, resolve_graph
 from autoprox.stats.provider import RESUME_FREE as SCORING_RESUME_FREE

@@ -26,9 +26,9 @@ from autoprox.data.benchmark import Benchmark, load_archs
 from autoprox.parallel.backends import Backend, make_backend, score_proxies
 from autoprox.parallel.session import CONNECT_TIMEOUT, check_workers
 from autoprox.proxy.spec import Proxy, resolve
-from autoprox.search.config import SearchConfig, SearchResult, measure, window_text, within
-from autoprox.search.propose import State, check_reachable, order_key, propose, ranked
-from autoprox.search.report import history_csv, regret_rows, write_result
+from autoprox.archsearch.config import SearchConfig, SearchResult, measure, window_text, within
+from autoprox.archsearch.propose import State, check_reachable, order_key, propose, ranked
+from autoprox.archsearch.report import history_csv, regret_rows, write_result
 from autoprox.spaces import ArchError, SearchSpace, get_space
 from autoprox.stats.provider import RESUME_FREE as SCORING_RESUME_FREE, ScoringConfig
 

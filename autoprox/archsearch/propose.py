@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from autoprox.search.config import SearchConfig, measure, window_text, within
+from autoprox.archsearch.config import SearchConfig, measure, window_text, within
 from autoprox.spaces import SearchSpace
 
 SAMPLE_TRIES = 20000  # draws per random candidate before the window counts as unreachable/exhausted

@@ -24,7 +24,7 @@ from autoprox.eval.alternatives import SCALARS
 from autoprox.eval.bench import BASELINES
 from autoprox.eval.plots import figure, png_bytes, scatter_panel
 from autoprox.eval.uncertainty import N_BOOT, pooled
-from autoprox.evolve.objective import FOLDS
+from autoprox.discovery.objective import FOLDS
 from autoprox.proxy.export import proxy_formula, to_yaml
 from autoprox.proxy.graph import DATA_FREE, GraphProxy, leaves
 from autoprox.proxy.zoo import get_proxy, list_proxies
@@ -34,8 +34,8 @@ from autoprox.core.io import atomic_write_many
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from autoprox.evolve.loop import Run
-    from autoprox.evolve.variation import VariationConfig
+    from autoprox.discovery.loop import Run
+    from autoprox.discovery.variation import VariationConfig
 
 PROGRESS_COLUMNS = ("step", "evals", "unique", "invalid", "invalid_pct", "rejected", "best_train", "mean_train",
                     "best_fitness", "pick_val", "evals_per_s")
@@ -111,7 +111,7 @@ def read_hall_of_fame(folder: Path, variation: "VariationConfig") -> list[dict]:
     report, the checkpoint's hall of fame (last finished step) looked up in ``history.jsonl``."""
     if (folder / "hall_of_fame.yaml").is_file():
         return yaml.safe_load((folder / "hall_of_fame.yaml").read_text(encoding="utf-8"))
-    from autoprox.evolve.variation import to_proxy
+    from autoprox.discovery.variation import to_proxy
     lines = (folder / "history.jsonl").read_text(encoding="utf-8").splitlines()
     by_hash = {r["hash"]: r for r in map(json.loads, lines)}
     genomes = json.loads((folder / "checkpoint.json").read_text(encoding="utf-8"))["hall_of_fame"]

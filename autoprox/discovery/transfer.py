@@ -22,10 +22,10 @@ from autoprox.core.config import ConfigError
 from autoprox.core.io import atomic_write_many
 from autoprox.eval import alternatives
 from autoprox.eval.uncertainty import N_BOOT, pooled
-from autoprox.evolve.config import EvolveConfig
-from autoprox.evolve.objective import Objective, families_of
-from autoprox.evolve.report import oriented, scorable_zoo
-from autoprox.evolve.run import evolve
+from autoprox.discovery.config import EvolveConfig
+from autoprox.discovery.objective import Objective, families_of
+from autoprox.discovery.report import oriented, scorable_zoo
+from autoprox.discovery.run import evolve
 
 
 class TransferRow(TypedDict, total=False):

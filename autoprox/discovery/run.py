@@ -10,11 +10,11 @@ from autoprox.core.checkpoint import clean_temporaries, load_state
 from autoprox.core.config import ConfigError, save_config
 from autoprox.core.io import check_writable_dir
 from autoprox.core.runs import check_owner, claimed
-from autoprox.evolve.config import EvolveConfig, config_changes, seed_genomes
-from autoprox.evolve.loop import Run
-from autoprox.evolve.objective import Objective, families_of
+from autoprox.discovery.config import EvolveConfig, config_changes, seed_genomes
+from autoprox.discovery.loop import Run
+from autoprox.discovery.objective import Objective, families_of
 from autoprox.eval.bench import BASELINES
-from autoprox.evolve.report import run_doc, write_outputs
+from autoprox.discovery.report import run_doc, write_outputs
 from autoprox.parallel.session import CONNECT_TIMEOUT
 
 

@@ -29,9 +29,9 @@ from autoprox.core.checkpoint import load_state, rng_from_json, rng_to_json, sav
 from autoprox.core.config import ConfigError, to_dict
 from autoprox.core.io import atomic_write_text
 from autoprox.eval.fitness import INVALID
-from autoprox.evolve.config import EvolveConfig, config_changes, seed_genomes
-from autoprox.evolve.objective import Objective
-from autoprox.evolve.variation import crossover, mutate, random_genome, to_proxy
+from autoprox.discovery.config import EvolveConfig, config_changes, seed_genomes
+from autoprox.discovery.objective import Objective
+from autoprox.discovery.variation import crossover, mutate, random_genome, to_proxy
 
 def make_types() -> tuple[type, type]:
     """DEAP's ``FitnessMax`` and ``Individual`` (a genome list); idempotent, for driver and workers."""

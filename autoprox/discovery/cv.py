@@ -25,9 +25,9 @@ from autoprox.core.io import atomic_write_text
 from autoprox.eval import alternatives
 from autoprox.eval.fitness import jcm
 from autoprox.eval.uncertainty import N_BOOT, headroom, oracle_scores, pooled
-from autoprox.evolve.config import PICK_RULES, EvolveConfig
-from autoprox.evolve.loop import Run
-from autoprox.evolve.run import evolve
+from autoprox.discovery.config import PICK_RULES, EvolveConfig
+from autoprox.discovery.loop import Run
+from autoprox.discovery.run import evolve
 from autoprox.eval.bench import BASELINES
 
 
