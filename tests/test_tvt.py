@@ -227,3 +227,20 @@ def test_cli_bench_with_teacher(tiny_scoring, teacher_file, tmp_path, capsys):
     rows = (tmp_path / "out" / "bench.csv").read_text().splitlines()
     assert any(r.startswith("tvt,JCM,4,") for r in rows), rows
     assert "teacher: " + teacher_file in (tmp_path / "out" / "config.yaml").read_text()
+
+
+def test_torchscript_calling_foreign_operators_loads_only_when_trusted(tmp_path, monkeypatch):
+    """A TorchScript teacher runs no Python, but operators outside torch's namespaces (registered by
+    whatever else the process imported) or custom classes could: such a file needs the user's trust."""
+    import zipfile
+    monkeypatch.delenv(teacher.TRUST_ENV, raising=False)
+    torch.jit.save(torch.jit.script(TinyCNN().features), str(tmp_path / "ok.ts"))
+    assert isinstance(teacher.load_teacher(tmp_path / "ok.ts"), torch.jit.ScriptModule)  # torch's own ops only
+    with zipfile.ZipFile(tmp_path / "ok.ts") as src, zipfile.ZipFile(tmp_path / "evil.ts", "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith("code/__torch__/torch/nn/modules/container.py"):
+                data = data.replace(b"return", b"_x = ops.evil.run(input)\n    return", 1)
+            dst.writestr(item, data)
+    with pytest.raises(PermissionError, match=r"TorchScript calling ops\.evil.*AUTOPROX_TRUST_PICKLE=1"):
+        teacher.load_teacher(tmp_path / "evil.ts")

@@ -23,6 +23,7 @@ import hashlib
 import math
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -113,7 +114,25 @@ def _is_torchscript(p: Path) -> bool:
         return any(n.split("/", 1)[-1].startswith("code/") for n in z.namelist())
 
 
-TRUST_ENV = "AUTOPROX_TRUST_PICKLE"  # =1: pickled teacher modules may be loaded (they can run code)
+TRUST_ENV = "AUTOPROX_TRUST_PICKLE"  # =1: pickled teacher modules (and TorchScript beyond torch's ops) may load
+TORCH_OPS = frozenset({"aten", "prim", "quantized"})  # operator namespaces of torch itself
+
+
+def _check_torchscript(p: Path) -> None:
+    """A TorchScript file runs no Python, but its code may call operators that other libraries
+    registered in this process (``ops.<namespace>.<op>``) or custom classes (``torch.classes``):
+    such a file loads only when the user trusts it."""
+    foreign = set()
+    with zipfile.ZipFile(p) as z:
+        for name in z.namelist():
+            if "/code/" in f"/{name}" and name.endswith(".py"):
+                code = z.read(name).decode("utf-8", "replace")
+                foreign |= {f"ops.{ns}" for ns in re.findall(r"\bops\.(\w+)\.", code) if ns not in TORCH_OPS}
+                foreign |= {"torch.classes"} if re.search(r"\btorch\.classes\.", code) else set()
+    if foreign and os.environ.get(TRUST_ENV) != "1":
+        raise PermissionError(f"teacher checkpoint {p} is TorchScript calling {', '.join(sorted(foreign))}, outside "
+                              f"torch's own operators: it could run code another library registered; if you trust "
+                              f"it, set {TRUST_ENV}=1")
 
 
 def _unpickle(p: Path, device: str | torch.device) -> object:
@@ -139,6 +158,7 @@ def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> nn.Mod
         raise FileNotFoundError(f"teacher checkpoint not found: {p}")
     try:
         if _is_torchscript(p):
+            _check_torchscript(p)
             with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript; reading it is the point
                 warnings.simplefilter("ignore", DeprecationWarning)
                 return torch.jit.load(str(p), map_location=device)
