@@ -5,7 +5,8 @@ partition of every space's archs held out as its test fold (train and validation
 the rest). Each run picks by its rule (``pick``: validation JCM, or train and validation JCM
 together), as usual; its pick's JCM on the held-out fold is
 out-of-fold. ``OUT/cv.md`` lists them beside #params and the structural baseline on the same
-folds. The proxy a user gets (``OUT/best.yaml``) comes from one more run, ``OUT/final/``, on
+folds, and beside the alternatives a user with labels has (``eval.alternatives``, chosen and
+fitted on each fold's training and validation archs), with paired tests and search regret. The proxy a user gets (``OUT/best.yaml``) comes from one more run, ``OUT/final/``, on
 train and validation folds only (``test_fraction: 0``), picked by the same rule: no rule that
 chooses it ever reads a test fold. Every run checkpoints; ``--resume`` continues the sequence.
 ``--fold I`` (or ``final``) runs one of them alone, so the K + 1 runs can go to K + 1 processes or
