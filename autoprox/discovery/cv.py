@@ -28,6 +28,7 @@ from autoprox.eval.fitness import jcm
 from autoprox.eval.uncertainty import N_BOOT, headroom, oracle_scores, pooled
 from autoprox.discovery.config import PICK_RULES, EvolveConfig
 from autoprox.discovery.loop import Run
+from autoprox.discovery.report import input_parts
 from autoprox.discovery.run import evolve
 from autoprox.eval.bench import BASELINES
 
@@ -85,8 +86,7 @@ def _alternatives(run: Run, doc: dict) -> tuple[alternatives.Fitted, dict[str, a
     inputs = doc.get("inputs")
     if not inputs or not doc.get("pick"):
         return None
-    parts = {sd.name: alternatives.Part({n: v[sd.name] for n, v in inputs.items()}, sd.targets, sd.archs)
-             for sd in run.obj.spaces}
+    parts = input_parts(inputs, run.obj.spaces)
     train = [parts[sd.name].subset(np.concatenate([sd.folds[f] for f in ("train", "val") if f in sd.folds]))
              for sd in run.obj.spaces]
     return alternatives.fit(train, run.cfg.objective.jcm), parts

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import yaml
 
-from autoprox.eval.alternatives import SCALARS
+from autoprox.eval.alternatives import SCALARS, Part
 from autoprox.eval.bench import BASELINES
 from autoprox.eval.plots import figure, png_bytes, scatter_panel
 from autoprox.eval.uncertainty import N_BOOT, pooled
@@ -67,7 +67,8 @@ def run_doc(run: Run, zoo_names: Sequence[str] | None = None) -> dict:
     alternatives (``eval.alternatives``) are chosen and fitted on. Everything is scored in one call."""
     pick = run.pick()
     zoo = dict(scorable_zoo(run.obj.families))
-    named = {n: str(p.expr) for n, p in zoo.items()} | {f"scalar:{s}": s for s in SCALARS}
+    inputs = input_texts(run.obj.families)
+    named = dict(inputs)
     if pick is not None:
         named |= {"pick:raw": pick.record["expression"], "pick": oriented(pick.record, "pick").text}
     texts = list(dict.fromkeys(named.values()))  # every distinct text scored once
@@ -81,7 +82,7 @@ def run_doc(run: Run, zoo_names: Sequence[str] | None = None) -> dict:
                  "pick": None if pick is None else pick.record, "panels": [],
                  "folds": {k: len(v) for k, v in run.obj.spaces[0].folds.items()},
                  "zoo": [(n, run.obj.record(row(n))) for n in zoo],
-                 "inputs": {s: row(f"scalar:{s}") for s in SCALARS} | {n: row(n) for n in zoo}}
+                 "inputs": {n: row(n) for n in inputs}}
     if pick is None:
         return doc
     doc["panels"] = [{"space": sd.name, "target": t, "scores": row("pick")[sd.name], "accuracy": y,
@@ -91,12 +92,23 @@ def run_doc(run: Run, zoo_names: Sequence[str] | None = None) -> dict:
     rows = lambda names: {sd.name: mats[sd.name][[at[n] for n in names]] for sd in run.obj.spaces}  # noqa: E731
     # the pick (unoriented, with its record's sign), the valid zoo proxies, then #params (the last row)
     doc["intervals"] = fold_intervals([("pick", pick.record), *valid],
-                                      rows(["pick:raw", *(n for n, _ in valid), "scalar:num_params"]),
+                                      rows(["pick:raw", *(n for n, _ in valid), "num_params"]),
                                       run.obj.spaces, run.cfg.objective.jcm)
     if "depth_width" in zoo:  # the pick against the shape baseline too, on the same archs
         doc["intervals"]["pick_vs_depth_width"] = fold_intervals(
             [("pick", pick.record)], rows(["pick:raw", "depth_width"]), run.obj.spaces, run.cfg.objective.jcm)["pick"]
     return doc
+
+
+def input_parts(inputs: dict, spaces: Sequence) -> dict[str, Part]:
+    """Each space's ``alternatives.Part`` (every arch) from a run document's ``inputs``."""
+    return {sd.name: Part({n: v[sd.name] for n, v in inputs.items()}, sd.targets, sd.archs) for sd in spaces}
+
+
+def input_texts(families: Sequence[str]) -> dict[str, str]:
+    """What the alternatives read, by name: every zoo proxy ``families`` can score, then the arch
+    scalars (each scalar's text is its name)."""
+    return {n: str(p.expr) for n, p in scorable_zoo(families)} | {s: s for s in SCALARS}
 
 
 def scorable_zoo(families: Sequence[str]) -> list[tuple[str, GraphProxy]]:

@@ -24,7 +24,7 @@ from autoprox.eval import alternatives
 from autoprox.eval.uncertainty import N_BOOT, pooled
 from autoprox.discovery.config import EvolveConfig
 from autoprox.discovery.objective import Objective, families_of
-from autoprox.discovery.report import oriented, scorable_zoo
+from autoprox.discovery.report import input_parts, input_texts, oriented
 from autoprox.discovery.run import evolve
 
 
@@ -59,17 +59,15 @@ def _held_part(cfg: EvolveConfig, held: str, pick_text: str, families: list[str]
                **backend: Any) -> tuple[np.ndarray, alternatives.Part]:
     """The oriented pick's scores and every alternative input's (zoo proxies, arch scalars) on every
     arch of the held-out space."""
-    zoo = scorable_zoo(families)
-    texts = [pick_text] + [str(p.expr) for _, p in zoo] + list(alternatives.SCALARS)
+    named = input_texts(families)
     obj = Objective(_only(cfg.objective, [held]), families, **backend)
     obj.open()
     try:
-        m = obj.proxy_scores(texts)[held]
+        m = obj.proxy_scores([pick_text, *named.values()])[held]
     finally:
         obj.close()
     sd = obj.spaces[0]
-    names = [n for n, _ in zoo] + list(alternatives.SCALARS)
-    return m[0], alternatives.Part(dict(zip(names, m[1:])), sd.targets, sd.archs)
+    return m[0], alternatives.Part(dict(zip(named, m[1:])), sd.targets, sd.archs)
 
 
 def transfer(cfg: EvolveConfig, out: str | Path, resume: bool = False,
@@ -86,8 +84,7 @@ def transfer(cfg: EvolveConfig, out: str | Path, resume: bool = False,
         row: TransferRow = {"held_out": held, "sources": list(run_cfg.objective.spaces), "pick": None}
         if pick is not None and run.report is not None:
             inputs = run.report["inputs"]
-            train = [alternatives.Part({n: v[sd.name] for n, v in inputs.items()}, sd.targets, sd.archs)
-                     for sd in run.obj.spaces]
+            train = list(input_parts(inputs, run.obj.spaces).values())
             fitted = alternatives.fit(train, cfg.objective.jcm)
             scores, part = _held_part(cfg, held, oriented(pick.record, "pick").text, families, **backend)
             row |= {"pick": pick.record["expression"], "sign": pick.record["sign"], "chosen": fitted.describe(),
