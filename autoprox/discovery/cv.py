@@ -6,8 +6,9 @@ the rest). Each run picks by its rule (``pick``: validation JCM, or train and va
 together), as usual; its pick's JCM on the held-out fold is
 out-of-fold. ``OUT/cv.md`` lists them beside #params and the structural baseline on the same
 folds, and beside the alternatives a user with labels has (``eval.alternatives``, chosen and
-fitted on each fold's training and validation archs), with paired tests and search regret. The proxy a user gets (``OUT/best.yaml``) comes from one more run, ``OUT/final/``, on
-train and validation folds only (``test_fraction: 0``), picked by the same rule: no rule that
+fitted on each fold's training and validation archs), with paired tests and search regret. The
+proxy a user gets (``OUT/best.yaml``) comes from one more run, ``OUT/final/``, on train and
+validation folds only (``test_fraction: 0``), picked by the same rule: no rule that
 chooses it ever reads a test fold. Every run checkpoints; ``--resume`` continues the sequence.
 ``--fold I`` (or ``final``) runs one of them alone, so the K + 1 runs can go to K + 1 processes or
 machines sharing ``OUT``; ``--cv K --resume`` then gathers them (finished runs only reload).
@@ -25,7 +26,7 @@ import numpy as np
 from autoprox.core.io import atomic_write_text
 from autoprox.eval import alternatives
 from autoprox.eval.fitness import jcm
-from autoprox.eval.uncertainty import N_BOOT, headroom, oracle_scores, pooled
+from autoprox.eval.uncertainty import N_BOOT, headroom, oracle_scores, pooled_pair
 from autoprox.discovery.config import PICK_RULES, EvolveConfig
 from autoprox.discovery.loop import Run
 from autoprox.discovery.report import input_parts
@@ -203,8 +204,7 @@ def _paired_lines(rows: list[FoldRow], n_boot: int = N_BOOT, seed: int = 0) -> l
                      if "pick" in (h := (per := r["spaces"].get(sp, {})).get("held", {})) and b in h]
             if not parts:
                 continue
-            ivb, _ = pooled([(p[1], p[0], p[2]) for p in parts], n_boot=n_boot, seed=seed)
-            iv, d = pooled(parts, n_boot=n_boot, seed=seed)
+            iv, ivb, d = pooled_pair(parts, n_boot=n_boot, seed=seed)
             lines.append(f"| {label} | {b} | {ivb.estimate:.3f} [{ivb.lo:.3f}, {ivb.hi:.3f}] | {iv.estimate:.3f} "
                          f"[{iv.lo:.3f}, {iv.hi:.3f}] | {d.estimate:+.3f} [{d.lo:.3f}, {d.hi:.3f}] | {d.p:.3f} | "
                          f"{d.verdict} |")

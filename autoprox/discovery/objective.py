@@ -105,7 +105,6 @@ class ObjectiveConfig:
             raise ConfigError(f"objective: need cv_folds >= 2 and 0 <= cv_fold < cv_folds, "
                               f"got {self.cv_folds}, {self.cv_fold}")
 
-
     def targets_of(self, space: str) -> tuple[str, ...]:
         return self.space_targets.get(space, self.targets)
 

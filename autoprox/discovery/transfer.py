@@ -21,7 +21,7 @@ import numpy as np
 from autoprox.core.config import ConfigError
 from autoprox.core.io import atomic_write_many
 from autoprox.eval import alternatives
-from autoprox.eval.uncertainty import N_BOOT, pooled
+from autoprox.eval.uncertainty import N_BOOT, pooled_pair
 from autoprox.discovery.config import EvolveConfig
 from autoprox.discovery.objective import Objective, families_of
 from autoprox.discovery.report import input_parts, input_texts, oriented
@@ -120,8 +120,7 @@ def transfer_markdown(rows: list[TransferRow], variant: str = "mean_tau", n_boot
         for n in methods:
             if n not in s:
                 continue
-            iv, _ = pooled([(s[n], s["pick"], ys)], n_boot=n_boot, seed=seed, variant=variant)  # type: ignore[arg-type]
-            _, d = pooled([(s["pick"], s[n], ys)], n_boot=n_boot, seed=seed, variant=variant)  # type: ignore[arg-type]
+            _, iv, d = pooled_pair([(s["pick"], s[n], ys)], n_boot=n_boot, seed=seed, variant=variant)  # type: ignore[arg-type]
             top = alternatives.top_pick(s[n], ys)
             first = "; ".join(f"{t} {top[t]:.2f} (regret {top[t + '_regret']:.2f})" for t in ys)
             if n == "pick":

@@ -174,18 +174,26 @@ def pooled(parts: Sequence[tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray
     scores of proxies a and b and the targets. Each space's archs are resampled on their own
     (seed + i); returns a's JCM with its interval and JCM(a) - JCM(b), both proxies oriented
     by the given ``signs`` (e.g. their training-fold orientation)."""
+    iv_a, _, diff = pooled_pair(parts, signs, n_boot, seed, level, variant)
+    return iv_a, diff
+
+
+def pooled_pair(parts: Sequence[tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray]]],
+                signs: tuple[int, int] = (1, 1), n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL,
+                variant: JcmVariant = "mean_tau") -> tuple[Interval, Interval, Difference]:
+    """``pooled``, with b's interval from the same resamples: (a's, b's, JCM(a) - JCM(b))."""
     ja, jb, ba, bb = [], [], [], []
     for i, (a, b, targets) in enumerate(parts):
         if invalid_reason(a) or invalid_reason(b):
-            return NAN_INTERVAL, Difference(*(float("nan"),) * 4)
+            return NAN_INTERVAL, NAN_INTERVAL, Difference(*(float("nan"),) * 4)
         w = resample_weights(len(a), n_boot, seed + i)
         for j, bo, s, sg in ((ja, ba, a, signs[0]), (jb, bb, b, signs[1])):
             est, boot = boot_jcm(s, targets, w, variant, sg)
             j.append(est)
             bo.append(boot)
-    a_boot, d = np.mean(ba, axis=0), np.mean(ba, axis=0) - np.mean(bb, axis=0)
-    return (_interval(float(np.mean(ja)), a_boot, level),
-            boot_difference(float(np.mean(ja) - np.mean(jb)), d, level))
+    a_boot, b_boot = np.mean(ba, axis=0), np.mean(bb, axis=0)
+    return (_interval(float(np.mean(ja)), a_boot, level), _interval(float(np.mean(jb)), b_boot, level),
+            boot_difference(float(np.mean(ja) - np.mean(jb)), a_boot - b_boot, level))
 
 
 def boot_difference(estimate: float, d: np.ndarray, level: float) -> Difference:
