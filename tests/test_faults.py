@@ -448,7 +448,7 @@ def test_an_entry_truncated_under_a_reader_is_one_error_not_sigbus(warm_cache, t
         "c = StatsCache(os.path.dirname(os.path.dirname(os.path.dirname(p))))\n"
         "space, key = p.split(os.sep)[-3], os.path.basename(p)[:-4]\n"
         "s = c.load(space, key)\n"
-        "fam = max(s.tensors, key=lambda f: sum(a.nbytes for a, _, _ in s.tensors[f]._raw))\n"
+        "fam = max(s.tensors, key=lambda f: s.tensors[f].nbytes())\n"
         "os.truncate(p, 100)\n"
         "try:\n    s.tensors[fam][0]\nexcept RuntimeError as e:\n    print('refused:', e)\n")
     r = subprocess.run([sys.executable, "-c", code, str(entry)], capture_output=True, text=True, timeout=120)
@@ -456,7 +456,7 @@ def test_an_entry_truncated_under_a_reader_is_one_error_not_sigbus(warm_cache, t
 
 
 def test_an_entry_rewritten_in_place_under_a_reader_gives_no_values(warm_cache, tmp_path):
-    """Another arch's valid entry written over a mapped one (same inode): refused, not read."""
+    """Another arch's valid entry written over a loaded one (same inode): refused, not read."""
     cfg, _ = warm_cache
     root = tmp_path / "c"
     shutil.copytree(cfg.cache_dir, root)
@@ -465,7 +465,7 @@ def test_an_entry_rewritten_in_place_under_a_reader_gives_no_values(warm_cache, 
     s = StatsCache(root).load(space, key)
     fam = next(iter(s.tensors))
     time.sleep(0.01)
-    with open(first, "r+b") as f:  # in place, not by rename: the mapping sees the new bytes
+    with open(first, "r+b") as f:  # in place, not by rename: a reader of the inode would see the new bytes
         f.write(other.read_bytes()[:first.stat().st_size])
     with pytest.raises(RuntimeError, match="changed in place while being read"):
         s.tensors[fam][0]

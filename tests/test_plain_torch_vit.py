@@ -146,6 +146,14 @@ def test_a_timm_vit_when_timm_is_installed(tiny_batch):
     fresh = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=10, img_size=32)
     assert autoprox.score(fresh, tiny_batch.images, tiny_batch.labels, "grasp") != 0  # double backward: unfused
     assert fresh.blocks[0].attn.fused_attn == fused
-    for name in ("token_entropy", "meco", "apd", "swap", "zen", "snip", "zico", "dss", "naswot"):
+    for name in ("token_entropy", "meco", "apd", "swap", "zen", "snip", "zico", "dss", "naswot", "te_nas"):
         fresh = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=10, img_size=32)
         assert math.isfinite(autoprox.score(fresh, tiny_batch.images, tiny_batch.labels, name)), name
+
+
+def test_te_nas_names_the_module_to_use_on_multihead_attention(tiny_batch):
+    """``nn.MultiheadAttention`` applies its projections itself: no per-image weight gradient from
+    one backward, so the ntk pass stops with one line naming the module type to use."""
+    with pytest.raises(ValueError, match=r"MultiheadAttention applies its weights itself.*nn\.Linear") as e:
+        autoprox.score(_model(), tiny_batch.images, tiny_batch.labels, "te_nas")
+    assert "\n" not in str(e.value)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from autoprox.spaces import get_space
-from autoprox.stats import features, jacobian, zen
+from autoprox.stats import features, jacobian, ntk, zen
+from autoprox.stats.layers import seeded, weight_layers
 from autoprox.stats.block_spectra import blocks_pass
 from conftest import SMALL
 
@@ -51,12 +52,37 @@ def test_epe_nas_pairwise_branch_beyond_100_classes():
     assert float(jacobian.epe_nas(jac, labels, 100)) == pytest.approx(sum(abs(v * n) for v, n in zip(e, (3, 2, 4))))
 
 
-@pytest.mark.parametrize("run", [features.features_pass, zen.zen_pass, blocks_pass, jacobian.jacobian_pass])
+@pytest.mark.parametrize("run", [features.features_pass, zen.zen_pass, blocks_pass, jacobian.jacobian_pass,
+                                 ntk.ntk_pass])
 def test_recent_passes_leave_the_weights_as_built(run, tiny_batch):
     model = get_space("autoformer").build(SMALL["autoformer"], num_classes=10, img_size=32, seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     t, _, _ = run(model, tiny_batch.images, tiny_batch.labels, 0, {"grad_groups": 4}, None)
-    assert t and all(torch.isfinite(torch.stack([v.reshape(()) for v in vs])).all()
-                     for f, vs in t.items() if f != "logit_jacobian_corr")
+    assert t and all(torch.isfinite(torch.cat([v.flatten() for v in vs])).all() for vs in t.values())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("space", ["pit", "autoformer"])
+def test_ntk_grams_equal_one_backward_per_image(space, tiny_batch):
+    """Each layer's Gram from the one backward equals the Gram of per-image gradients taken one image
+    at a time (TE-NAS's loop), PiT's grouped pooling convs included."""
+    model = get_space(space).build(SMALL[space], num_classes=10, img_size=32, seed=0)
+    t, kinds, _ = ntk.ntk_pass(model, tiny_batch.images, tiny_batch.labels, 0, {}, None)
+    layers = [m for m, _ in weight_layers(model)]
+    model.train()
+    with seeded(0, tiny_batch.images.device):
+        y = model(tiny_batch.images)
+    rows = [[] for _ in layers]
+    for n in range(len(y)):
+        grads = torch.autograd.grad(y[n].sum(), [m.weight for m in layers], retain_graph=True)
+        for i, g in enumerate(grads):
+            rows[i].append(g.double().flatten())
+    assert kinds["ntk_gram"] == [k for _, k in weight_layers(model)] and len(t["ntk_gram"]) == len(layers)
+    total = 0
+    for got, r in zip(t["ntk_gram"], rows, strict=True):
+        j = torch.stack(r)
+        total = total + j @ j.T
+        assert torch.allclose(got.double(), j @ j.T, rtol=1e-4, atol=1e-6 * float((j @ j.T).abs().max()))
+    ev = torch.linalg.eigvalsh(total)
+    assert float(t["ntk_cond"][0]) == pytest.approx(float(ev[-1] / ev[0]), rel=1e-4)

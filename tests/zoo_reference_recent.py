@@ -195,6 +195,23 @@ def az_nas_scores(space, archs, images, labels, seed, samples, tokens) -> np.nda
     return sum(np.log(rankdata(parts[:, j]) / len(archs)) for j in range(3))
 
 
+def te_nas(space, arch, images, labels, seed, samples, tokens):
+    """TE-NAS's ``get_ntk_n`` as written: one train-mode forward, then each image's summed logits
+    backpropagated on its own; the Linear/Conv2d weight gradients of image n are row n; minus the
+    condition number of rows @ rows.T."""
+    model = build(space, arch, seed)
+    y = seeded(model, images, seed)
+    rows = []
+    for n in range(len(images)):
+        model.zero_grad(set_to_none=True)
+        y[n:n + 1].backward(torch.ones_like(y[n:n + 1]), retain_graph=True)
+        rows.append(np.concatenate([m.weight.grad.double().numpy().ravel() for m in model.modules()
+                                    if isinstance(m, (nn.Linear, nn.Conv2d))]))
+    g = np.stack(rows)
+    ev = np.linalg.eigvalsh(g @ g.T)
+    return -ev[-1] / ev[0]
+
+
 REFERENCES = {f.__name__: f for f in (token_entropy, token_entropy_mlp, token_min_eig, meco, apd, swap, zen,
-                                      epe_nas)}
+                                      epe_nas, te_nas)}
 assert GROUPS == 4

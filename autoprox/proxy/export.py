@@ -23,7 +23,8 @@ FORMATS = ("text", "latex", "yaml", "python")
 _PKG = Path(__file__).resolve().parent.parent  # autoprox/
 # Torch-only sources embedded, in dependency order, in an exported Python file.
 _EMBED = ([_PKG.parent / "primitives" / f for f in ("_tensor.py", "reduce.py", "unary.py", "binary.py", "aggregate.py")]
-          + [_PKG / "stats" / f for f in ("layers.py", "collect.py", "jacobian.py", "features.py", "zen.py", "block_spectra.py")]
+          + [_PKG / "stats" / f for f in ("layers.py", "collect.py", "jacobian.py", "features.py", "zen.py",
+                                          "block_spectra.py", "ntk.py")]
           + [_PKG / "proxy" / f for f in ("evalcore.py", "fusecore.py")])
 YAML_KEYS = {"autoprox_proxy", "name", "description", "hash", "expression", "genotype", "formula", "graph",
              "fusion", "parts"}

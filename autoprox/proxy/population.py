@@ -2,8 +2,8 @@
 
 The shard's archs are cut into chunks; each statistic family a population reads is packed per
 chunk into a ``stacked.Value`` (operands of one shape stacked, on the scoring device) and kept
-while it fits ``resident_bytes`` (first come; the others are packed again from the memory-mapped
-cache at each call: the same values, streamed). Every node of the population
+while it fits ``resident_bytes`` (first come; the others are packed again from the
+cache files at each call: the same values, streamed). Every node of the population
 runs once per chunk (shared sub-expressions once, released after their last use as
 ``graph.SharedMemo`` does). ``graph.score_population`` stays the reference: the same scores to
 float rounding, NaN where it gives NaN (``tests/test_population_eval.py``).
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -41,22 +41,21 @@ def family_bytes(stats: ArchStats, family: str) -> int:
     return 4 * sum(math.prod(s) for s in _shapes(stats.tensors[family]))
 
 
-def _operands(s: ArchStats, name: str, kinds: dict[str, int]) -> tuple[bool, list, Any]:
-    """(layered, [(source, layer, kind code)], a LazyList to release after decoding) of one arch;
-    a source is a tensor or a stored (array, scale, shape) decoded later in bulk."""
+def _operands(s: ArchStats, name: str, kinds: dict[str, int]) -> tuple[bool, list]:
+    """(layered, [(source, layer, kind code)]) of one arch; a source is a tensor or a stored
+    (array, scale, shape) decoded later in bulk."""
     if name in s.scalars:
-        return False, [(torch.tensor(float(s.scalars[name])), 0, -1)], None
+        return False, [(torch.tensor(float(s.scalars[name])), 0, -1)]
     if name in SCALARS:
         raise KeyError(f"scalar {name!r} not in statistics")
     if name not in s.tensors:
         raise KeyError(f"statistic {name!r} not available; have {sorted(s.tensors)}")
     values = s.tensors[name]
     if name in single_families():
-        return False, [(values[0], 0, -1)], None
+        return False, [(values[0], 0, -1)]
     codes = [kinds.setdefault(k, len(kinds)) for k in s.kinds[name]]
-    if isinstance(values, LazyList):
-        return True, [(e, i, k) for i, (e, k) in enumerate(zip(values.encoded(), codes))], values
-    return True, [(t, i, k) for i, (t, k) in enumerate(zip(values, codes))], None
+    stored = values.encoded() if isinstance(values, LazyList) else values
+    return True, [(t, i, k) for i, (t, k) in enumerate(zip(stored, codes))]
 
 
 def _stack(sources: list) -> torch.Tensor:
@@ -68,21 +67,16 @@ def _stack(sources: list) -> torch.Tensor:
 def pack(stats: Sequence[ArchStats], name: str, kinds: dict[str, int], device: str) -> stacked.Value:
     """Leaf ``name`` on every arch of ``stats`` as one ``Value`` (``evalcore.leaf_value``'s rules)."""
     groups: dict[tuple, list] = defaultdict(list)
-    layered, read = None, []
+    layered = None
     for a, s in enumerate(stats):
-        here, ops, lazy = _operands(s, name, kinds)
+        here, ops = _operands(s, name, kinds)
         if layered is not None and here != layered:
             raise ValueError(f"statistic {name!r} is per layer on some archs and single on others")
         layered = here
         for src, i, k in ops:
             groups[tuple(src[2]) if isinstance(src, tuple) else tuple(src.shape)].append((src, (a, i, k)))
-        if lazy is not None:
-            read.append(lazy)
-    value = stacked.make_value([(_stack([x for x, _ in g]), [m for _, m in g]) for g in groups.values()],
-                               bool(layered), len(stats), device)
-    for lazy in read:  # the decoded stacks hold the values: the file's pages can go
-        lazy.release()
-    return value
+    return stacked.make_value([(_stack([x for x, _ in g]), [m for _, m in g]) for g in groups.values()],
+                              bool(layered), len(stats), device)
 
 
 class Chunk:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 import stat
 import struct
-import sys
 import warnings
+import weakref
 import zlib
 from pathlib import Path
-from typing import Any, Collection, Iterator, Mapping, MutableSequence
+from typing import Any, Callable, Collection, Iterator, Mapping, MutableSequence
 
 import numpy as np
 import torch
@@ -47,45 +46,86 @@ def cache_key(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(dict(parts), sort_keys=True).encode()).hexdigest()[:32]
 
 
-class LazyList(MutableSequence):
-    """Per-layer tensors decoded from the file buffer to float32 at each access.
+class EntryChanged(RuntimeError):
+    """A cache file changed under a reader (cut short, rewritten in place, replaced or removed)."""
 
-    Nothing is kept besides the buffer, so held statistics stay at their stored
-    size; callers that reuse a tensor (the graph evaluator's memo) keep it. When the
-    buffer is a memory-mapped cache file (``mapping``: the map and its address), the
-    pages an access read are given back right after it: held statistics cost no memory
-    until they are read, and then only while the decoded tensor lives.
+
+class _Buffer:
+    """Bytes in this process's memory (a fresh result, or a file read whole)."""
+
+    def __init__(self, buf: bytes | bytearray | memoryview) -> None:
+        self._buf = buf
+
+    def read(self, offset: int, nbytes: int) -> memoryview:
+        return memoryview(self._buf)[offset: offset + nbytes]
+
+
+class _File:
+    """A cache file read with ``pread`` where and when a tensor is read: nothing of it is resident
+    in between, and a file cut short or rewritten in place under the reader is refused with one
+    line (``EntryChanged``) where a memory map would be killed by SIGBUS or give other values.
+    Holds a descriptor while there are plenty; else opens the path at each read and checks it is
+    still the same file (inode, size, times)."""
+
+    def __init__(self, path: str, fd: int, st: os.stat_result, hold: bool) -> None:
+        self.path = path
+        self._id = _identity(st)
+        self._fd = fd if hold else None
+        if hold:
+            weakref.finalize(self, os.close, fd)
+
+    def read(self, offset: int, nbytes: int) -> bytes:
+        fd = self._fd if self._fd is not None else _open_entry(self.path)
+        try:
+            if self._fd is None and _identity(os.fstat(fd)) != self._id:
+                raise EntryChanged(self._changed())
+            data = os.pread(fd, nbytes, offset)
+            if len(data) != nbytes or _identity(os.fstat(fd)) != self._id:
+                raise EntryChanged(self._changed())
+            return data
+        finally:
+            if self._fd is None:
+                os.close(fd)
+
+    def _changed(self) -> str:
+        return (f"cache entry {self.path} was changed in place while being read; run again "
+                f"(autoprox recomputes an entry it cannot use)")
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _open_entry(path: str) -> int:
+    """A read-only descriptor; non-blocking so a FIFO in an entry's place never waits for a writer."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise EntryChanged(f"cache entry {path} was removed while being read; run again") from e
+
+
+class LazyList(MutableSequence):
+    """Per-layer tensors decoded to float32 at each access from where they are stored.
+
+    Nothing is kept besides the source, so held statistics stay at their stored size; callers
+    that reuse a tensor (the graph evaluator's memo) keep it. From a cache file (``_File``), held
+    statistics cost no memory until they are read, and then only while the decoded tensor lives.
     """
 
-    def __init__(self, raw: list[tuple[np.ndarray, float, tuple]],
-                 mapping: tuple[mmap.mmap, int] | None = None, origin: tuple[str, int, int, int] | None = None) -> None:
-        self._raw = raw
-        self._map = mapping
-        self._origin = origin  # (path, inode, size, mtime_ns) of a mapped file
+    def __init__(self, raw: list[tuple[tuple[int, int], float, tuple]], source: _Buffer | _File,
+                 dtype: Any) -> None:
+        self._raw = raw  # ((offset, nbytes) in the source, scale, shape) per tensor
+        self._src = source
+        self._dtype = np.dtype(dtype)
 
-    def _check_whole(self) -> None:
-        """A mapped file cut short in place (not by autoprox, which only renames) would kill the
-        process with SIGBUS on the next page read, and one rewritten in place would give another
-        entry's values: refuse with one line instead."""
-        if self._origin is None:
-            return
-        path, ino, size, mtime = self._origin
-        try:
-            st = os.stat(path)
-        except OSError:  # removed or replaced: the mapping keeps the old file whole
-            return
-        if st.st_ino == ino and (st.st_size < size or st.st_mtime_ns != mtime):
-            raise RuntimeError(f"cache entry {path} was changed in place while being read; run again "
-                               f"(autoprox recomputes an entry it cannot use)")
+    def _array(self, span: tuple[int, int]) -> np.ndarray:
+        return np.frombuffer(self._src.read(*span), self._dtype)
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
             return [self[j] for j in range(len(self))[i]]
-        self._check_whole()
-        arr, scale, shape = self._raw[range(len(self))[i]]
-        t = torch.from_numpy(arr.astype(np.float32, copy=True)).reshape(shape)
-        if self._map is not None and arr.nbytes:
-            _give_back(self._map, arr)
+        span, scale, shape = self._raw[range(len(self))[i]]
+        t = torch.from_numpy(self._array(span).astype(np.float32, copy=True)).reshape(shape)
         return t.mul_(scale) if scale != 1.0 else t
 
     def __len__(self) -> int:
@@ -95,28 +135,35 @@ class LazyList(MutableSequence):
         """Each tensor's shape, without decoding it."""
         return [tuple(shape) for _, _, shape in self._raw]
 
+    def nbytes(self) -> int:
+        """Stored bytes of all the tensors."""
+        return sum(n for (_, n), _, _ in self._raw)
+
     def encoded(self) -> list[tuple[np.ndarray, float, tuple]]:
         """The stored (array, scale, shape) of each tensor, for a caller that decodes many at once
-        (``decode_stack``); ``release`` gives their pages back after."""
-        self._check_whole()
-        return list(self._raw)
-
-    def release(self) -> None:
-        """Give back the pages of every stored array of a mapped file (once, over their span)."""
-        arrs = [a for a, _, _ in self._raw if a.nbytes]
-        if self._map is None or not arrs:
-            return
-        lo = min(a.ctypes.data for a in arrs)
-        _give_back_span(self._map, lo, max(a.ctypes.data + a.nbytes for a in arrs) - lo)
+        (``decode_stack``): one read over the family's span."""
+        if not self._raw:
+            return []
+        lo = min(o for (o, _), _, _ in self._raw)
+        whole = self._src.read(lo, max(o + n for (o, n), _, _ in self._raw) - lo)
+        item = self._dtype.itemsize
+        return [(np.frombuffer(whole, self._dtype, count=n // item, offset=o - lo), scale, shape)
+                for (o, n), scale, shape in self._raw]
 
     @property
-    def mapped(self) -> bool:
-        """Views of a memory-mapped file (resident only while read)."""
-        return self._map is not None
+    def from_file(self) -> bool:
+        """Read from a cache file at each access (not held in memory)."""
+        return isinstance(self._src, _File)
 
     def owned(self) -> "LazyList":
-        """The same tensors in their own memory, not views of the file buffer."""
-        return LazyList([(a.copy(), scale, shape) for a, scale, shape in self._raw])
+        """The same tensors in their own memory, not views of a larger buffer or a file."""
+        arrays = self.encoded()
+        raw, chunks, offset = [], [], 0
+        for a, scale, shape in arrays:
+            raw.append(((offset, a.nbytes), scale, shape))
+            chunks.append(a.tobytes())
+            offset += a.nbytes
+        return LazyList(raw, _Buffer(b"".join(chunks)), self._dtype)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         return (self[i] for i in range(len(self)))
@@ -130,15 +177,12 @@ class LazyList(MutableSequence):
         raise TypeError("cached statistics are read-only")
 
 
-def _map_file(f: Any) -> mmap.mmap | None:
-    """``f`` mapped read-only; None when it should be read instead: before Python 3.13 each map
-    holds a duplicate file descriptor, so maps stop at half the process's descriptor limit."""
-    if sys.version_info >= (3, 13):
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ, trackfd=False)
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0] if resource is not None else None
-    if soft is not None and soft != resource.RLIM_INFINITY and _open_fds() >= soft // 2:
-        return None
-    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+def _spare_fds() -> bool:
+    """Whether a loaded entry may hold a descriptor: under half of the process's limit are open."""
+    if resource is None:
+        return True
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft == resource.RLIM_INFINITY or _open_fds() < soft // 2
 
 
 def _open_fds() -> int:
@@ -146,26 +190,6 @@ def _open_fds() -> int:
         return len(os.listdir("/proc/self/fd"))
     except OSError:  # no /proc: assume few
         return 0
-
-
-FAULT_AROUND = 1 << 16  # Linux maps up to 64 KiB of cached pages around a faulting one (fault_around_bytes)
-
-
-def _give_back(mapping: tuple[mmap.mmap, int], arr: np.ndarray) -> None:
-    """Drop the pages under ``arr``, and those a page fault mapped around them, from this process
-    (they stay in the page cache): without the margin, reading 58 one-number arrays of a file left
-    up to 64 KiB each resident."""
-    _give_back_span(mapping, arr.ctypes.data, arr.nbytes)
-
-
-def _give_back_span(mapping: tuple[mmap.mmap, int], address: int, nbytes: int) -> None:
-    m, addr = mapping
-    drop = getattr(mmap, "MADV_DONTNEED", None)
-    if drop is not None:
-        start = address - addr
-        lo = max(0, start - FAULT_AROUND)
-        lo -= lo % mmap.PAGESIZE
-        m.madvise(drop, lo, min(len(m), start + nbytes + FAULT_AROUND) - lo)
 
 
 def decode_stack(encoded: list[tuple[np.ndarray, float, tuple]]) -> torch.Tensor:
@@ -180,11 +204,11 @@ def decode_stack(encoded: list[tuple[np.ndarray, float, tuple]]) -> torch.Tensor
 def select(stats: ArchStats, families: Collection[str]) -> ArchStats:
     """``stats`` restricted to ``families`` (scalars kept). Kept tensors of an in-memory buffer
     are copied out of it, so the buffer (the whole pass) can be freed once nothing else holds it;
-    those of a memory-mapped file stay views (not resident until read)."""
+    those of a cache file stay in the file (read when accessed)."""
     keep = {f: t for f, t in stats.tensors.items() if f in families}
     if len(keep) == len(stats.tensors):
         return stats
-    tensors = {f: t.owned() if isinstance(t, LazyList) and not t.mapped else t for f, t in keep.items()}
+    tensors = {f: t.owned() if isinstance(t, LazyList) and not t.from_file else t for f, t in keep.items()}
     return ArchStats(tensors, {f: stats.kinds[f] for f in keep}, dict(stats.scalars))  # type: ignore[arg-type]
 
 
@@ -210,43 +234,36 @@ def encode(stats: ArchStats, dtype: str, meta: Mapping[str, Any]) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-_CRC_CHUNK = 1 << 23  # 8 MiB, a multiple of the page size
+_CRC_CHUNK = 1 << 23  # 8 MiB: a file is checked a chunk at a time, never held whole
 
 
-def _crc32(buf: bytes | bytearray | mmap.mmap) -> int:
-    """crc32 of all but the 4-byte trailer. A memory map is read in chunks, each chunk's pages
-    given back after it is summed (they stay in the page cache), so checking a file does not
-    hold the whole file in this process's memory."""
-    if not isinstance(buf, mmap.mmap):
-        return zlib.crc32(memoryview(buf)[:-4])
-    crc, end = 0, len(buf) - 4
-    drop = getattr(mmap, "MADV_DONTNEED", None)
-    with memoryview(buf) as mv:
-        for off in range(0, end, _CRC_CHUNK):
-            with mv[off:min(off + _CRC_CHUNK, end)] as chunk:
-                crc = zlib.crc32(chunk, crc)
-            if drop is not None:
-                buf.madvise(drop, off, min(_CRC_CHUNK, len(buf) - off))
-    return crc
-
-
-def read_header(buf: bytes | bytearray | mmap.mmap) -> tuple[dict, int] | None:
-    """(header, payload offset) of a whole, checksummed file; None if truncated, corrupt or foreign."""
-    if len(buf) < len(MAGIC) + 12 or buf[: len(MAGIC)] != MAGIC:
-        return None
-    (crc,) = struct.unpack("<I", buf[-4:])
-    if _crc32(buf) != crc:
-        return None
-    (hlen,) = struct.unpack("<Q", buf[len(MAGIC): len(MAGIC) + 8])
+def _header(read: Callable[[int, int], Any], size: int) -> tuple[dict, int] | None:
+    """(header, payload offset) of a whole, checksummed file read through ``read(offset, n)``;
+    None if truncated, corrupt or foreign."""
     start = len(MAGIC) + 8
+    if size < start + 4 or bytes(read(0, len(MAGIC))) != MAGIC:
+        return None
+    (crc,) = struct.unpack("<I", read(size - 4, 4))
+    got = 0
+    for off in range(0, size - 4, _CRC_CHUNK):
+        got = zlib.crc32(read(off, min(_CRC_CHUNK, size - 4 - off)), got)
+    if got != crc:
+        return None
+    (hlen,) = struct.unpack("<Q", read(len(MAGIC), 8))
     try:
-        header = json.loads(bytes(buf[start: start + hlen]))
+        header = json.loads(bytes(read(start, hlen)))
     except ValueError:
         return None
     base = start + hlen
-    if not isinstance(header, dict) or base + header.get("payload", -1) + 4 != len(buf):
+    if not isinstance(header, dict) or base + header.get("payload", -1) + 4 != size:
         return None
     return header, base
+
+
+def read_header(buf: bytes | bytearray) -> tuple[dict, int] | None:
+    """(header, payload offset) of a whole, checksummed file in memory; None if truncated,
+    corrupt or foreign."""
+    return _header(_Buffer(buf).read, len(buf))
 
 
 def with_meta(buf: bytes | bytearray, meta: Mapping[str, Any]) -> bytes | None:
@@ -260,25 +277,24 @@ def with_meta(buf: bytes | bytearray, meta: Mapping[str, Any]) -> bytes | None:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def decode(buf: bytes | bytearray | mmap.mmap, key: str | None = None,
-           origin: tuple[str, int, int, int] | None = None) -> ArchStats | None:
-    """Inverse of ``encode``; None for anything truncated, corrupt or foreign, or (given ``key``)
-    a file whose header names another key: a valid file of another arch is never used."""
-    got = read_header(buf)
+def decode(buf: bytes | bytearray, key: str | None = None) -> ArchStats | None:
+    """Inverse of ``encode`` for a file in memory; None for anything truncated, corrupt or
+    foreign, or (given ``key``) a file whose header names another key."""
+    return _decode(_Buffer(buf), len(buf), key)
+
+
+def _decode(source: _Buffer | _File, size: int, key: str | None) -> ArchStats | None:
+    got = _header(source.read, size)
     if got is None:
         return None
     header, base = got
-    if key is not None and header.get("meta", {}).get("key") != key:
+    if key is not None and header.get("meta", {}).get("key") != key:  # a valid file of another arch
         return None
     np_dtype = np.float16 if header["dtype"] == "float16" else np.float32
-    mapping = (buf, np.frombuffer(buf, np.uint8, count=1).ctypes.data) if isinstance(buf, mmap.mmap) else None
     raw: dict[str, list] = {}
     for e in header["entries"]:
-        arr = np.frombuffer(buf, dtype=np_dtype, count=e["nbytes"] // np.dtype(np_dtype).itemsize,
-                            offset=base + e["offset"])
-        raw.setdefault(e["family"], []).append((arr, e["scale"], tuple(e["shape"])))
-    return ArchStats(tensors={f: LazyList(r, mapping, origin if mapping else None)  # type: ignore[misc]
-                              for f, r in raw.items()},
+        raw.setdefault(e["family"], []).append(((base + e["offset"], e["nbytes"]), e["scale"], tuple(e["shape"])))
+    return ArchStats(tensors={f: LazyList(r, source, np_dtype) for f, r in raw.items()},  # type: ignore[misc]
                      kinds=header["kinds"], scalars=header["scalars"])
 
 
@@ -298,27 +314,27 @@ class StatsCache:
         return self.root / space / key[:2] / f"{key}.apx"
 
     def load(self, space: str, key: str) -> ArchStats | None:
-        """The entry of ``key``, memory-mapped read-only: the crc check reads every page once,
-        a chunk at a time (``_crc32``), giving the pages back; afterwards a tensor's pages are
-        read when it is (``LazyList``), and the mapping goes with the last view of it. Files
-        are only ever replaced by a rename, never truncated in place."""
-        p = self.path(space, key)
-        try:  # non-blocking: a FIFO in an entry's place must not wait for a writer
-            with os.fdopen(os.open(p, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-                st = os.fstat(f.fileno())
-                if not stat.S_ISREG(st.st_mode):  # a FIFO, device or socket: a miss
-                    return None
-                buf = _map_file(f)
-                if buf is None:  # no file descriptors to spare: read the file into memory
-                    buf = bytearray(st.st_size)
-                    if f.readinto(buf) != len(buf):
-                        return None
-        except (OSError, ValueError):  # missing, a directory, unreadable, empty: a miss
+        """The entry of ``key``, or None (a miss) when it is missing, not a regular file, truncated,
+        corrupt, another key's, or changed while being checked. The crc is checked a chunk at a
+        time; afterwards a tensor is read from the file when it is (``_File``). Files are only ever
+        replaced by a rename, never changed in place, by autoprox."""
+        p = str(self.path(space, key))
+        try:
+            fd = _open_entry(p)
+        except EntryChanged:  # missing: a miss
             return None
-        out = decode(buf, key, (str(p), st.st_ino, st.st_size, st.st_mtime_ns))
-        if out is None and isinstance(buf, mmap.mmap):
-            buf.close()
-        return out
+        hold = False
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):  # a FIFO, device, socket or directory: a miss
+                return None
+            hold = _spare_fds()
+            return _decode(_File(p, fd, st, hold), st.st_size, key)
+        except (OSError, ValueError, EntryChanged):  # unreadable, or changed while checked: a miss
+            return None
+        finally:
+            if not hold:
+                os.close(fd)
 
     def save(self, space: str, key: str, stats: ArchStats, dtype: str, meta: Mapping[str, Any]) -> ArchStats:
         """Write ``stats``; return them as stored, so a fresh and a cached result score alike.

@@ -18,6 +18,8 @@ registered once, with everything the engine needs to know about it:
 |             | meco, norm_stable_rank, weight_l1_l2;        | (``features``)                         |
 |             | swap_patterns                                |                                        |
 | zen         | zen_score                                    | Zen-score on a N(0, 1) copy (``zen``)  |
+| ntk         | per layer: ntk_gram; ntk_cond                | TE-NAS's per-image gradient Gram       |
+|             |                                              | (NTK), train mode (``ntk``)            |
 | blocks      | per block feature: block_expressivity,       | AZ-NAS's (``block_spectra``), eval     |
 |             | block_trainability                           | mode, chunked                          |
 
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from primitives.registry import Registry
-from autoprox.stats import block_spectra, collect, features, jacobian, teacher, zen
+from autoprox.stats import block_spectra, collect, features, jacobian, ntk, teacher, zen
 
 RunFn = Callable[..., tuple[dict, dict, dict]]
 
@@ -154,6 +156,8 @@ register_pass("jacobian", families=("logit_jacobian_corr", "epe_nas"), version=2
 register_pass("features", families=features.FEATURE_FAMILIES, version=1,
               scalar=("swap_patterns",))(features.features_pass)
 register_pass("zen", families=("zen_score",), version=1, fields=("drop_path",), scalar=("zen_score",))(zen.zen_pass)
+register_pass("ntk", families=("ntk_gram", "ntk_cond"), version=1, fields=("drop_path",),
+              scalar=("ntk_cond",))(ntk.ntk_pass)
 register_pass("blocks", families=("block_expressivity", "block_trainability"), version=1,
               fields=("grad_groups",))(block_spectra.blocks_pass)
 register_pass("base", families=BASE_FAMILIES, version=2,

@@ -1,0 +1,91 @@
+"""TE-NAS's trainability statistic: the empirical NTK of the batch, per weight layer and whole.
+
+Torch only (exported Python files embed it); registered as pass ``ntk``. TE-NAS (Chen, Gong & Wang,
+ICLR 2021; VITA-Group/TENAS ``get_ntk_n``) backpropagates each image's summed logits on its own and
+takes the Gram matrix of those per-image gradients over the weights: NTK[n, m] = <g_n, g_m>; its
+score is the condition number lambda_max / lambda_min (lower is more trainable). Train mode, as
+TE-NAS's search calls it.
+
+Here one seeded train-mode forward and one backward of sum(logits) give every image's gradient at
+once: a ViT mixes no information across images (LayerNorm is per token, DropPath masks are drawn
+for the batch before the backward), so a weight layer's per-image gradient is
+sum over positions of (its output's gradient) x (its input) for that image alone. ``ntk_gram``
+holds each weight layer's (B x B) Gram; ``ntk_cond`` the condition number of their sum.
+Deliberate differences from the official code: the weights are the Linear/Conv2d weight layers,
+not every parameter named ``weight`` (LayerNorm scales are left out), and the NTK is taken once,
+not averaged over three re-initialisations.
+"""
+from __future__ import annotations
+
+from typing import Collection
+
+import torch
+from torch import nn
+
+from autoprox.stats.layers import hook_owner, seeded, weight_layers  # torch only; embedded before this file
+
+
+class _GradTaps:
+    """Each weight module's input and output gradient on one forward/backward."""
+
+    def __init__(self, layers: list[object]) -> None:
+        self.inputs: dict[int, torch.Tensor] = {}
+        self.grads: dict[int, torch.Tensor] = {}
+        self.handles = []
+        for i, layer in enumerate(layers):
+            m = hook_owner(layer)
+            if m is not layer or not isinstance(m, (nn.Linear, nn.Conv2d)):
+                raise ValueError("the ntk pass reads per-image gradients of nn.Linear/nn.Conv2d weight layers; "
+                                 f"{type(m).__name__} applies its weights itself: build the model with nn.Linear "
+                                 f"projections (as timm's ViT does) to score it")
+            self.handles.append(m.register_forward_hook(self._keep(i)))
+
+    def _keep(self, i: int):
+        def hook(m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            self.inputs[i] = inputs[0].detach()
+            output.register_hook(lambda g: self.grads.__setitem__(i, g.detach()))
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def per_image_grads(m: nn.Module, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """(B, weight numel) gradient of each image's summed logits w.r.t. ``m.weight`` (float32, as the
+    model computes)."""
+    if isinstance(m, nn.Linear):
+        return torch.einsum("bto,bti->boi", g.reshape(g.shape[0], -1, g.shape[-1]),
+                            x.reshape(x.shape[0], -1, x.shape[-1])).flatten(1)
+    rows = [torch.nn.grad.conv2d_weight(x[b:b + 1], m.weight.shape, g[b:b + 1], m.stride, m.padding, m.dilation,
+                                        m.groups).flatten() for b in range(x.shape[0])]
+    return torch.stack(rows)
+
+
+def condition_number(gram: torch.Tensor) -> torch.Tensor:
+    """lambda_max / lambda_min of a symmetric matrix (float64)."""
+    ev = torch.linalg.eigvalsh(gram.double())
+    return ev[-1] / ev[0]
+
+
+def ntk_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, settings: dict,
+             families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
+    """The ``ntk`` pass; see the module doc. No parameter's ``.grad`` is touched."""
+    pairs = weight_layers(model)
+    taps = _GradTaps([layer for layer, _ in pairs])
+    x = images.detach().clone().requires_grad_(True)  # the backward runs to the image: every layer on the way
+    try:
+        model.train()
+        with seeded(seed, images.device):
+            logits = model(x)
+        torch.autograd.grad(logits.sum(), x)
+    finally:
+        taps.remove()
+    grams = []
+    for i, (layer, _) in enumerate(pairs):
+        j = per_image_grads(layer, taps.inputs[i], taps.grads[i]).double()
+        grams.append(j @ j.T)
+    total = torch.stack(grams).sum(0)
+    kinds = [k for _, k in pairs]
+    return ({"ntk_gram": [gm.float().cpu() for gm in grams], "ntk_cond": [condition_number(total).float().cpu()]},
+            {"ntk_gram": kinds, "ntk_cond": ["batch"]}, {})
