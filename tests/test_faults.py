@@ -467,5 +467,5 @@ def test_an_entry_rewritten_in_place_under_a_reader_gives_no_values(warm_cache, 
     time.sleep(0.01)
     with open(first, "r+b") as f:  # in place, not by rename: a reader of the inode would see the new bytes
         f.write(other.read_bytes()[:first.stat().st_size])
-    with pytest.raises(RuntimeError, match="changed in place while being read"):
+    with pytest.raises(RuntimeError, match="changed in place or replaced while being read"):
         s.tensors[fam][0]

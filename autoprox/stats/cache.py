@@ -88,7 +88,7 @@ class _File:
                 os.close(fd)
 
     def _changed(self) -> str:
-        return (f"cache entry {self.path} was changed in place while being read; run again "
+        return (f"cache entry {self.path} was changed in place or replaced while being read; run again "
                 f"(autoprox recomputes an entry it cannot use)")
 
 
