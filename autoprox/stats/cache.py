@@ -125,8 +125,7 @@ class LazyList(MutableSequence):
         if isinstance(i, slice):
             return [self[j] for j in range(len(self))[i]]
         span, scale, shape = self._raw[range(len(self))[i]]
-        t = torch.from_numpy(self._array(span).astype(np.float32, copy=True)).reshape(shape)
-        return t.mul_(scale) if scale != 1.0 else t
+        return decode_stack([(self._array(span), scale, shape)])[0]
 
     def __len__(self) -> int:
         return len(self._raw)
@@ -193,10 +192,10 @@ def _open_fds() -> int:
 
 
 def decode_stack(encoded: list[tuple[np.ndarray, float, tuple]]) -> torch.Tensor:
-    """The (n, *shape) float32 stack of n stored tensors of one shape: the values ``LazyList``
-    decodes one at a time (float32 of the stored array, times its scale in float32)."""
+    """The (n, *shape) float32 stack of n stored tensors of one shape (float32 of each stored
+    array times its scale in float32): the one decoding rule, ``LazyList`` included."""
     shape = tuple(encoded[0][2])
-    x = torch.from_numpy(np.stack([a for a, _, _ in encoded]).astype(np.float32, copy=False))
+    x = torch.from_numpy(np.stack([a for a, _, _ in encoded]).astype(np.float32, copy=False))  # a copy
     scales = torch.tensor([s for _, s, _ in encoded], dtype=torch.float32)
     return x.reshape(len(encoded), *shape).mul_(scales.reshape(-1, *(1,) * len(shape)))
 
