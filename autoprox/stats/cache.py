@@ -51,7 +51,7 @@ class EntryChanged(RuntimeError):
 
 
 class _Buffer:
-    """Bytes in this process's memory (a fresh result, or a file read whole)."""
+    """Bytes in this process's memory (statistics just computed and encoded, or copied out)."""
 
     def __init__(self, buf: bytes | bytearray | memoryview) -> None:
         self._buf = buf
