@@ -26,11 +26,12 @@ from autoprox.stats.layers import hook_owner, seeded, weight_layers  # torch onl
 
 
 class _GradTaps:
-    """Each weight module's input and output gradient on one forward/backward."""
+    """Each weight layer's (B x B) Gram of per-image gradients, formed in the backward as soon as
+    the layer's output gradient arrives (its input is then dropped: nothing waits for the end)."""
 
     def __init__(self, layers: list[object]) -> None:
         self.inputs: dict[int, torch.Tensor] = {}
-        self.grads: dict[int, torch.Tensor] = {}
+        self.grams: dict[int, torch.Tensor] = {}
         self.handles = []
         for i, layer in enumerate(layers):
             m = hook_owner(layer)
@@ -43,8 +44,12 @@ class _GradTaps:
     def _keep(self, i: int):
         def hook(m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             self.inputs[i] = inputs[0].detach()
-            output.register_hook(lambda g: self.grads.__setitem__(i, g.detach()))
+            output.register_hook(lambda g: self._gram(i, m, g))
         return hook
+
+    def _gram(self, i: int, m: nn.Module, g: torch.Tensor) -> None:
+        j = per_image_grads(m, self.inputs.pop(i), g.detach()).double()
+        self.grams[i] = j @ j.T
 
     def remove(self) -> None:
         for h in self.handles:
@@ -81,10 +86,7 @@ def ntk_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed:
         torch.autograd.grad(logits.sum(), x)
     finally:
         taps.remove()
-    grams = []
-    for i, (layer, _) in enumerate(pairs):
-        j = per_image_grads(layer, taps.inputs[i], taps.grads[i]).double()
-        grams.append(j @ j.T)
+    grams = [taps.grams[i] for i in range(len(pairs))]
     total = torch.stack(grams).sum(0)
     kinds = [k for _, k in pairs]
     return ({"ntk_gram": [gm.float().cpu() for gm in grams], "ntk_cond": [condition_number(total).float().cpu()]},
