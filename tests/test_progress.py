@@ -22,11 +22,30 @@ def test_log_lines_report_count_and_eta(now):
         prog.update(2)              # 10 s in: below the period, nothing printed
         assert out.getvalue() == ""
         now[0] = 140.0
-        prog.update(4, note="x")    # 40 s in, 4 of 10: 60 s to go
+        prog.update(4, note="x")    # 40 s in, 4 of 10; the later half's pace (2 in 30 s): 90 s to go
         now[0] = 150.0
-        prog.update(5)              # 50 s in: within the period of the last line
+        prog.update(5)              # 50 s in: within the period of the last line; 3 in 40 s: 67 s to go
     lines = out.getvalue().splitlines()
-    assert lines == ["statistics pit: 4/10 in 0:00:40 eta 0:01:00  x", "statistics pit: 5/10 in 0:00:50 eta 0:00:50  x"]
+    assert lines == ["statistics pit: 4/10 in 0:00:40 eta 0:01:30  x", "statistics pit: 5/10 in 0:00:50 eta 0:01:06  x"]
+
+
+def test_cached_units_at_the_start_do_not_shorten_the_eta(now):
+    """164 archs read from the cache in 5 s, then one every 6 s: the ETA follows the 6 s."""
+    now[0] = 0.0
+    out = io.StringIO()
+    with Progress("statistics autoformer-small", 684, stream=out, every=30.0, tty=False) as prog:
+        for i in range(164):
+            now[0] = 5.0 * (i + 1) / 164
+            prog.update(i + 1)
+        assert out.getvalue() == ""
+        now[0] = 30.0
+        prog.update(164)            # nothing computed yet, beyond the burst: no pace to promise
+        for k in range(1, 31):      # 30 archs computed, 6 s each
+            now[0] = 5.0 + 6.0 * k
+            prog.update(164 + k)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "statistics autoformer-small: 164/684 in 0:00:30 eta ?"
+    assert lines[-1] == "statistics autoformer-small: 194/684 in 0:03:05 eta 0:49:00"  # 490 x 6 s
 
 
 def test_the_final_line_is_not_printed_twice(now):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import deque
 from typing import IO, Any, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -33,6 +34,7 @@ class Progress:
         self.tty = self.stream.isatty() if tty is None else tty
         self.done, self.note, self.touched = 0, "", False
         self.start = self._last = time.monotonic()
+        self._seen: deque[tuple[float, int]] = deque([(self.start, 0)])  # (time, done) at each update
         self._bar: Any = None
         self._lock = threading.Lock()
         self._printed: tuple | None = None  # (done, total, note) of the last line printed
@@ -48,17 +50,29 @@ class Progress:
             self._task = self._bar.add_task(label, total=total, note="")
             self._bar.start()
 
+    def _rate(self, now: float) -> float:
+        """Units per second over the later half of the elapsed time: a burst at the start (cached
+        archs read in a second) does not promise the rest at that pace."""
+        cut = now - (now - self.start) / 2
+        while len(self._seen) > 1 and self._seen[1][0] <= cut:
+            self._seen.popleft()
+        t0, d0 = self._seen[0]
+        return (self.done - d0) / (now - t0) if now > t0 else 0.0
+
     def line(self) -> str:
         """The one-line report: label, count, elapsed time, ETA and note."""
-        el = time.monotonic() - self.start
+        now = time.monotonic()
+        el = now - self.start
         of = f"/{self.total}" if self.total else ""
-        eta = ""
+        eta, rate = "", self._rate(now)
         if self.total and 0 < self.done < self.total:
-            eta = f" eta {_clock(el / self.done * (self.total - self.done))}"
+            eta = f" eta {_clock((self.total - self.done) / rate)}" if rate > 0 else " eta ?"
         return f"{self.label}: {self.done}{of} in {_clock(el)}{eta}" + (f"  {self.note}" if self.note else "")
 
     def update(self, done: int, total: int | None = None, note: str | None = None) -> None:
         self.done, self.touched = done, True
+        if self._bar is None:  # the plain lines' ETA (the bar estimates its own)
+            self._seen.append((time.monotonic(), done))
         self.total = self.total if total is None else total
         self.note = self.note if note is None else note
         if self._bar is not None:
