@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
@@ -183,19 +185,38 @@ def resume_command(argv: Sequence[str], verb: str) -> str:
     return "autoprox " + shlex.join(words)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's time limit), ended as Ctrl-C ends a run."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     return_freed_memory()
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        return _run(args, argv)
+    finally:
+        if main_thread and previous is not None:  # None: a handler not set from Python, left as it was
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         check_backend_flags(args)
         if getattr(args, "space", None) and is_space_file(args.space):  # Ray workers may not share the cwd
             args.space = str(Path(args.space).resolve())
         return args.fn(args)
-    except KeyboardInterrupt:
-        print(f"\nautoprox {args.verb}: interrupted; what was finished is kept. Continue with: "
+    except KeyboardInterrupt as e:
+        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        print(f"\nautoprox {args.verb}: {how}; what was finished is kept. Continue with: "
               f"{resume_command(argv, args.verb)}", file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
     except (ConfigError, ValueError, KeyError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"autoprox {args.verb}: error: " + " ".join(str(msg).split()), file=sys.stderr)  # one line

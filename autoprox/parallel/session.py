@@ -3,7 +3,9 @@ started. An unreachable address fails within ``connect_timeout`` seconds with on
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,21 @@ def start(address: str | None, num_cpus: int, connect_timeout: float = CONNECT_T
 
     if ray.is_initialized():
         return False
+    own = signal.getsignal(signal.SIGTERM)
+    try:
+        return _init(ray, address, num_cpus, connect_timeout)
+    finally:
+        _keep_sigterm(own)
+
+
+def _keep_sigterm(own: Any) -> None:
+    """Give back the program's own SIGTERM handler (the CLI's: one line and the resume command),
+    which ``ray.init`` replaces with its own (a native stack dump, then exit 1)."""
+    if callable(own) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, own)
+
+
+def _init(ray: Any, address: str | None, num_cpus: int, connect_timeout: float) -> bool:
     if address is None:  # "local": a new instance even when `ray start` runs on this machine
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
         return True
