@@ -80,3 +80,16 @@ def test_a_phase_that_never_reported_prints_no_final_line():
     with Progress("evolve", 10, stream=out, tty=False) as prog:
         prog.update(0, note="started")
     assert out.getvalue().startswith("evolve: 0/10 in ")
+
+
+def test_only_the_inner_phase_reports_while_it_runs():
+    """``evolve`` (steps) around its statistics phase: one heartbeat, the statistics', not two."""
+    import time
+    out = io.StringIO()
+    with Progress("evolve", 3, stream=out, every=0.2, tty=False):
+        with Progress("evolve: statistics of pit", 100, stream=out, every=0.2, tty=False):
+            time.sleep(0.7)
+        inner = out.getvalue().splitlines()
+        time.sleep(0.5)             # the outer phase reports again once the inner one ended
+    assert inner and all(ln.startswith("evolve: statistics of pit: 0/100") for ln in inner), inner
+    assert out.getvalue().splitlines()[-1].startswith("evolve: 0/3 in ")

@@ -25,7 +25,10 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    """Progress of one phase of ``total`` units (``None``: unknown yet)."""
+    """Progress of one phase of ``total`` units (``None``: unknown yet). While a phase runs inside
+    another (the statistics inside ``evolve``), only the inner one's timer reports."""
+
+    _open: list["Progress"] = []  # the phases open in this process, outermost first
 
     def __init__(self, label: str, total: int | None = None, stream: IO[str] | None = None,
                  every: float = 30.0, tty: bool | None = None) -> None:
@@ -40,6 +43,7 @@ class Progress:
         self._printed: tuple | None = None  # (done, total, note) of the last line printed
         self._stop = threading.Event()
         if not self.tty:
+            Progress._open.append(self)
             threading.Thread(target=self._beat, daemon=True).start()
         else:
             from rich.console import Console
@@ -92,7 +96,8 @@ class Progress:
     def _beat(self) -> None:
         """The timer: a line whenever ``every`` seconds passed without one."""
         while not self._stop.wait(min(self.every, 5.0)):
-            if time.monotonic() - self._last >= self.every:
+            covered = bool(Progress._open) and Progress._open[-1] is not self  # an inner phase reports
+            if not covered and time.monotonic() - self._last >= self.every:
                 self._report()
 
     def close(self, failed: bool = False) -> None:
@@ -100,6 +105,8 @@ class Progress:
         nor for a phase that never reported (``evolve --cv --resume`` gathering finished runs), nor
         when the last line printed already says it."""
         self._stop.set()
+        if self in Progress._open:
+            Progress._open.remove(self)
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
