@@ -369,6 +369,19 @@ def test_the_recent_statistics_are_leaves_evolution_reads(tiny_objective, tmp_pa
     assert np.isfinite(run.pick().record["train"])
 
 
+def test_a_seed_reading_a_statistic_outside_the_leaves_is_scored(tiny_objective, tmp_path):
+    """``runs/autoformer.yaml`` seeds ``jacov``, whose logit-Jacobian statistic is in its own pass and
+    not among the default leaves: the run computes that pass too (it used to stop after the
+    statistics phase: "statistic 'logit_jacobian_corr' not available")."""
+    var = VariationConfig()
+    assert "logit_jacobian_corr" not in var.leaves + var.single_leaves
+    run = evolve(EvolveConfig(population=4, steps=0, offspring=4, hall_of_fame=2, seed_proxies=("jacov", "snip"),
+                              objective=tiny_objective, variation=var), tmp_path / "r")
+    hist = [json.loads(ln) for ln in (tmp_path / "r" / "history.jsonl").read_text().splitlines()]
+    seeded = [h for h in hist if "logit_jacobian_corr" in json.dumps(h)]
+    assert seeded and all(np.isfinite(h["train"]) for h in seeded), seeded
+
+
 def test_a_run_that_cannot_pick_says_so_and_claims_no_best_yaml(tiny_objective, tmp_path, capsys, monkeypatch):
     """No member with a validation JCM (all NaN there, say; forced here): the run says there is no pick
     and lists only the files it wrote."""

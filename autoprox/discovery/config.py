@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from autoprox.core.config import ConfigError, check_ranges, config_diff, load_config
-from autoprox.discovery.objective import ObjectiveConfig
-from autoprox.discovery.variation import VariationConfig, validate
+from autoprox.discovery.objective import ObjectiveConfig, families_of
+from autoprox.discovery.variation import VariationConfig, to_proxy, validate
 from autoprox.proxy.genotype import to_genotype
 from autoprox.proxy.spec import resolve, resolve_graph
 from autoprox.stats.provider import RESUME_FREE as SCORING_RESUME_FREE
@@ -73,6 +73,14 @@ def seed_genomes(cfg: EvolveConfig) -> list[list[str]]:
             msg = e.args[0] if e.args else e
             raise ConfigError(f"seed_proxies: {spec!r}: {msg}") from None
     return out
+
+
+def run_families(cfg: EvolveConfig) -> list[str]:
+    """The statistic families a run loads: those its leaves read, and those its seed proxies read
+    (a seed such as ``jacov`` may read a statistic that variation does not offer as a leaf)."""
+    var = cfg.variation
+    seeds = set().union(*(to_proxy(g, var).families for g in seed_genomes(cfg)))
+    return families_of([*var.leaves, *var.single_leaves, *sorted(seeds)])
 
 
 def _genome(spec: str, var: VariationConfig) -> list[str]:

@@ -10,9 +10,9 @@ from autoprox.core.checkpoint import clean_temporaries, load_state
 from autoprox.core.config import ConfigError, save_config
 from autoprox.core.io import check_writable_dir
 from autoprox.core.runs import check_owner, claimed
-from autoprox.discovery.config import EvolveConfig, config_changes, seed_genomes
+from autoprox.discovery.config import EvolveConfig, config_changes, run_families, seed_genomes
 from autoprox.discovery.loop import Run
-from autoprox.discovery.objective import Objective, families_of
+from autoprox.discovery.objective import Objective
 from autoprox.eval.bench import BASELINES
 from autoprox.discovery.report import run_doc, write_outputs
 from autoprox.parallel.session import CONNECT_TIMEOUT
@@ -42,8 +42,7 @@ def evolve(cfg: EvolveConfig, out: str | Path, resume: bool = False, backend: st
     statistics) runs before the run folder is created or touched."""
     out = Path(out)
     _prepare(cfg, out, resume)
-    var = cfg.variation
-    obj = Objective(cfg.objective, families_of(var.leaves + var.single_leaves), backend, workers, address,
+    obj = Objective(cfg.objective, run_families(cfg), backend, workers, address,
                     connect_timeout)
     run = Run(cfg, out, obj)
     folder = ExitStack()

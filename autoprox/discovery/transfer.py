@@ -22,8 +22,8 @@ from autoprox.core.config import ConfigError
 from autoprox.core.io import atomic_write_many
 from autoprox.eval import alternatives
 from autoprox.eval.uncertainty import N_BOOT, pooled_pair
-from autoprox.discovery.config import EvolveConfig
-from autoprox.discovery.objective import Objective, families_of
+from autoprox.discovery.config import EvolveConfig, run_families
+from autoprox.discovery.objective import Objective
 from autoprox.discovery.report import input_parts, input_texts, oriented
 from autoprox.discovery.run import evolve
 
@@ -76,7 +76,7 @@ def transfer(cfg: EvolveConfig, out: str | Path, resume: bool = False,
     ``transfer.json`` in ``out``. ``backend``: ``evolve``'s backend arguments."""
     out = Path(out)
     rows = []
-    families = families_of(cfg.variation.leaves + cfg.variation.single_leaves)
+    families = run_families(cfg)
     for held, run_cfg in transfer_runs(cfg).items():
         folder = out / f"without-{held}"
         run = evolve(run_cfg, folder, resume=resume and folder.exists(), on_step=on_step, **backend)
