@@ -364,8 +364,8 @@ def test_a_seed_reading_a_statistic_outside_the_leaves_is_scored(tiny_objective,
     statistics phase: "statistic 'logit_jacobian_corr' not available")."""
     var = VariationConfig()
     assert "logit_jacobian_corr" not in var.leaves + var.single_leaves
-    run = evolve(EvolveConfig(population=4, steps=0, offspring=4, hall_of_fame=2, seed_proxies=("jacov", "snip"),
-                              objective=tiny_objective, variation=var), tmp_path / "r")
+    evolve(EvolveConfig(population=4, steps=0, offspring=4, hall_of_fame=2, seed_proxies=("jacov", "snip"),
+                          objective=tiny_objective, variation=var), tmp_path / "r")
     hist = [json.loads(ln) for ln in (tmp_path / "r" / "history.jsonl").read_text().splitlines()]
     seeded = [h for h in hist if "logit_jacobian_corr" in json.dumps(h)]
     assert seeded and all(np.isfinite(h["train"]) for h in seeded), seeded
