@@ -144,3 +144,11 @@ def test_every_verb_help_has_a_description_and_examples(capsys):
         assert "(default 60) (default" not in text, name
     cache = sub.choices["cache"].format_help()
     assert "--teacher" not in cache and "--gpus-per-worker" not in cache and "--no-cache" not in cache
+
+
+def test_a_cv_run_counts_the_steps_of_every_fold_in_one_line(tiny_config, tmp_path, capsys):
+    """``--cv 2`` runs 3 evolutions of 3 steps: the progress counts 9 steps and names the run, instead
+    of starting again at 0 of 3 for each fold (its ETA then promised hours for minutes of work)."""
+    assert main(["evolve", "--config", str(tiny_config), "--out", str(tmp_path / "cv"), "--cv", "2"]) == 0
+    last = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("evolve: ")][-1]
+    assert last.startswith("evolve: 9/9 in ") and "  final: evals " in last, last

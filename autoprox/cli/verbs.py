@@ -154,8 +154,10 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     check_device(cfg.objective.scoring.device, args.backend, cached_ok=True)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     with Progress("evolve", cfg.steps) as prog:
-        def on_step(row: dict) -> None:
-            prog.update(row["step"], note=step_note(row, bool(cfg.objective.beyond_size)))
+        def on_step(row: dict) -> None:  # a cv or transfer run counts the steps of all its runs
+            where = f"{row['run']}: " if "run" in row else ""
+            prog.update(row.get("run_index", 0) * cfg.steps + row["step"], total=row.get("runs", 1) * cfg.steps,
+                        note=where + step_note(row, bool(cfg.objective.beyond_size)))
         if args.transfer:
             from autoprox.discovery.transfer import transfer, transfer_runs
             transfer_runs(cfg)  # fewer than 2 spaces: one line before anything is written

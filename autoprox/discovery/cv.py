@@ -30,7 +30,7 @@ from autoprox.eval.uncertainty import N_BOOT, headroom, oracle_scores, pooled_pa
 from autoprox.discovery.config import PICK_RULES, EvolveConfig
 from autoprox.discovery.loop import Run
 from autoprox.discovery.report import input_parts
-from autoprox.discovery.run import evolve
+from autoprox.discovery.run import evolve, numbered
 from autoprox.eval.bench import BASELINES
 
 
@@ -171,10 +171,10 @@ def cross_validate(cfg: EvolveConfig, out: str | Path, k: int, resume: bool = Fa
     if only is not None and only not in runs:
         raise ValueError(f"--fold {only.removeprefix('fold-')!r}: expected 0 to {k - 1} or 'final'")
     done: dict[str, Run] = {}
-    for name, run_cfg in runs.items():
-        if only in (None, name):
-            done[name] = evolve(run_cfg, out / name, resume=resume and (out / name).exists(), on_step=on_step,
-                                **backend)
+    todo = [name for name in runs if only in (None, name)]
+    for j, name in enumerate(todo):
+        done[name] = evolve(runs[name], out / name, resume=resume and (out / name).exists(),
+                            on_step=numbered(on_step, name, j, len(todo)), **backend)
     if only is not None:
         return [], done[only]
     rows = [_fold_row(i, done[f"fold-{i}"]) for i in range(k)]

@@ -33,6 +33,15 @@ def _prepare(cfg: EvolveConfig, out: Path, resume: bool) -> None:
         raise ConfigError(f"{out}: the config differs from the checkpointed run's: {'; '.join(diff)}")
 
 
+def numbered(on_step: Callable[[dict], None] | None, name: str, index: int,
+             runs: int) -> Callable[[dict], None] | None:
+    """``on_step`` for run ``index`` of ``runs`` (a cv fold, a transfer source run): its rows carry
+    ``run``, ``run_index`` and ``runs``, so that one progress line counts the steps of them all."""
+    if on_step is None:
+        return None
+    return lambda row: on_step({**row, "run": name, "run_index": index, "runs": runs})
+
+
 def evolve(cfg: EvolveConfig, out: str | Path, resume: bool = False, backend: str = "serial",
            workers: int = 2, address: str | None = None,
            on_step: Callable[[dict], None] | None = None, connect_timeout: float = CONNECT_TIMEOUT) -> Run:

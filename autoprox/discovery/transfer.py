@@ -25,7 +25,7 @@ from autoprox.eval.uncertainty import N_BOOT, pooled_pair
 from autoprox.discovery.config import EvolveConfig, run_families
 from autoprox.discovery.objective import Objective
 from autoprox.discovery.report import input_parts, input_texts, oriented
-from autoprox.discovery.run import evolve
+from autoprox.discovery.run import evolve, numbered
 
 
 class TransferRow(TypedDict, total=False):
@@ -77,9 +77,11 @@ def transfer(cfg: EvolveConfig, out: str | Path, resume: bool = False,
     out = Path(out)
     rows = []
     families = run_families(cfg)
-    for held, run_cfg in transfer_runs(cfg).items():
+    sources = transfer_runs(cfg)
+    for j, (held, run_cfg) in enumerate(sources.items()):
         folder = out / f"without-{held}"
-        run = evolve(run_cfg, folder, resume=resume and folder.exists(), on_step=on_step, **backend)
+        run = evolve(run_cfg, folder, resume=resume and folder.exists(),
+                     on_step=numbered(on_step, folder.name, j, len(sources)), **backend)
         pick = run.pick()
         row: TransferRow = {"held_out": held, "sources": list(run_cfg.objective.spaces), "pick": None}
         if pick is not None and run.report is not None:
