@@ -55,7 +55,8 @@ def torch_file(space: str, arch: Mapping, num_classes: int, img_size: int, seed:
     sp = get_space(space)
     if not sp.torch_parts:
         raise ValueError(f"space {space!r} declares no torch-only model source; write --out model.pt instead")
-    module = sys.modules[type(sp).__module__]
+    owner = next(c for c in type(sp).__mro__ if "torch_parts" in vars(c))  # a declared space's class is made at run time
+    module = sys.modules[owner.__module__]
     lib = [ln for ln in inspect.getsource(layers).splitlines() if not ln.startswith("from __future__")]
     parts = [f"{p} = {getattr(module, p)!r}" if isinstance(p, str) else inspect.getsource(p)
              for p in sp.torch_parts]
