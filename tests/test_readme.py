@@ -119,3 +119,35 @@ def test_the_api_lines_run_as_written_up_to_the_long_ones(tmp_path, monkeypatch)
     assert "snip" in values[0] and scope["p"].name == "snip" and tuple(scope["images"].shape) == (32, 3, 224, 224)
     snip, dw, fused = values[1:]
     assert np.isfinite(snip) and snip > 0 and np.isfinite(dw) and len(fused) == 2 and np.all(np.isfinite(fused))
+
+
+def _run_folders() -> list[tuple[str, str]]:
+    """(folder, what writes it) for every run the README starts: ``evolve`` and ``search`` commands
+    (block and prose; a ``--resume`` continues its run) and the API's ``evolve``/``search`` lines."""
+    found = []
+    cmds = BLOCK_COMMANDS + [shlex.split(s)[1:] for s in INLINE]
+    for c in cmds:
+        if c[0] not in ("evolve", "search") or "--resume" in c or "--fold" in c:
+            continue
+        if "--out" in c:
+            found.append((c[c.index("--out") + 1], " ".join(c)))
+        elif c[0] == "evolve" and "--config" in c:
+            found.append(("runs/" + Path(c[c.index("--config") + 1]).stem, " ".join(c)))
+    for m in re.finditer(r"autoprox\.(evolve|search)\((.*)\)", README):
+        out = re.search(r'out="([^"]+)"', m[2])
+        cfg = re.match(r'"([^"]+\.yaml)"', m[2])
+        found.append((out[1] if out else "runs/" + Path(cfg[1]).stem if cfg else "?", m[0]))
+    return found
+
+
+def test_no_two_readme_runs_write_one_folder():
+    """Run in order, a second run into a folder another run holds stops ("runs/s already holds a search
+    run"): the README's API search and its declared-space search both wrote runs/s, and the API's
+    evolve wrote runs/quick, the folder of the README's first evolve command."""
+    seen: dict[str, str] = {}
+    for folder, what in _run_folders():
+        if folder.isupper():  # a placeholder of the prose (``--out D``), not a folder
+            continue
+        assert folder not in seen or seen[folder] == what, f"{folder}: {seen[folder]!r} and {what!r}"
+        seen[folder] = what
+    assert {"runs/quick", "runs/s", "runs/narrow", "runs/quick-api"} <= set(seen)
