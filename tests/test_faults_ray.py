@@ -62,8 +62,8 @@ def test_ray_unreachable_address(address, tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
-def test_ctrl_c_or_kill_during_a_ray_load_ends_with_one_line_and_leaves_no_process(how, tmp_path):
+@pytest.mark.parametrize("how,verb", [("ctrl-c", "bench"), ("kill", "bench"), ("kill", "stats")])
+def test_ctrl_c_or_kill_during_a_ray_load_ends_with_one_line_and_leaves_no_process(how, verb, tmp_path):
     """Ctrl-C as a terminal sends it (SIGINT to the driver's process group), or ``kill PID`` (SIGTERM
     to the driver alone, as a scheduler's time limit sends it), while Ray workers compute statistics:
     exit 130 / 143, one line with the resume command, no traceback and no native stack dump of Ray's,
@@ -74,8 +74,9 @@ def test_ctrl_c_or_kill_during_a_ray_load_ends_with_one_line_and_leaves_no_proce
     import sys
     import time
 
-    cmd = [sys.executable, "-m", "autoprox.cli.main", "bench", "--space", "pit", "--proxy", "snip",
-           "--backend", "ray", "--workers", "2", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "b"),
+    what = ["--proxy", "snip", "--out", str(tmp_path / "b")] if verb == "bench" else []  # stats: Ray's blocking get
+    cmd = [sys.executable, "-m", "autoprox.cli.main", verb, "--space", "pit", *what,
+           "--backend", "ray", "--workers", "2", "--cache-dir", str(tmp_path / "cache"),
            "--batch-size", "4", "--resolution", "32", "--num-classes", "10"]
     reset = (lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a background shell may have ignored it
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=reset,
@@ -93,7 +94,7 @@ def test_ctrl_c_or_kill_during_a_ray_load_ends_with_one_line_and_leaves_no_proce
     said = "interrupted" if how == "ctrl-c" else "terminated (SIGTERM)"
     assert proc.returncode == (130 if how == "ctrl-c" else 143), err[-2000:]
     assert "Traceback" not in err and "logging.cc" not in err, err[-2000:]
-    assert lines[-1].startswith(f"autoprox bench: {said}; what was finished is kept. Continue with: autoprox bench")
+    assert lines[-1].startswith(f"autoprox {verb}: {said}; what was finished is kept. Continue with: autoprox {verb}")
     assert not (tmp_path / "b").exists()  # nothing half-written
     time.sleep(2)
     try:

@@ -189,8 +189,16 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (``kill``, a scheduler's time limit), ended as Ctrl-C ends a run."""
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
+class _OnSigterm:
+    """The CLI's SIGTERM handler; ``hit`` remembers the signal, since Ray turns any KeyboardInterrupt
+    raised inside ``ray.get`` into a plain one."""
+
+    def __init__(self) -> None:
+        self.hit = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.hit = True
+        raise Terminated
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -198,25 +206,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return_freed_memory()
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    sigterm = _OnSigterm()
+    previous = signal.signal(signal.SIGTERM, sigterm) if main_thread else None
     try:
-        return _run(args, argv)
+        return _run(args, argv, sigterm)
     finally:
         if main_thread and previous is not None:  # None: a handler not set from Python, left as it was
             signal.signal(signal.SIGTERM, previous)
 
 
-def _run(args: argparse.Namespace, argv: list[str]) -> int:
+def _run(args: argparse.Namespace, argv: list[str], sigterm: _OnSigterm) -> int:
     try:
         check_backend_flags(args)
         if getattr(args, "space", None) and is_space_file(args.space):  # Ray workers may not share the cwd
             args.space = str(Path(args.space).resolve())
         return args.fn(args)
     except KeyboardInterrupt as e:
-        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
-        print(f"\nautoprox {args.verb}: {how}; what was finished is kept. Continue with: "
-              f"{resume_command(argv, args.verb)}", file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+        killed = sigterm.hit or isinstance(e, Terminated)
+        print(f"\nautoprox {args.verb}: {'terminated (SIGTERM)' if killed else 'interrupted'}; what was finished "
+              f"is kept. Continue with: {resume_command(argv, args.verb)}", file=sys.stderr)
+        return 143 if killed else 130
     except (ConfigError, ValueError, KeyError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"autoprox {args.verb}: error: " + " ".join(str(msg).split()), file=sys.stderr)  # one line
