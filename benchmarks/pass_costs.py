@@ -27,12 +27,12 @@ def main() -> None:
     _, archs, _ = load_archs(args.space, args.bench or None)
     sp = get_space(args.space)
     big = max(archs, key=lambda a: sp.num_params(a, num_classes=1000))
-    batch = make_batch(BatchConfig())
+    batch_cfg = BatchConfig()
+    batch = make_batch(batch_cfg)
     print(f"{args.space}: largest arch {sp.num_params(big, num_classes=1000) / 1e6:.1f} M params", flush=True)
     for name in args.passes:
         t = time.perf_counter()
-        extract(sp, big, batch.images, batch.labels, BatchConfig().num_classes, 0,
-                StatsConfig(), passes=[name])
+        extract(sp, big, batch.images, batch.labels, batch_cfg.num_classes, 0, StatsConfig(), passes=[name])
         print(f"{name}: {time.perf_counter() - t:.1f} s", flush=True)
 
 

@@ -185,20 +185,17 @@ def resume_command(argv: Sequence[str], verb: str) -> str:
     return "autoprox " + shlex.join(words)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, a scheduler's time limit), ended as Ctrl-C ends a run."""
-
-
 class _OnSigterm:
-    """The CLI's SIGTERM handler; ``hit`` remembers the signal, since Ray turns any KeyboardInterrupt
-    raised inside ``ray.get`` into a plain one."""
+    """The CLI's SIGTERM handler (``kill``, a scheduler's time limit): it ends a run as Ctrl-C does,
+    and ``hit`` tells the two apart (the exception cannot: Ray turns any KeyboardInterrupt raised
+    inside ``ray.get`` into a plain one)."""
 
     def __init__(self) -> None:
         self.hit = False
 
     def __call__(self, signum: int, frame: object) -> None:
         self.hit = True
-        raise Terminated
+        raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -221,11 +218,10 @@ def _run(args: argparse.Namespace, argv: list[str], sigterm: _OnSigterm) -> int:
         if getattr(args, "space", None) and is_space_file(args.space):  # Ray workers may not share the cwd
             args.space = str(Path(args.space).resolve())
         return args.fn(args)
-    except KeyboardInterrupt as e:
-        killed = sigterm.hit or isinstance(e, Terminated)
-        print(f"\nautoprox {args.verb}: {'terminated (SIGTERM)' if killed else 'interrupted'}; what was finished "
-              f"is kept. Continue with: {resume_command(argv, args.verb)}", file=sys.stderr)
-        return 143 if killed else 130
+    except KeyboardInterrupt:
+        print(f"\nautoprox {args.verb}: {'terminated (SIGTERM)' if sigterm.hit else 'interrupted'}; what was "
+              f"finished is kept. Continue with: {resume_command(argv, args.verb)}", file=sys.stderr)
+        return 143 if sigterm.hit else 130
     except (ConfigError, ValueError, KeyError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"autoprox {args.verb}: error: " + " ".join(str(msg).split()), file=sys.stderr)  # one line
