@@ -199,3 +199,25 @@ def test_summary_compares_with_depth_width_and_says_when_no_statistics_are_read(
                     "(JCM difference +0.046 [-0.088, 0.220], p = 0.521); it is worse than depth_width "
                     "(JCM difference -0.030 [-0.050, -0.010], p = 0.004).")
     assert "reads no statistics" not in verdict_sentence({"expression": "agg_sum(abs(weight))", "sign": 1}, iv, dw)
+
+
+def test_cv_paired_tests_pool_spaces_with_the_objectives_weights_and_variant():
+    """The "all spaces" rows weigh each space as ``objective.weights`` does, and every row uses the run's
+    JCM variant (``mean_abs_tau`` scores a proxy anticorrelated with one target by its |tau|)."""
+    from autoprox.discovery.cv import cv_markdown
+    from autoprox.eval.fitness import jcm
+    rng = np.random.default_rng(0)
+    y = {sp: {"a": rng.normal(size=30), "b": rng.normal(size=30)} for sp in ("pit", "autoformer")}
+    pick = {sp: (t["a"] - t["b"] + rng.normal(size=30)).tolist() for sp, t in y.items()}
+    size = {sp: (t["a"] + 2 * rng.normal(size=30)).tolist() for sp, t in y.items()}
+    rows = [{"fold": 0, "pick": "x", "val": 0.5, "test": 0.5, "params": 0.1, "depth_width": 0.1,
+             "spaces": {sp: {"held": {"pick": (1, pick[sp]), "params": (1, size[sp])},
+                             "targets": {t: v.tolist() for t, v in y[sp].items()}} for sp in y}}]
+    for variant, w in (("mean_tau", {"pit": 3.0}), ("mean_abs_tau", {})):
+        per = {sp: jcm(np.array(pick[sp]), y[sp], variant, sign=1).jcm for sp in y}
+        want = np.average([per["pit"], per["autoformer"]], weights=[w.get("pit", 1.0), 1.0])
+        text = cv_markdown(rows, 2, variant=variant, weights=w)
+        line = next(ln for ln in text.splitlines() if ln.startswith("| all spaces | params |"))
+        assert line.split(" | ")[3].startswith(f"{want:.3f} [")
+        line = next(ln for ln in text.splitlines() if ln.startswith("| pit | params |"))
+        assert line.split(" | ")[3].startswith(f"{per['pit']:.3f} [")

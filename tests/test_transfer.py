@@ -86,3 +86,18 @@ def test_cli_transfer_refuses_one_space_and_cv_in_one_line(tmp_path, capsys):
         "autoprox evolve: error: --transfer needs an objective with at least 2 spaces, got ['pit']"]
     assert main(["evolve", "--config", "runs/transfer.yaml", "--transfer", "--cv", "5", "--out", str(tmp_path / "t")]) == 2
     assert "separate runs" in capsys.readouterr().err and not (tmp_path / "t").exists()
+
+
+def test_weighted_spaces_intervals_centre_on_the_objectives_own_figures(two_spaces, tmp_path, small_zoo):
+    """``objective.weights`` weighs the spaces in a fold's JCM; its bootstrap interval and the paired
+    difference vs #params must pool the spaces the same way (they averaged them evenly before)."""
+    from autoprox.discovery.run import evolve
+    doc = evolve(two_spaces, tmp_path / "w").report
+    pick, iv = doc["pick"], doc["intervals"]
+    per = pick["per_space"]
+    assert pick["val"] == pytest.approx((2 * per["pit"]["val"] + per["autoformer"]["val"]) / 3)
+    for fold in ("train", "val"):
+        assert iv["pick"][fold]["estimate"] == pytest.approx(pick[fold])
+        assert iv["pick"][fold]["lo"] <= pick[fold] <= iv["pick"][fold]["hi"]
+    params = dict(doc["zoo"])["params"]
+    assert iv["pick"]["val_diff"]["estimate"] == pytest.approx(pick["val"] - params["val"])

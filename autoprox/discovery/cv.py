@@ -19,7 +19,7 @@ import dataclasses
 import math
 import shutil
 from pathlib import Path
-from typing import Any, Callable, TypedDict
+from typing import Any, Callable, Mapping, TypedDict
 
 import numpy as np
 
@@ -110,7 +110,10 @@ def _mean(values: list) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
 
 
-def cv_markdown(rows: list[FoldRow], k: int, pick: str = "val") -> str:
+def cv_markdown(rows: list[FoldRow], k: int, pick: str = "val", variant: str = "mean_tau",
+                weights: Mapping[str, float] | None = None) -> str:
+    """``cv.md``: the folds' table, per-space means and paired tests (JCM ``variant``; the spaces
+    pooled with the objective's ``weights``, as each fold's own figure is)."""
     fmt = (lambda x: "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}")
     lines = [f"Out-of-fold JCM of the engine's picks, {k} folds (each pick chosen {PICK_RULES[pick]}, "
              f"never on its held-out fold: `pick: {pick}`).", "",
@@ -129,7 +132,7 @@ def cv_markdown(rows: list[FoldRow], k: int, pick: str = "val") -> str:
     if speeds:
         lines.append(f"Throughput of the fold runs: {', '.join(f'{v:.2f}' for v in speeds)} proxies scored per second "
                      "(every arch of every space per proxy).")
-    return "\n".join(lines + _space_lines(rows, fmt) + _paired_lines(rows)) + "\n"
+    return "\n".join(lines + _space_lines(rows, fmt) + _paired_lines(rows, variant, weights)) + "\n"
 
 
 def _space_lines(rows: list[FoldRow], fmt: Callable[[Any], str]) -> list[str]:
@@ -178,7 +181,7 @@ def cross_validate(cfg: EvolveConfig, out: str | Path, k: int, resume: bool = Fa
     if only is not None:
         return [], done[only]
     rows = [_fold_row(i, done[f"fold-{i}"]) for i in range(k)]
-    atomic_write_text(out / "cv.md", cv_markdown(rows, k, cfg.pick))
+    atomic_write_text(out / "cv.md", cv_markdown(rows, k, cfg.pick, cfg.objective.jcm, cfg.objective.weights))
     if (out / "final" / "best.yaml").is_file():
         shutil.copyfile(out / "final" / "best.yaml", out / "best.yaml")
     return rows, done["final"]
@@ -190,21 +193,25 @@ def _compared(rows: list[FoldRow]) -> list[str]:
     return [n for n in dict.fromkeys((*BASELINES, *alternatives.NAMES)) if n in seen]
 
 
-def _paired_lines(rows: list[FoldRow], n_boot: int = N_BOOT, seed: int = 0) -> list[str]:
+def _paired_lines(rows: list[FoldRow], variant: str = "mean_tau", weights: Mapping[str, float] | None = None,
+                  n_boot: int = N_BOOT, seed: int = 0) -> list[str]:
     """The picks against each baseline and alternative out of fold: a paired bootstrap that resamples
-    each held-out fold's archs (per space, and over every space), averaging the folds' JCMs as the
-    table does; then the accuracy of the arch each ranks first in a held-out fold (search regret)."""
+    each held-out fold's archs (per space, and over every space with the objective's ``weights``),
+    averaging the folds' JCMs as the table does; then the accuracy of the arch each ranks first in a
+    held-out fold (search regret)."""
     spaces = list(dict.fromkeys(sp for r in rows for sp in r.get("spaces", {})))
     groups = [(sp, [sp]) for sp in spaces] + ([("all spaces", spaces)] if len(spaces) > 1 else [])
     lines = []
     for b in _compared(rows):
         for label, sps in groups:
-            parts = [(np.asarray(h["pick"][1]), h[b][0] * np.asarray(h[b][1]),
-                      {t: np.asarray(y) for t, y in per["targets"].items()}) for r in rows for sp in sps
-                     if "pick" in (h := (per := r["spaces"].get(sp, {})).get("held", {})) and b in h]
-            if not parts:
+            held = [(sp, h, per) for r in rows for sp in sps
+                    if "pick" in (h := (per := r["spaces"].get(sp, {})).get("held", {})) and b in h]
+            if not held:
                 continue
-            iv, ivb, d = pooled_pair(parts, n_boot=n_boot, seed=seed)
+            parts = [(np.asarray(h["pick"][1]), h[b][0] * np.asarray(h[b][1]),
+                      {t: np.asarray(y) for t, y in per["targets"].items()}) for _, h, per in held]
+            iv, ivb, d = pooled_pair(parts, n_boot=n_boot, seed=seed, variant=variant,  # type: ignore[arg-type]
+                                     space_weights=[(weights or {}).get(sp, 1.0) for sp, _, _ in held])
             lines.append(f"| {label} | {b} | {ivb.estimate:.3f} [{ivb.lo:.3f}, {ivb.hi:.3f}] | {iv.estimate:.3f} "
                          f"[{iv.lo:.3f}, {iv.hi:.3f}] | {d.estimate:+.3f} [{d.lo:.3f}, {d.hi:.3f}] | {d.p:.3f} | "
                          f"{d.verdict} |")

@@ -15,7 +15,7 @@ import io
 import json
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import yaml
@@ -93,10 +93,11 @@ def run_doc(run: Run, zoo_names: Sequence[str] | None = None) -> dict:
     # the pick (unoriented, with its record's sign), the valid zoo proxies, then #params (the last row)
     doc["intervals"] = fold_intervals([("pick", pick.record), *valid],
                                       rows(["pick:raw", *(n for n, _ in valid), "num_params"]),
-                                      run.obj.spaces, run.cfg.objective.jcm)
+                                      run.obj.spaces, run.cfg.objective.jcm, weights=run.cfg.objective.weights)
     if "depth_width" in zoo:  # the pick against the shape baseline too, on the same archs
         doc["intervals"]["pick_vs_depth_width"] = fold_intervals(
-            [("pick", pick.record)], rows(["pick:raw", "depth_width"]), run.obj.spaces, run.cfg.objective.jcm)["pick"]
+            [("pick", pick.record)], rows(["pick:raw", "depth_width"]), run.obj.spaces, run.cfg.objective.jcm,
+            weights=run.cfg.objective.weights)["pick"]
     return doc
 
 
@@ -204,19 +205,23 @@ def _ci(iv: dict | None) -> str:
 
 
 def fold_intervals(named: list[tuple[str, dict]], mats: dict[str, np.ndarray], spaces: list,
-                   variant: str, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+                   variant: str, n_boot: int = N_BOOT, seed: int = 0,
+                   weights: Mapping[str, float] | None = None) -> dict:
     """Per proxy (``(name, record)``; rows of ``mats`` in that order, then #params) and fold: the
     bootstrap interval of its fold JCM (oriented by its record's sign, archs resampled per space,
-    ``uncertainty.pooled``), and for the pick the paired difference vs #params."""
+    spaces weighted as ``objective.weights``: ``uncertainty.pooled``), and for the pick the
+    paired difference vs #params."""
     out: dict = {"n_boot": n_boot}
     for i, (name, rec) in enumerate(named):
         figs: dict = {}
         for fold in FOLDS:
+            held = [(sd, sd.folds[fold]) for sd in spaces if len(sd.folds.get(fold, ())) >= 2]
             parts = [(mats[sd.name][i][idx], mats[sd.name][-1][idx], {t: y[idx] for t, y in sd.targets.items()})
-                     for sd in spaces if len(idx := sd.folds.get(fold, ())) >= 2]
+                     for sd, idx in held]
             if not parts:
                 continue
-            jcm_iv, diff = pooled(parts, (rec["sign"], 1), n_boot, seed, variant=variant)
+            jcm_iv, diff = pooled(parts, (rec["sign"], 1), n_boot, seed, variant=variant,
+                                  space_weights=[(weights or {}).get(sd.name, 1.0) for sd, _ in held])
             figs[fold] = {"estimate": jcm_iv.estimate, "lo": jcm_iv.lo, "hi": jcm_iv.hi}
             if name == "pick":
                 figs[fold + "_diff"] = {"estimate": diff.estimate, "lo": diff.lo, "hi": diff.hi, "p": diff.p,

@@ -169,18 +169,21 @@ def paired_difference(a: np.ndarray, b: np.ndarray, targets: Mapping[str, np.nda
 
 def pooled(parts: Sequence[tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray]]], signs: tuple[int, int] = (1, 1),
            n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL,
-           variant: JcmVariant = "mean_tau") -> tuple[Interval, Difference]:
-    """A JCM averaged over spaces (as ``evolve`` reports a fold): ``parts`` holds per space the
-    scores of proxies a and b and the targets. Each space's archs are resampled on their own
-    (seed + i); returns a's JCM with its interval and JCM(a) - JCM(b), both proxies oriented
-    by the given ``signs`` (e.g. their training-fold orientation)."""
-    iv_a, _, diff = pooled_pair(parts, signs, n_boot, seed, level, variant)
+           variant: JcmVariant = "mean_tau", space_weights: Sequence[float] | None = None
+           ) -> tuple[Interval, Difference]:
+    """A JCM averaged over spaces (as ``evolve`` reports a fold, weighted by ``space_weights``, one
+    per part, as ``objective.weights``): ``parts`` holds per space the scores of proxies a and b
+    and the targets. Each space's archs are resampled on their own (seed + i); returns a's JCM
+    with its interval and JCM(a) - JCM(b), both proxies oriented by the given ``signs`` (e.g.
+    their training-fold orientation)."""
+    iv_a, _, diff = pooled_pair(parts, signs, n_boot, seed, level, variant, space_weights)
     return iv_a, diff
 
 
 def pooled_pair(parts: Sequence[tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray]]],
                 signs: tuple[int, int] = (1, 1), n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL,
-                variant: JcmVariant = "mean_tau") -> tuple[Interval, Interval, Difference]:
+                variant: JcmVariant = "mean_tau", space_weights: Sequence[float] | None = None
+                ) -> tuple[Interval, Interval, Difference]:
     """``pooled``, with b's interval from the same resamples: (a's, b's, JCM(a) - JCM(b))."""
     ja, jb, ba, bb = [], [], [], []
     for i, (a, b, targets) in enumerate(parts):
@@ -191,9 +194,10 @@ def pooled_pair(parts: Sequence[tuple[np.ndarray, np.ndarray, Mapping[str, np.nd
             est, boot = boot_jcm(s, targets, w, variant, sg)
             j.append(est)
             bo.append(boot)
-    a_boot, b_boot = np.mean(ba, axis=0), np.mean(bb, axis=0)
-    return (_interval(float(np.mean(ja)), a_boot, level), _interval(float(np.mean(jb)), b_boot, level),
-            boot_difference(float(np.mean(ja) - np.mean(jb)), a_boot - b_boot, level))
+    sw = None if space_weights is None else np.asarray(space_weights, dtype=float)
+    a_boot, b_boot = np.average(ba, axis=0, weights=sw), np.average(bb, axis=0, weights=sw)
+    a, b = float(np.average(ja, weights=sw)), float(np.average(jb, weights=sw))
+    return _interval(a, a_boot, level), _interval(b, b_boot, level), boot_difference(a - b, a_boot - b_boot, level)
 
 
 def boot_difference(estimate: float, d: np.ndarray, level: float) -> Difference:
