@@ -60,7 +60,9 @@ def test_transfer_holds_out_each_benchmark_and_scores_the_alternatives_on_it(two
     assert text.count("\n| pit | autoformer | ") == 1 and text.count("\n| autoformer | pit | ") == 1
     line = next(ln for ln in text.splitlines() if ln.startswith("| pit | autoformer | "))
     want = alternatives.jcm_of(np.array(pit["scores"]["ranker"]), {t: np.array(y) for t, y in pit["targets"].items()})
-    assert f"{want:.3f}" in line.split(" | ")[2 + 1 + list(alternatives.NAMES).index("ranker")]
+    assert line.split(" | ")[2 + 1 + list(alternatives.NAMES).index("ranker")].startswith(f"{want:.3f} [")
+    pick_cell = line.split(" | ")[2]  # the matrix's interval is the detail table's, from the same resamples
+    assert f"| pick | {pick_cell} |" in text and pick_cell.count("[") == 1
     assert json.loads((tmp_path / "t" / "transfer.json").read_text()) == rows
     again = transfer(two_spaces, tmp_path / "t", resume=True)  # finished runs reload: the same figures
     assert again == rows

@@ -21,7 +21,7 @@ import numpy as np
 from autoprox.core.config import ConfigError
 from autoprox.core.io import atomic_write_many
 from autoprox.eval import alternatives
-from autoprox.eval.uncertainty import N_BOOT, pooled_pair
+from autoprox.eval.uncertainty import N_BOOT, jcm_ci, pooled_pair
 from autoprox.discovery.config import EvolveConfig, run_families
 from autoprox.discovery.objective import Objective
 from autoprox.discovery.report import input_parts, input_texts, oriented
@@ -100,16 +100,18 @@ def transfer(cfg: EvolveConfig, out: str | Path, resume: bool = False,
 
 def transfer_markdown(rows: list[TransferRow], variant: str = "mean_tau", n_boot: int = N_BOOT, seed: int = 0) -> str:
     """The transfer matrix, then per held-out benchmark each method against the pick."""
-    fmt = (lambda x: "-" if x is None else f"{x:.3f}")
+    fmt = (lambda iv: "-" if iv is None or iv.lo != iv.lo else f"{iv.estimate:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]")
     methods = ["pick", *(n for n in alternatives.NAMES if any(n in r.get("scores", {}) for r in rows))]
     lines = [f"Zero-shot transfer: each pick discovered on the other benchmarks, then JCM ({variant}) on every arch "
-             "of the one held out; the alternatives chosen and fitted on the same source benchmarks.", "",
+             "of the one held out [95% CI, archs resampled]; the alternatives chosen and fitted on the same source "
+             "benchmarks.", "",
              "| held out | sources | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
     detail: list[str] = []
     for r in rows:
         ys = {t: np.asarray(y) for t, y in r.get("targets", {}).items()}
         s = {n: np.asarray(v) for n, v in r.get("scores", {}).items()}
-        figs = {n: alternatives.jcm_of(s[n], ys, variant) if n in s else None for n in methods}
+        figs = {n: jcm_ci(s[n], ys, n_boot, seed, variant=variant, sign=1) if n in s else None  # type: ignore[arg-type]
+                for n in methods}
         lines.append(f"| {r['held_out']} | {'+'.join(r['sources'])} | " + " | ".join(fmt(figs[n]) for n in methods)
                      + " |")
         if r["pick"] is None:
