@@ -36,7 +36,7 @@ def test_distinct_patterns_over_more_than_62_images():
     codes = [torch.cat([base, base[:5]]), base[10:]]  # 5 + 20 repeated rows
     want = len({tuple(r) for r in torch.cat(codes).tolist()})
     assert want == 30
-    assert float(features.distinct_patterns(codes)) == want
+    assert float(features.distinct_patterns([features.pack_codes(c) for c in codes])) == want
 
 
 def test_epe_nas_pairwise_branch_beyond_100_classes():
@@ -86,3 +86,23 @@ def test_ntk_grams_equal_one_backward_per_image(space, tiny_batch):
         assert torch.allclose(got.double(), j @ j.T, rtol=1e-4, atol=1e-6 * float((j @ j.T).abs().max()))
     ev = torch.linalg.eigvalsh(total)
     assert float(t["ntk_cond"][0]) == pytest.approx(float(ev[-1] / ev[0]), rel=1e-4)
+
+
+def test_swap_counts_patterns_over_every_image_of_the_batch():
+    """SWAP's Transformer script scores its whole input batch: with 20 images a neuron's pattern has
+    20 signs (16, its CNN default, would cap the count at 2^16 and merge these patterns)."""
+    model = get_space("pit").build(SMALL["pit"], num_classes=10, img_size=32)
+    images = torch.randn(20, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    codes = []
+    hooks = [m.register_forward_hook(lambda m, i, o: codes.append((i[0] > 0).reshape(20, -1).T))
+             for m in model.modules() if isinstance(m, torch.nn.GELU)]
+    with torch.no_grad():
+        model.eval()(images)
+    for h in hooks:
+        h.remove()
+    rows = torch.cat(codes)
+    want = len({tuple(r) for r in rows.tolist()})
+    assert want > len({tuple(r) for r in rows[:, :16].tolist()})  # the last 4 images split patterns
+    got, _, _ = features.features_pass(model, images, torch.zeros(20, dtype=torch.long), 0, {},
+                                       families=("swap_patterns",))
+    assert float(got["swap_patterns"][0]) == want

@@ -94,11 +94,11 @@ def apd(space, arch, images, labels, seed, samples, tokens):
     return float(ranks * ratio)
 
 
-def swap(space, arch, images, labels, seed, samples, tokens, n=16):
-    """Distinct sign patterns over the first n images of every GELU unit (token x channel)."""
+def swap(space, arch, images, labels, seed, samples, tokens):
+    """Distinct sign patterns over every image of the batch of every GELU unit (token x channel)."""
     model = build(space, arch, seed).eval()
     codes = []
-    hs = [m.register_forward_hook(lambda m, i, o: codes.append((i[0][:n] > 0).reshape(min(n, i[0].shape[0]), -1)))
+    hs = [m.register_forward_hook(lambda m, i, o: codes.append((i[0] > 0).reshape(i[0].shape[0], -1)))
           for m in model.modules() if isinstance(m, nn.GELU)]
     with torch.no_grad():
         model(images)

@@ -17,8 +17,9 @@ computes the wanted families:
   M; ||M||_F^2 / (||M||_2^2 + 1e-6).
 - ``weight_l1_l2`` (per weight layer): mean over output units of sum|W_o|, over the mean of ||W_o||_2.
 - ``swap_patterns`` (one per arch): the number of distinct sign patterns of the GELU units (each
-  (token, unit) of every GELU's input is a neuron; its pattern: > 0 over the first ``SWAP_SAMPLES``
-  images).
+  (token, unit) of every GELU's input is a neuron; its pattern: > 0 over every image of the batch,
+  as SWAP's Transformer script scores its whole input batch; 16 images, its CNN default, leave
+  2^16 possible patterns, which AutoFormer's millions of neurons nearly all show).
 
 A token-output layer is a weight layer whose output is (B, tokens, width) with at least two tokens.
 """
@@ -35,7 +36,6 @@ from autoprox.stats.layers import hook_owner, seeded
 FEATURE_FAMILIES = ("token_entropy", "token_min_eig", "meco", "norm_stable_rank", "weight_l1_l2",
                     "swap_patterns")
 TOKEN_U = 8        # tokens kept by token_min_eig (u = 1 leaves a 1 x 1 matrix: every layer would give tokens)
-SWAP_SAMPLES = 16  # images whose GELU signs form a neuron's pattern (SWAP's default input_samples)
 
 
 def token_entropy(x: torch.Tensor) -> torch.Tensor:
@@ -77,7 +77,7 @@ def l1_l2_ratio(w: torch.Tensor) -> torch.Tensor:
     return w.abs().sum(1).mean() / w.norm(dim=1).mean()
 
 
-def _pack(code: torch.Tensor) -> torch.Tensor:
+def pack_codes(code: torch.Tensor) -> torch.Tensor:
     """(neurons x samples) bool -> (neurons x ceil(samples / 62)) int64, 62 bits per column (no sign
     bit), one sample at a time: no int64 copy of every bit (1.3 GB on an AutoFormer-Small arch)."""
     cols = []
@@ -89,11 +89,11 @@ def _pack(code: torch.Tensor) -> torch.Tensor:
     return torch.stack(cols, 1)
 
 
-def distinct_patterns(codes: list[torch.Tensor]) -> torch.Tensor:
-    """Number of distinct rows among the (neurons x samples) boolean ``codes`` of every layer."""
-    if not codes:
+def distinct_patterns(packed: list[torch.Tensor]) -> torch.Tensor:
+    """Number of distinct rows among every layer's ``pack_codes``-ed (neurons x samples) sign codes."""
+    if not packed:
         return torch.tensor(float("nan"))
-    rows = torch.cat([_pack(c) for c in codes])
+    rows = torch.cat(packed)
     if rows.shape[1] == 1:
         return torch.tensor(float(torch.unique(rows[:, 0]).shape[0]))  # 1-D unique: ~60x faster than dim=0
     return torch.tensor(float(torch.unique(rows, dim=0).shape[0]))
@@ -102,9 +102,7 @@ def distinct_patterns(codes: list[torch.Tensor]) -> torch.Tensor:
 def images_read(wants, batch: int) -> int:
     """How many leading images the wanted families read (eval mode: an image's features do not
     depend on the others, so the forward runs on those alone)."""
-    if wants("norm_stable_rank"):
-        return batch
-    return SWAP_SAMPLES if wants("swap_patterns") else 1
+    return batch if wants("norm_stable_rank") or wants("swap_patterns") else 1
 
 
 class _Taps:
@@ -135,8 +133,7 @@ class _Taps:
         self.norms.append(stable_rank(out.detach()))
 
     def _gelu_hook(self, m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-        x = inputs[0].detach()[:SWAP_SAMPLES]
-        self.codes.append((x > 0).flatten(1).T)
+        self.codes.append(pack_codes((inputs[0].detach() > 0).flatten(1).T))  # packed here: 8 bytes a neuron
 
     def remove(self) -> None:
         for h in self.handles:

@@ -153,7 +153,7 @@ register_pass("teacher", families=("teacher_gap",), version=1, fields=("drop_pat
               needs=("teacher",))(teacher.teacher_pass)
 register_pass("jacobian", families=("logit_jacobian_corr", "epe_nas"), version=2, fields=("drop_path",),
               matrix=("logit_jacobian_corr",), scalar=("epe_nas",))(jacobian.jacobian_pass)
-register_pass("features", families=features.FEATURE_FAMILIES, version=1,
+register_pass("features", families=features.FEATURE_FAMILIES, version=2,
               scalar=("swap_patterns",))(features.features_pass)
 register_pass("zen", families=("zen_score",), version=1, fields=("drop_path",), scalar=("zen_score",))(zen.zen_pass)
 register_pass("ntk", families=("ntk_gram", "ntk_cond"), version=1, fields=("drop_path",),
