@@ -106,3 +106,11 @@ def test_swap_counts_patterns_over_every_image_of_the_batch():
     got, _, _ = features.features_pass(model, images, torch.zeros(20, dtype=torch.long), 0, {},
                                        families=("swap_patterns",))
     assert float(got["swap_patterns"][0]) == want
+
+
+@pytest.mark.parametrize("shape", [(2, 50, 8), (1, 3, 40)])  # tall and wide (B * tokens) x width matrices
+def test_stable_rank_is_frobenius_over_spectral_squared(shape):
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(4))
+    m = x.double().reshape(-1, shape[-1]).numpy()
+    want = (m ** 2).sum() / (np.linalg.svd(m, compute_uv=False)[0] ** 2 + 1e-6)
+    assert float(features.stable_rank(x)) == pytest.approx(want, rel=1e-12)
