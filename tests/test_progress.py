@@ -48,6 +48,26 @@ def test_cached_units_at_the_start_do_not_shorten_the_eta(now):
     assert lines[-1] == "statistics autoformer-small: 194/684 in 0:03:05 eta 0:49:00"  # 490 x 6 s
 
 
+def test_between_chunks_the_eta_counts_down(now):
+    """A search scores 32 candidates every 120 s: the heartbeats between chunks count the ETA down
+    (it climbed from 0:06:00 to 0:07:30 before each chunk landed, then fell back); overdue: '?'."""
+    now[0] = 0.0
+    out = io.StringIO()
+    with Progress("search", 128, stream=out, every=30.0, tty=False) as prog:
+        now[0] = 120.0
+        prog.update(32)
+        for t in (150.0, 180.0, 210.0):
+            now[0] = t
+            prog._report()          # the timer's heartbeat
+        now[0] = 240.0
+        prog.update(64)
+        now[0] = 600.0              # the next chunk is overdue (the pace promised it by 480 s)
+        prog._report()
+    lines = out.getvalue().splitlines()
+    assert [ln.split(" eta ")[1] for ln in lines[:5]] == ["0:06:00", "0:05:30", "0:05:00", "0:04:30", "0:04:00"]
+    assert lines[5] == "search: 64/128 in 0:10:00 eta ?"
+
+
 def test_the_final_line_is_not_printed_twice(now):
     now[0] = 0.0
     out = io.StringIO()

@@ -54,23 +54,30 @@ class Progress:
             self._task = self._bar.add_task(label, total=total, note="")
             self._bar.start()
 
-    def _rate(self, now: float) -> float:
-        """Units per second over the later half of the elapsed time: a burst at the start (cached
-        archs read in a second) does not promise the rest at that pace."""
+    def _eta(self, now: float) -> float | None:
+        """Seconds to go at the pace of the later half of the elapsed time (a burst at the start,
+        cached archs read in a second, does not promise the rest at that pace), measured up to the
+        last update and counted down since: between chunks of work it falls steadily instead of
+        climbing until the next chunk lands. None when nothing moved in that half, or overdue."""
         cut = now - (now - self.start) / 2
         while len(self._seen) > 1 and self._seen[1][0] <= cut:
             self._seen.popleft()
-        t0, d0 = self._seen[0]
-        return (self.done - d0) / (now - t0) if now > t0 else 0.0
+        (t0, d0), (t1, d1) = self._seen[0], self._seen[-1]
+        if d1 <= d0 or t1 <= t0:
+            return None
+        left = (self.total or 0) - d1
+        eta = left * (t1 - t0) / (d1 - d0) - (now - t1)
+        return eta if eta > 0 else None
 
     def line(self) -> str:
         """The one-line report: label, count, elapsed time, ETA and note."""
         now = time.monotonic()
         el = now - self.start
         of = f"/{self.total}" if self.total else ""
-        eta, rate = "", self._rate(now)
+        eta = ""
         if self.total and 0 < self.done < self.total:
-            eta = f" eta {_clock((self.total - self.done) / rate)}" if rate > 0 else " eta ?"
+            left = self._eta(now)
+            eta = f" eta {_clock(left)}" if left is not None else " eta ?"
         return f"{self.label}: {self.done}{of} in {_clock(el)}{eta}" + (f"  {self.note}" if self.note else "")
 
     def update(self, done: int, total: int | None = None, note: str | None = None) -> None:
