@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -231,8 +232,13 @@ def test_cli_search_resume_and_table(tmp_path, tiny_scoring, capsys):
     assert cfg.params == (0.5, 3.0) and cfg.scoring.batch.size == 4 and cfg.strategy == "evolution"
     with pytest.raises(Kill):
         search(cfg, tmp_path / "b", progress=kill_after(8))
+    saved = len(json.loads((tmp_path / "b" / "state.json").read_text())["history"])
+    assert 0 < saved < 24
+    capsys.readouterr()
     assert main(flags + ["--out", str(tmp_path / "b"), "--resume"]) == 0
     assert (tmp_path / "b" / "result.yaml").read_text() == (tmp_path / "a" / "result.yaml").read_text()
+    assert re.search(rf"\n{24 - saved} candidates scored in [\d.]+ s, {saved} more read from the checkpoint "
+                     r"\(24 in all\); wrote", capsys.readouterr().out)
     assert main(flags + ["--out", str(tmp_path / "a")]) == 2
     assert "already holds a search run" in capsys.readouterr().err
     assert main(flags + ["--out", str(tmp_path / "a"), "--resume", "--budget", "30"]) == 2

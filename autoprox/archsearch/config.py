@@ -67,6 +67,7 @@ class SearchResult:
     exhausted: bool = False
     regret: list[dict] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    restored: int = 0  # candidates read from the checkpoint (--resume), scored by an earlier process
 
     @property
     def best(self) -> dict:

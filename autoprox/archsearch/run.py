@@ -167,6 +167,7 @@ def search(cfg: SearchConfig, out: Path | str | None = None, resume: bool = Fals
         cfg = replace(cfg, budget=max(len(pool), 1), targets=tuple(targets))
     total = len(pool) if pool is not None else cfg.budget
     st = _start(cfg, proxy, out, resume)
+    restored = len(st.history)
     t: dict[str, float] = {}
     # fresh candidates are seen once: caching them (~15 MB each) would only fill the disk, and
     # without the cache only what the proxy needs is extracted; labelled archs use it as configured
@@ -197,11 +198,11 @@ def search(cfg: SearchConfig, out: Path | str | None = None, resume: bool = Fals
         finally:
             scorer.close()
         t["total"] = time.perf_counter() - start
-        return _finish(cfg, proxy, st, bench, targets, out, t)
+        return _finish(cfg, proxy, st, bench, targets, out, t, restored)
 
 
 def _finish(cfg: SearchConfig, proxy: Proxy, st: State, bench: Benchmark | None, targets: list[str],
-            out: Path | None, t: dict[str, float]) -> SearchResult:
+            out: Path | None, t: dict[str, float], restored: int = 0) -> SearchResult:
     ranks = ranked(st.history, cfg.minimize)
     if not ranks:
         raise ValueError(f"proxy {proxy.name!r} scored NaN on all {len(st.history)} candidates; "
@@ -210,7 +211,7 @@ def _finish(cfg: SearchConfig, proxy: Proxy, st: State, bench: Benchmark | None,
            for r, h in enumerate(ranks[:cfg.top_k])]
     regret = regret_rows(proxy.name, cfg.space, st.history, bench, targets, cfg.minimize,
                          seed=cfg.seed) if bench else None
-    res = SearchResult(cfg, proxy.name, top, st.history, st.exhausted, regret, t)
+    res = SearchResult(cfg, proxy.name, top, st.history, st.exhausted, regret, t, restored)
     if out is not None:
         write_result(out, res)
     return res
