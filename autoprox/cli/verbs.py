@@ -131,9 +131,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     if res.regret is not None:
         print("\n" + regret_markdown(res.regret))
     note = " (stopped early: no new legal arch found in 20000 samples)" if res.exhausted else ""
-    now = len(res.history) - res.restored
-    before = f", {res.restored} more read from the checkpoint ({len(res.history)} in all)" if res.restored else ""
-    print(f"\n{now} candidates scored in {res.timings.get('total', 0.0):.1f} s{before}{note}; "
+    scored = len(res.history) - res.restored
+    read = f", {res.restored} more read from the checkpoint ({len(res.history)} in all)" if res.restored else ""
+    print(f"\n{scored} candidates scored in {res.timings.get('total', 0.0):.1f} s{read}{note}; "
           f"wrote {out / 'result.yaml'}, history.csv, config.yaml, scores.png")
     return 0
 
