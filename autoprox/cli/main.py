@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from autoprox import __version__
-from autoprox.cli.flags import SPACE_HELP, HelpFormatter, add_backend_flags, add_scoring_flags, check_backend_flags
+from autoprox.cli.flags import SPACE_HELP, SUBSET_HELP, HelpFormatter, add_backend_flags, add_scoring_flags, check_backend_flags
 from autoprox.cli.verbs import cmd_bench, cmd_build, cmd_cache, cmd_evolve, cmd_export, cmd_search, cmd_stats, cmd_zoo
 from autoprox.core.config import ConfigError
 from autoprox.core.memory import return_freed_memory
@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--targets", help="comma-separated targets (default c100_kd,flower_kd,chaoyang_kd; imagenet for an OoD-ViT-NAS file)")
     b.add_argument("--jcm", choices=("mean_tau", "mean_abs_tau"), help="joint correlation metric (default mean_tau)")
     b.add_argument("--limit", type=int, help="only the first N archs (default: all)")
+    b.add_argument("--subset", type=int, help=SUBSET_HELP)
     b.add_argument("--n-boot", dest="n_boot", type=int, help="bootstrap resamples for intervals (default 1000)")
     b.add_argument("--boot-seed", dest="boot_seed", type=int, help="seed of the bootstrap resamples (default 0)")
     b.add_argument("--config", help="YAML bench config (flags override it)")
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--space", required=True, help=SPACE_HELP)
     st.add_argument("--bench", help="benchmark JSON file (default: the shipped one)")
     st.add_argument("--limit", type=int, help="only the first N archs (default: all)")
+    st.add_argument("--subset", type=int, help=SUBSET_HELP)
     st.add_argument("--pass", dest="passes", action="append", choices=[p for p in list_passes() if p != "base"],
                     help="also run and cache an optional statistics pass (repeatable)")
     add_backend_flags(st)

@@ -17,7 +17,7 @@ from autoprox.spaces import get_space
 def cmd_bench(args: argparse.Namespace) -> int:
     from autoprox.eval.bench import BenchConfig, bench_to, to_markdown
     base = to_dict(load_config(BenchConfig, args.config)) if args.config else {}
-    top = {"space": args.space, "bench": args.bench, "jcm": args.jcm, "limit": args.limit,
+    top = {"space": args.space, "bench": args.bench, "jcm": args.jcm, "limit": args.limit, "subset": args.subset,
            "proxies": args.proxy, "targets": args.targets.split(",") if args.targets else None,
            "n_boot": args.n_boot, "boot_seed": args.boot_seed}
     cfg = from_dict(BenchConfig, overlay(base, args, top), "bench config")
@@ -37,8 +37,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from autoprox.stats.cache import StatsCache
     from autoprox.stats.passes import families_of_passes
     cfg = from_dict(BenchConfig, overlay({}, args, {"space": args.space, "bench": args.bench,
-                                                     "limit": args.limit}), "stats config")
-    _, archs, _ = load_archs(cfg.space, cfg.bench, cfg.limit)
+                                                     "limit": args.limit, "subset": args.subset}),
+                   "stats config")
+    _, archs, _ = load_archs(cfg.space, cfg.bench, cfg.limit, subset=cfg.subset)
     check_device(cfg.scoring.device, args.backend)
     fams = families_of_passes(["base", *(args.passes or ())])
     backend = make_backend(args.backend, cfg.space, cfg.scoring, workers=args.workers, address=args.address,

@@ -3,6 +3,7 @@ format or in OoD-ViT-NAS's (detected from the content), the archs a run scores, 
 train/validation/test folds it splits them into."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -54,6 +55,12 @@ class Benchmark:
         have = self.targets()
         chosen = [t for t in DEFAULT_TARGETS if t in have] or [t for t in NATIVE_DEFAULT if t in have]
         return chosen or have
+
+    def take(self, idx: Sequence[int]) -> "Benchmark":
+        """The records ``idx`` (in that order) as a benchmark of their own."""
+        pick = lambda xs: tuple(xs[i] for i in idx) if xs else ()
+        return Benchmark(self.space, pick(self.archs), pick(self.accs), self.source, pick(self.ids),
+                         pick(self.params))
 
     def values(self, target: str, idx: np.ndarray | None = None) -> np.ndarray:
         """Accuracies of ``target`` as a float array (optionally a subset)."""
@@ -191,15 +198,30 @@ def _native_accs(perf: object, where: str) -> dict[str, float]:
     return acc
 
 
+def subset_order(b: Benchmark) -> list[int]:
+    """Record indices by the sha256 of ``"<file name>/<record id>"`` (the position for a file
+    without ids): the first N are a benchmark's pre-registered subset of N, fixed before any score
+    is seen and the same on every machine."""
+    name = Path(b.source).name
+    ids = b.ids or tuple(str(i) for i in range(len(b)))
+    keys = [hashlib.sha256(f"{name}/{k}".encode()).hexdigest() for k in ids]
+    return sorted(range(len(b)), key=keys.__getitem__)
+
+
 def load_archs(space: str, bench: str | None = None, limit: int | None = None,
-               targets: Sequence[str] = ()) -> tuple[Benchmark, list[dict], list[str]]:
-    """Benchmark, its validated archs (the first ``limit``) and the chosen targets (default:
-    the KD accuracies present); every error names the file and record."""
+               targets: Sequence[str] = (), subset: int | None = None) -> tuple[Benchmark, list[dict], list[str]]:
+    """Benchmark, its validated archs (the first ``limit``; with ``subset`` N, the pre-registered
+    N of ``subset_order``, in file order) and the chosen targets (default: the KD accuracies
+    present); every error names the file and record."""
     from autoprox.spaces import get_space
     b = load_benchmark(space, bench)
     sp = get_space(space)
     if limit is not None and limit < 1:
         raise BenchmarkError(f"limit must be >= 1, got {limit}")
+    if subset is not None:
+        if subset < 2:
+            raise BenchmarkError(f"subset must be >= 2, got {subset}")
+        b = b.take(sorted(subset_order(b)[:subset]))
     n = len(b) if limit is None else min(limit, len(b))
     archs, seen = [], {}
     for i, a in enumerate(b.archs[:n]):

@@ -35,6 +35,7 @@ class BenchConfig:
     targets: tuple[str, ...] = ()
     jcm: JcmVariant = "mean_tau"
     limit: int | None = None
+    subset: int | None = None  # the benchmark's pre-registered subset of this many archs (``subset_order``)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     n_boot: int = N_BOOT  # bootstrap resamples of the archs for every interval and p-value
     boot_seed: int = 0
@@ -44,6 +45,8 @@ class BenchConfig:
             raise ValueError(f"n_boot must be >= 1, got {self.n_boot}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.subset is not None and self.subset < 2:
+            raise ValueError(f"subset must be >= 2, got {self.subset}")
         if not self.proxies:
             raise ValueError("bench needs at least one proxy")
         get_space(self.space)  # unknown space: the error names the nearest and the known ones
@@ -71,7 +74,7 @@ def score_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2, add
                 ) -> tuple[list[str], dict[str, np.ndarray], Benchmark, list[dict], list[str]]:
     """(proxy names, scores by name (the references of ``BASELINES`` included), benchmark, archs,
     targets) of a bench run; every proxy and reference is scored in one pass over the statistics."""
-    bench, archs, targets = load_archs(cfg.space, cfg.bench, cfg.limit, cfg.targets)
+    bench, archs, targets = load_archs(cfg.space, cfg.bench, cfg.limit, cfg.targets, cfg.subset)
     if len(archs) < 2:
         raise ValueError(f"cannot rank: {len(archs)} arch(s); bench needs at least 2")
     for t in targets:

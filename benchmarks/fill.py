@@ -1,0 +1,121 @@
+"""Fill the statistics cache step by step from a plan, resuming where the last run stopped.
+
+    python benchmarks/fill.py --shared ../shared [--plan benchmarks/fill_plan.yaml] [--log fill.log]
+
+Each step of the plan is one ``autoprox stats`` run (its own process, two Ray workers by default);
+a finished step is recorded in ``fill-done.txt`` in the cache folder, so a restart skips it at once
+and a step cut off mid-way goes on from the archs already cached. The log (and the terminal) get each
+step's command, autoprox's progress lines, the measured seconds per arch, and the estimate of what
+remains. SIGTERM or Ctrl-C stops the running step as ``autoprox stats`` does (what was finished is kept).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from autoprox.data.benchmark import load_archs
+from autoprox.stats.cache import default_cache_dir
+
+DONE = "fill-done.txt"
+
+
+def step_key(step: dict) -> str:
+    """A step's identity: what it computes, not its estimate."""
+    return " ".join(f"{k}={step[k]}" for k in sorted(step) if k != "est_s")
+
+
+def command(step: dict, shared: Path, workers: int, cache: Path) -> list[str]:
+    cmd = ["autoprox", "stats", "--space", step["space"], "--backend", "ray", "--workers", str(workers),
+           "--cache-dir", str(cache)]
+    if step.get("file"):
+        cmd += ["--bench", str(shared / "ood-vit-nas" / step["file"])]
+    if step.get("subset"):
+        cmd += ["--subset", str(step["subset"])]
+    if step.get("batch_size"):
+        cmd += ["--batch-size", str(step["batch_size"])]
+    for p in step.get("passes", ()):
+        cmd += ["--pass", p]
+    return cmd
+
+
+def n_archs(step: dict, shared: Path) -> int:
+    bench = str(shared / "ood-vit-nas" / step["file"]) if step.get("file") else None
+    return len(load_archs(step["space"], bench, subset=step.get("subset"))[1])
+
+
+def hms(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class Log:
+    def __init__(self, path: Path):
+        self.f = path.open("a", buffering=1)
+
+    def __call__(self, line: str) -> None:
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line.rstrip()}"
+        print(line, flush=True)
+        self.f.write(line + "\n")
+
+
+def run_step(cmd: list[str], log: Log) -> int:
+    """``cmd`` with its output copied into the log; SIGTERM is passed on to it."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    old = signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+    try:
+        for line in proc.stdout:
+            if "WARNING" not in line and "INFO" not in line:
+                log(line)
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shared", required=True, help="folder holding ood-vit-nas/{tiny,small,base}.json")
+    ap.add_argument("--plan", default=str(Path(__file__).with_name("fill_plan.yaml")))
+    ap.add_argument("--log", default="fill.log")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--cache-dir", help="statistics cache (default $AUTOPROX_CACHE or ~/.cache/autoprox)")
+    args = ap.parse_args()
+    shared, log = Path(args.shared), Log(Path(args.log))
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    steps = yaml.safe_load(Path(args.plan).read_text())["steps"]
+    done_file = cache / DONE
+    done = set(done_file.read_text().splitlines()) if done_file.exists() else set()
+    pending = [(s, n_archs(s, shared)) for s in steps if step_key(s) not in done]
+    log(f"fill: {len(steps) - len(pending)} of {len(steps)} steps done; "
+        f"estimate for the rest {hms(sum(s['est_s'] * n for s, n in pending))}")
+    for i, (step, n) in enumerate(pending):
+        cmd = command(step, shared, args.workers, cache)
+        log(f"step {step_key(step)} ({n} archs): {' '.join(cmd)}")
+        t0 = time.perf_counter()
+        rc = run_step(cmd, log)
+        dt = time.perf_counter() - t0
+        if rc != 0:
+            log(f"step stopped with exit {rc} after {hms(dt)}; run the same command again to go on")
+            return rc
+        with done_file.open("a") as f:
+            f.write(step_key(step) + "\n")
+        rest = sum(s["est_s"] * m for s, m in pending[i + 1:])
+        log(f"step done in {hms(dt)} ({dt / n:.2f} s/arch, estimate was {step['est_s']}); "
+            f"{len(pending) - i - 1} steps left, estimate {hms(rest)}")
+    log("fill: every step done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

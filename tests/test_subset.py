@@ -1,0 +1,54 @@
+"""A benchmark's pre-registered subset (``--subset N``): the N records whose sha256 of
+"<file name>/<record id>" is lowest, kept in file order with their own accuracies."""
+import csv
+import hashlib
+import json
+
+import pytest
+
+from autoprox.cli.main import main
+from autoprox.data.benchmark import BenchmarkError, load_archs
+from tests.test_native_bench import native_records, write
+
+
+def _expected_ids(records: dict, name: str, n: int) -> list[str]:
+    chosen = sorted(records, key=lambda k: hashlib.sha256(f"{name}/{k}".encode()).hexdigest())[:n]
+    return [k for k in records if k in chosen]
+
+
+def test_subset_is_the_lowest_hashes_in_file_order_with_their_accuracies(tmp_path):
+    recs = native_records("autoformer-tiny", 12)
+    path = write(tmp_path, recs, "tiny.json")
+    b, archs, _ = load_archs("autoformer-tiny", path, subset=5)
+    ids = _expected_ids(recs, "tiny.json", 5)
+    assert list(b.ids) == ids and ids != list(recs)[:5]
+    assert [a["depth"] for a in archs] == [recs[k]["net_setting"]["layer_num"] for k in ids]
+    assert list(b.values("imagenet")) == [recs[k]["performance"]["Imagenet"]["clean"] for k in ids]
+    # the file's name is part of the rule: the same records under another name give another subset
+    other = load_archs("autoformer-tiny", write(tmp_path, recs, "other.json"), subset=5)[0]
+    assert list(other.ids) == _expected_ids(recs, "other.json", 5) != ids
+
+
+def test_subset_of_a_list_file_hashes_positions(tmp_path):
+    b, _, _ = load_archs("autoformer", None, subset=7)
+    rows = json.loads(open(b.source).read())
+    pos = sorted(range(len(rows)), key=lambda i: hashlib.sha256(f"autoformer.json/{i}".encode()).hexdigest())[:7]
+    assert [a["c100_kd"] for a in b.accs] == [rows[i]["c100_kd_acc"] for i in sorted(pos)]
+
+
+def test_subset_below_two_is_refused(tmp_path):
+    with pytest.raises(BenchmarkError, match="subset must be >= 2"):
+        load_archs("autoformer-tiny", write(tmp_path, native_records("autoformer-tiny", 4)), subset=1)
+
+
+def test_cli_bench_subset_scores_those_archs_only(tmp_path):
+    recs = native_records("autoformer-tiny", 9)
+    path, out = write(tmp_path, recs, "tiny.json"), tmp_path / "out"
+    assert main(["bench", "--space", "autoformer-tiny", "--bench", path, "--proxy", "params",
+                 "--subset", "4", "--out", str(out)]) == 0
+    with open(out / "scores.csv") as f:
+        rows = list(csv.DictReader(f))
+    ids = _expected_ids(recs, "tiny.json", 4)
+    assert [float(r["imagenet"]) for r in rows] == pytest.approx(
+        [recs[k]["performance"]["Imagenet"]["clean"] for k in ids])
+    assert "subset: 4" in (out / "config.yaml").read_text()
