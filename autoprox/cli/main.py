@@ -12,7 +12,7 @@ from typing import Any, NoReturn, Sequence
 from autoprox import __version__
 from autoprox.cli.flags import SPACE_HELP, SUBSET_HELP, HelpFormatter, add_backend_flags, add_scoring_flags, check_backend_flags
 from autoprox.cli.verbs import cmd_bench, cmd_build, cmd_cache, cmd_evolve, cmd_export, cmd_search, cmd_stats, cmd_zoo
-from autoprox.core.config import ConfigError
+from autoprox.core.errors import AutoproxError
 from autoprox.core.memory import return_freed_memory
 from autoprox.proxy.export import FORMATS
 from autoprox.spaces.declared import is_space_file
@@ -224,15 +224,53 @@ def _run(args: argparse.Namespace, argv: list[str], sigterm: _OnSigterm) -> int:
         print(f"\nautoprox {args.verb}: {'terminated (SIGTERM)' if sigterm.hit else 'interrupted'}; what was "
               f"finished is kept. Continue with: {resume_command(argv, args.verb)}", file=sys.stderr)
         return 143 if sigterm.hit else 130
-    except (ConfigError, ValueError, KeyError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"autoprox {args.verb}: error: " + " ".join(str(msg).split()), file=sys.stderr)  # one line
-        return 2
-    except OSError as e:  # a full disk, a vanished folder: one line, not a traceback
-        where = f": {e.filename}" if e.filename else ""
-        print(f"autoprox {args.verb}: error: {e.strerror or e}{where}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - autoprox's errors, wherever raised, are one line; others propagate
+        if not is_reportable(e):
+            raise
+        print(f"autoprox {args.verb}: error: {one_line(e)}", file=sys.stderr)
         return 2
 
+
+REPORTED = (AutoproxError, ValueError, KeyError, OSError, RecursionError)  # bad input, files, the disk, Ray
+
+
+def _from_ray(e: BaseException) -> bool:
+    """An exception of Ray's (a worker lost, a task's error wrapped, the object store full)."""
+    return any(c.__module__.split(".")[0] == "ray" for c in type(e).__mro__)
+
+
+def _cause(e: BaseException) -> BaseException:
+    """The error a Ray task raised, unwrapped from Ray's wrapper (which prints its whole traceback)."""
+    for _ in range(8):
+        inner = getattr(e, "cause", None)
+        if not (_from_ray(e) and isinstance(inner, BaseException)):
+            break
+        e = inner
+    return e
+
+
+def is_reportable(e: BaseException) -> bool:
+    """Whether the CLI reports ``e`` in one line (exit 2): every autoprox error and the errors of the
+    input and the environment, raised in the driver or inside any backend's worker; not a bug's."""
+    c = _cause(e)
+    return isinstance(c, REPORTED) or _from_ray(c)
+
+
+def one_line(e: BaseException) -> str:
+    """``e``'s message as one line (a Ray task's error as its own message, never a traceback)."""
+    e = _cause(e)
+    if isinstance(e, KeyError) and e.args:
+        msg = str(e.args[0])
+    elif isinstance(e, RecursionError):
+        msg = "the input is nested too deeply to be read"
+    elif isinstance(e, OSError) and not isinstance(e, ValueError) and e.strerror:  # a full disk, a vanished folder
+        msg = e.strerror + (f": {e.filename}" if e.filename else "")
+    elif _from_ray(e):
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        msg = f"Ray: {type(e).__name__}: {first}"
+    else:
+        msg = str(e) or type(e).__name__
+    return " ".join(msg.split())
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,12 +10,13 @@ from typing import Any, TypeVar
 
 import yaml
 
+from autoprox.core.errors import AutoproxError
 from autoprox.core.io import atomic_write_text
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, AutoproxError):
     """A config that does not match its dataclass."""
 
 

@@ -5,6 +5,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from autoprox.core.errors import AutoproxError
+
 
 def current_umask() -> int:
     """The process umask, read without changing it where Linux reports it (``os.umask`` sets
@@ -44,7 +46,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write_many({path: data})
 
 
-class NotRegularFileError(OSError, ValueError):
+class NotRegularFileError(OSError, ValueError, AutoproxError):
     """An output path taken by something other than a regular file (an OSError for writers that
     skip what they cannot write, a ValueError for the one-line CLI errors)."""
 

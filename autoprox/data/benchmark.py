@@ -14,12 +14,14 @@ from typing import Sequence
 
 import numpy as np
 
+from autoprox.core.errors import AutoproxError
+
 SHIPPED = {"autoformer": "autoformer.json", "pit": "pit.json"}  # in the package folder vit_bench_101/
 DEFAULT_TARGETS = ("c100_kd", "flower_kd", "chaoyang_kd")  # the KD accuracies
 NATIVE_DEFAULT = ("imagenet",)  # an OoD-ViT-NAS file's default target: clean ImageNet top-1
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(ValueError, AutoproxError):
     """A benchmark file that is missing or malformed, or an unknown target."""
 
 

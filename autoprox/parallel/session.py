@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from autoprox.core.errors import AutoproxError
+
 CONNECT_TIMEOUT = 60.0  # seconds to wait for a cluster at --address
 
 
-class ClusterError(ValueError):
+class ClusterError(ValueError, AutoproxError):
     """No Ray cluster at the given address, or one that cannot host the workers."""
 
 

@@ -27,6 +27,7 @@ import networkx as nx
 import torch
 
 import primitives
+from autoprox.core.errors import AutoproxError
 from autoprox.proxy.evalcore import apply_op, leaf_value
 from autoprox.spaces.base import ARCH_SCALARS
 from autoprox.stats.base import AUTOPROX_INPUTS, SCALARS, ArchStats
@@ -42,7 +43,7 @@ def leaf_names() -> tuple[str, ...]:
     return all_families() + SCALARS
 
 
-class GraphError(ValueError):
+class GraphError(ValueError, AutoproxError):
     """An invalid proxy graph or expression."""
 
 
@@ -309,6 +310,8 @@ def score_population(proxies: list[GraphProxy], stats: ArchStats) -> list[float]
     for p in proxies:
         try:
             out.append(p.score(stats, memo))
+        except AutoproxError:  # a cache entry changed under the reader: the run stops, no score is made up
+            raise
         except SCORE_ERRORS:
             out.append(float("nan"))
         memo.release([str(p.expr)])

@@ -9,13 +9,14 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from autoprox.core.errors import AutoproxError
 from primitives.registry import Registry
 
 
 ARCH_SCALARS = ("depth", "width", "heads", "mlp_ratio")  # keys of SearchSpace.arch_scalars
 
 
-class ArchError(ValueError):
+class ArchError(ValueError, AutoproxError):
     """An architecture outside its search space; the message names the field."""
 
 

@@ -27,6 +27,7 @@ try:
 except ImportError:  # not on Unix
     resource = None  # type: ignore[assignment]
 
+from autoprox.core.errors import AutoproxError
 from autoprox.core.io import atomic_write_bytes
 from autoprox.stats.base import ArchStats
 
@@ -46,7 +47,7 @@ def cache_key(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(dict(parts), sort_keys=True).encode()).hexdigest()[:32]
 
 
-class EntryChanged(RuntimeError):
+class EntryChanged(RuntimeError, AutoproxError):
     """A cache file changed under a reader (cut short, rewritten in place, replaced or removed)."""
 
 
