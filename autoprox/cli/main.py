@@ -105,6 +105,12 @@ def _add_evolve_parser(sub: Any) -> None:
                     help="leave-one-benchmark-out: for each space of the objective, discover on the others and "
                          "score the pick zero-shot on it beside the alternatives fitted on the same sources "
                          "(OUT/transfer.md, each run in OUT/without-<space>)")
+    ev.add_argument("--labels", metavar="K,K,...",
+                    help="the label-budget study: leave-one-benchmark-out discovery as --transfer, then for each "
+                         "label count K (0: zero-shot) --draws draws of K labelled archs of the benchmark left out, "
+                         "discovery and every alternative fitted on the same K and scored on the rest "
+                         "(OUT/labels.md, labels.json, labels.png)")
+    ev.add_argument("--draws", type=int, default=10, help="with --labels: seeded draws of K labelled archs (default 10)")
     ev.add_argument("--fold", metavar="I", type=_fold,
                     help="with --cv K: run only fold I (0 to K-1) or the final run, in OUT/fold-I or OUT/final, "
                          "so folds can run in parallel processes or machines; then --cv K --resume gathers them")

@@ -6,6 +6,7 @@ import argparse
 import fnmatch
 import time
 from pathlib import Path
+from typing import Any
 
 from autoprox.cli.flags import apply_sets, bench_files, overlay
 from autoprox.core.config import from_dict, load_config, to_dict
@@ -146,8 +147,8 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     from autoprox.discovery.report import step_note
     if args.fold is not None and args.cv is None:
         raise ValueError("--fold needs --cv K")
-    if args.transfer and args.cv is not None:
-        raise ValueError("--transfer and --cv are separate runs: give one of them")
+    if sum((args.transfer, args.cv is not None, args.labels is not None)) > 1:
+        raise ValueError("--transfer, --cv and --labels are separate runs: give one of them")
     cfg = load_evolve_config(args.config)
     if args.set:
         cfg = from_dict(EvolveConfig, apply_sets(to_dict(cfg), args.set), f"{Path(args.config).name} with --set")
@@ -161,6 +162,8 @@ def cmd_evolve(args: argparse.Namespace) -> int:
             where = f"{row['run']}: " if "run" in row else ""
             prog.update(row.get("run_index", 0) * cfg.steps + row["step"], total=row.get("runs", 1) * cfg.steps,
                         note=where + step_note(row, bool(cfg.objective.beyond_size)))
+        if args.labels is not None:
+            return _evolve_labels(args, cfg, out, on_step)
         if args.transfer:
             from autoprox.discovery.transfer import transfer, transfer_runs
             transfer_runs(cfg)  # fewer than 2 spaces: one line before anything is written
@@ -193,6 +196,20 @@ def cmd_evolve(args: argparse.Namespace) -> int:
         print(f"wrote {run.out}/: {_written(run.out, RUN_FILES)}")
     else:
         print(f"{run.out}/ was finished and written before; nothing rewritten")
+    return 0
+
+
+def _evolve_labels(args: argparse.Namespace, cfg: Any, out: Path, on_step: Any) -> int:
+    from autoprox.discovery.labels import label_study, parse_budgets
+    from autoprox.discovery.transfer import transfer_runs
+    ks = parse_budgets(args.labels)
+    transfer_runs(cfg)  # fewer than 2 spaces: one line before anything is written
+    if args.draws < 2:
+        raise ValueError(f"--draws must be at least 2 (intervals over draws), got {args.draws}")
+    label_study(cfg, out, ks, args.draws, args.resume, on_step, backend=args.backend, workers=args.workers,
+                address=args.address, connect_timeout=args.connect_timeout)
+    print((out / "labels.md").read_text(encoding="utf-8"))
+    print(f"wrote {out}/: labels.md, labels.json, labels.png (each source run in without-*/)")
     return 0
 
 

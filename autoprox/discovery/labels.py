@@ -1,0 +1,106 @@
+"""``autoprox evolve --labels 0,10,20 --draws R``: the label-budget study.
+
+For each benchmark T of the objective, the leave-one-benchmark-out discovery of ``--transfer``
+(``OUT/without-<T>/``, checkpointed, shared with a transfer run of the same config) gives its
+candidates: its hall of fame and last population, oriented on the sources. Then for each K, R seeded
+draws of K labelled archs of T; on each draw every method of ``eval.few_labels`` is fitted on the
+same K labels and scored on the same test archs. Outputs, written together: ``OUT/labels.json`` (every
+draw: labelled archs, choices, each method's JCM and first arch; K = 0's scores), ``OUT/labels.md``
+(which method to use at which K, then the tables) and ``OUT/labels.png`` (JCM against K).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from autoprox.core.config import ConfigError
+from autoprox.core.io import atomic_write_many
+from autoprox.discovery.config import EvolveConfig, run_families
+from autoprox.discovery.objective import Objective
+from autoprox.discovery.report import input_parts, input_texts, oriented
+from autoprox.discovery.run import evolve, numbered
+from autoprox.discovery.transfer import _only, transfer_runs
+from autoprox.eval import alternatives as alt
+from autoprox.eval.few_labels import MIN_LABELS, Target, evaluate
+from autoprox.eval.label_report import labels_figure, labels_markdown
+from autoprox.eval.plots import png_bytes
+
+
+def parse_budgets(text: str) -> list[int]:
+    """``"0,10,20"`` -> [0, 10, 20]: distinct label budgets, 0 or at least ``MIN_LABELS``."""
+    try:
+        ks = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise ConfigError(f"--labels {text!r}: expected label counts separated by commas, e.g. 0,10,20") from None
+    bad = [k for k in ks if k != 0 and k < MIN_LABELS]
+    if not ks or bad:
+        raise ConfigError(f"--labels {text!r}: each count must be 0 (zero-shot) or at least {MIN_LABELS}")
+    return ks
+
+
+def _candidates(run: Any) -> list[dict]:
+    """The run's hall of fame and last population (distinct, scorable), the pick first."""
+    pick = run.pick()
+    members = ([pick] if pick is not None else []) + list(run.hof) + list(run.population)
+    seen, out = set(), []
+    for ind in members:
+        r = ind.record
+        fit = r.get("val") if r.get("val") is not None else r.get("train")
+        if r["hash"] in seen or fit is None or not math.isfinite(fit):
+            continue
+        seen.add(r["hash"])
+        out.append(r | {"source_fit": float(fit)})
+    return out
+
+
+def _target(cfg: EvolveConfig, held: str, run: Any, families: list[str],
+            **backend: Any) -> tuple[Target, list[dict]]:
+    """Candidates and zoo inputs scored on every arch of ``held``, with the sources' parts."""
+    cands = _candidates(run)
+    named = input_texts(families)
+    texts = [oriented(c, "candidate").text for c in cands]
+    obj = Objective(_only(cfg.objective, [held]), families, **backend)
+    obj.open()
+    try:
+        m = obj.proxy_scores([*texts, *named.values()])[held]
+    finally:
+        obj.close()
+    sd = obj.spaces[0]
+    sources = tuple(input_parts(run.report["inputs"], run.obj.spaces).values())
+    return Target(np.asarray(m[:len(cands)]), np.array([c["source_fit"] for c in cands]), 0,
+                  alt.Part(dict(zip(named, m[len(cands):])), sd.targets, sd.archs), sources), cands
+
+
+def label_study(cfg: EvolveConfig, out: str | Path, ks: Sequence[int], draws: int, resume: bool = False,
+                on_step: Callable[[dict], None] | None = None, **backend: Any) -> dict:
+    """Every leave-one-out discovery, then every method at every label budget; writes ``labels.json``,
+    ``labels.md`` and ``labels.png`` in ``out``. ``backend``: ``evolve``'s backend arguments."""
+    if draws < 2:
+        raise ConfigError(f"--draws must be at least 2 (intervals over draws), got {draws}")
+    out = Path(out)
+    families = run_families(cfg)
+    runs = transfer_runs(cfg)
+    doc: dict = {"ks": list(ks), "draws": draws, "seed": cfg.seed, "jcm": cfg.objective.jcm, "benchmarks": {}}
+    for j, (held, run_cfg) in enumerate(runs.items()):
+        folder = out / f"without-{held}"
+        run = evolve(run_cfg, folder, resume=resume and folder.exists(),
+                     on_step=numbered(on_step, folder.name, j, len(runs)), **backend)
+        if run.pick() is None or run.report is None:
+            doc["benchmarks"][held] = {"sources": list(run_cfg.objective.spaces), "pick": None}
+            continue
+        target, cands = _target(cfg, held, run, families, **backend)
+        rows = evaluate(target, [k for k in ks if k < len(target.part.archs) - 2], draws, cfg.seed)
+        doc["benchmarks"][held] = {
+            "sources": list(run_cfg.objective.spaces), "n": len(target.part.archs),
+            "targets": list(target.part.targets), "pick": cands[0]["expression"],
+            "candidates": [{"expression": c["expression"], "sign": c["sign"], "source_fit": c["source_fit"]}
+                           for c in cands],
+            "rows": rows}
+    atomic_write_many({out / "labels.json": json.dumps(doc).encode(),
+                       out / "labels.md": labels_markdown(doc).encode(),
+                       out / "labels.png": png_bytes(labels_figure(doc))})
+    return doc

@@ -1,0 +1,203 @@
+"""What ranks a benchmark best when only K of its archs are labelled: every method fitted on the
+same K labels (or on none), scored on the same unlabelled archs.
+
+A *draw* is K labelled archs of the target benchmark, chosen at random with a recorded seed; the
+rest are its test archs. On each draw every method scores every arch of the benchmark:
+
+- ``discovery``: one of the candidates a discovery on the other benchmarks found (its hall of fame
+  and last population, each oriented on those benchmarks). K = 0: the run's own pick; K > 0: the
+  candidate with the best ``(1 - w) * source JCM + w * tau on the K labels``, ``w = K / (K + PRIOR)``:
+  the K labels weigh as much as the sources once there are ``PRIOR`` of them;
+- ``best zoo``: the hand-designed zoo proxy with the best tau on the K labels, oriented there (K = 0:
+  chosen and oriented on the sources);
+- ``ranker``: ridge on the within-benchmark ranks of the zoo scores and arch scalars, fitted on the
+  sources plus the K labels or on the K labels alone, whichever a 5-fold cross-validation on the K
+  labels prefers (K = 0: the sources);
+- ``surrogate``: ridge on a one-hot encoding of each arch's choices, layer by layer, fitted on the K;
+- ``zc surrogate``: the same ridge on the one-hot columns beside the zoo scores' ranks;
+- ``zc trees``: gradient-boosted trees (scikit-learn's ``HistGradientBoostingRegressor``) on the same
+  columns, the zero-cost-augmented predictor the field runs;
+- ``params``, ``depth``, ``depth_width``: no labels.
+
+The regressions fit the targets' mean within-benchmark rank (``alternatives.target_rank``). Every
+figure is the JCM (mean Kendall tau over the targets) on the draw's test archs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from autoprox.eval import alternatives as alt
+from autoprox.eval.uncertainty import LEVEL, Difference, Interval, boot_difference, pooled_pair
+
+PRIOR = 20          # labels of the target that weigh as much as the source benchmarks
+LABELLED = ("surrogate", "zc surrogate", "zc trees")  # methods that need K > 0
+METHODS = ("discovery", "best zoo", "ranker", *LABELLED, *alt.FORMULAS)
+MIN_LABELS = 4      # fewer labels than this cannot rank (no inner fold, no tau)
+
+
+def draw_labels(n: int, k: int, draws: int, seed: int) -> list[np.ndarray]:
+    """``draws`` sorted index sets of ``k`` labelled archs of ``n``; draw r uses seed ``seed + r``."""
+    if k == 0:
+        return [np.zeros(0, dtype=int)]
+    if not MIN_LABELS <= k <= n - 3:
+        raise ValueError(f"labels: K = {k} needs {MIN_LABELS} <= K <= {n - 3} for a benchmark of {n} archs")
+    return [np.sort(np.random.default_rng(seed + r).choice(n, k, replace=False)) for r in range(draws)]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The benchmark held out: the candidates' oriented scores on its archs, their source figures,
+    the source run's pick, and its zoo scores, targets and archs (``alt.Part``)."""
+
+    candidates: np.ndarray          # (candidates x archs), oriented on the sources
+    source_fit: np.ndarray          # (candidates,) source JCM each candidate was chosen by
+    pick: int                       # index of the source run's own pick among the candidates
+    part: alt.Part
+    sources: tuple[alt.Part, ...]   # the source benchmarks' archs (for K = 0 and the ranker's choice)
+
+
+def _tau(s: np.ndarray, part: alt.Part) -> float:
+    """JCM of ``s`` as it is on ``part``; a constant or undefined ranking counts as 0."""
+    v = alt.jcm_of(np.asarray(s, dtype=np.float64), part.targets)
+    return 0.0 if v is None or not np.isfinite(v) else float(v)
+
+
+def _ridge_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return alt.ridge(x, y, alt.choose_alpha(x, y))
+
+
+def _zc_columns(part: alt.Part, zoo: Sequence[str], fields: Mapping) -> np.ndarray:
+    return np.concatenate([alt.one_hot(part.archs, fields), alt.features(part, zoo)], axis=1)
+
+
+def _trees(x: np.ndarray, y: np.ndarray, seed: int):
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    m = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, max_depth=3,
+                                      min_samples_leaf=2, random_state=seed)
+    return m.fit(x, y)
+
+
+def _ranker_choice(t: Target, lab: np.ndarray, inputs: tuple[str, ...], seed: int) -> np.ndarray:
+    """Ranker weights fitted on sources + K or on the K alone, by a 5-fold CV tau on the K labels."""
+    part = t.part.subset(lab)
+    x_k, y_k = alt.features(t.part, inputs)[lab], alt.target_rank(part)
+    x_s = np.concatenate([alt.features(p, inputs) for p in t.sources])
+    y_s = np.concatenate([alt.target_rank(p) for p in t.sources])
+    folds = np.random.default_rng(seed).permutation(len(lab)) % alt.INNER_FOLDS
+    cv = {"k": [], "sk": []}
+    for f in range(alt.INNER_FOLDS):
+        tr, te = folds != f, folds == f
+        if te.sum() < 2:
+            continue
+        for name, (x, y) in {"k": (x_k[tr], y_k[tr]),
+                             "sk": (np.concatenate([x_s, x_k[tr]]), np.concatenate([y_s, y_k[tr]]))}.items():
+            tau = kendalltau(alt.predict(alt.ridge(x, y, 1.0), x_k[te]), y_k[te])[0]
+            cv[name].append(0.0 if not np.isfinite(tau) else tau)
+    alone = np.mean(cv["k"]) > np.mean(cv["sk"]) if cv["k"] else False
+    return _ridge_fit(x_k, y_k) if alone else _ridge_fit(np.concatenate([x_s, x_k]), np.concatenate([y_s, y_k]))
+
+
+def methods_at(t: Target, lab: np.ndarray, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Every method's scores on every arch of ``t`` after seeing the labels of archs ``lab``, and
+    what the label-fitted ones chose (candidate, zoo proxy) in words."""
+    part, k = t.part, len(lab)
+    zoo = [n for n in alt.hand_designed(list(part.scores)) if n in t.sources[0].scores]
+    inputs = tuple(n for n in (*zoo, *alt.SCALARS) if n in part.scores and all(n in p.scores for p in t.sources))
+    out = {f: np.asarray(part.scores[f], dtype=np.float64) for f in alt.FORMULAS}
+    if k == 0:
+        fitted = alt.fit(list(t.sources))
+        name, sign = fitted.best
+        out |= {"discovery": t.candidates[t.pick], "best zoo": sign * np.asarray(part.scores[name], dtype=np.float64),
+                "ranker": alt.predict(fitted.ranker[1], alt.features(part, fitted.ranker[0]))}
+        return out, {"discovery": f"candidate {t.pick}", "best zoo": name}
+    known = part.subset(lab)
+    w = k / (k + PRIOR)
+    fit_k = np.array([_tau(c[lab], known) for c in t.candidates])
+    best_c = int(np.argmax((1 - w) * t.source_fit + w * fit_k))
+    zoo_tau = {n: alt.jcm_of(np.asarray(part.scores[n], dtype=np.float64)[lab], known.targets) for n in zoo}
+    zoo_tau = {n: v for n, v in zoo_tau.items() if v is not None and np.isfinite(v)}
+    best_zoo = max(zoo_tau, key=lambda n: abs(zoo_tau[n]))
+    y = alt.target_rank(known)
+    fields = alt.one_hot_fields(part.archs)
+    onehot = alt.one_hot(part.archs, fields)
+    zc = _zc_columns(part, zoo, fields)
+    out |= {"discovery": t.candidates[best_c],
+            "best zoo": np.sign(zoo_tau[best_zoo]) * np.asarray(part.scores[best_zoo], dtype=np.float64),
+            "ranker": alt.predict(_ranker_choice(t, lab, inputs, seed), alt.features(part, inputs)),
+            "surrogate": alt.predict(_ridge_fit(onehot[lab], y), onehot),
+            "zc surrogate": alt.predict(_ridge_fit(zc[lab], y), zc),
+            "zc trees": _trees(zc[lab], y, seed).predict(zc)}
+    return out, {"discovery": f"candidate {best_c}", "best zoo": best_zoo}
+
+
+def evaluate(t: Target, ks: Sequence[int], draws: int, seed: int = 0) -> list[dict]:
+    """One record per (K, draw): the labelled archs, what each method chose, and each method's JCM
+    and first arch (its top-scored test arch's accuracy on the first target) on the test archs."""
+    n, rows = len(t.part.archs), []
+    first = next(iter(t.part.targets))
+    for k in ks:
+        for r, lab in enumerate(draw_labels(n, k, draws, seed)):
+            test = np.setdiff1d(np.arange(n), lab)
+            scores, chose = methods_at(t, lab, seed + r)
+            held = t.part.subset(test)
+            top = {m: float(held.targets[first][int(np.argmax(np.where(np.isfinite(s[test]), s[test], -np.inf)))])
+                   for m, s in scores.items()}
+            rows.append({"k": k, "draw": r, "seed": seed + r, "labelled": lab.tolist(), "chose": chose,
+                         "tau": {m: _tau(s[test], held) for m, s in scores.items()}, "first": top})
+            if k == 0:  # one draw: its intervals resample the archs, which need the scores
+                rows[-1] |= {"scores": {m: s.tolist() for m, s in scores.items()},
+                             "y": {t: v.tolist() for t, v in held.targets.items()}}
+    return rows
+
+
+def _boot_mean(v: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    idx = np.random.default_rng(seed).integers(0, len(v), (n_boot, len(v)))
+    return v[idx].mean(axis=1)
+
+
+def summary(rows: Sequence[dict], method: str, k: int, n_boot: int = 2000, seed: int = 0,
+            level: float = LEVEL) -> tuple[Interval, Difference] | None:
+    """Mean JCM over the draws of K with its interval (draws resampled), and the paired difference
+    discovery - method over the same draws; None where the method was not run at K."""
+    at = [r for r in rows if r["k"] == k and method in r["tau"]]
+    if not at:
+        return None
+    if "scores" in at[0]:  # K = 0: the archs resampled
+        ys = {t: np.asarray(v) for t, v in at[0]["y"].items()}
+        sc = {m: np.asarray(v) for m, v in at[0]["scores"].items()}
+        _, iv, d = pooled_pair([(sc["discovery"], sc[method], ys)], n_boot=n_boot, seed=seed, level=level)
+        return iv, d
+    a = np.array([r["tau"][method] for r in at])
+    d = np.array([r["tau"]["discovery"] - r["tau"][method] for r in at])
+    q = (1 - level) / 2
+    ba, bd = _boot_mean(a, n_boot, seed), _boot_mean(d, n_boot, seed)
+    iv = Interval(float(a.mean()), float(np.quantile(ba, q)), float(np.quantile(ba, 1 - q)))
+    if len(at) == 1 or method == "discovery":
+        return iv, Difference(float(d.mean()), float("nan"), float("nan"), float("nan"))
+    return iv, boot_difference(float(d.mean()), bd, level)
+
+
+def pooled_difference(by_bench: Mapping[str, Sequence[dict]], method: str, k: int, n_boot: int = 2000,
+                      seed: int = 0, level: float = LEVEL) -> Difference | None:
+    """discovery - method averaged evenly over the benchmarks, the draws of each resampled."""
+    if k == 0:
+        parts = [(np.asarray(r["scores"]["discovery"]), np.asarray(r["scores"][method]),
+                  {t: np.asarray(v) for t, v in r["y"].items()})
+                 for rows in by_bench.values() for r in rows if r["k"] == 0 and method in r.get("scores", {})]
+        if len(parts) != len(by_bench):
+            return None
+        return pooled_pair(parts, n_boot=n_boot, seed=seed, level=level)[2]
+    per = []
+    for i, rows in enumerate(by_bench.values()):
+        at = [r for r in rows if r["k"] == k and method in r["tau"]]
+        if not at:
+            return None
+        d = np.array([r["tau"]["discovery"] - r["tau"][method] for r in at])
+        per.append((d.mean(), _boot_mean(d, n_boot, seed + i)))
+    if not per or any(len([r for r in rows if r["k"] == k]) < 2 for rows in by_bench.values()):
+        return None
+    return boot_difference(float(np.mean([p[0] for p in per])), np.mean([p[1] for p in per], axis=0), level)

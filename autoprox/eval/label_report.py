@@ -1,0 +1,132 @@
+"""``labels.md`` and ``labels.png`` of a label-budget study (``discovery.labels``): which method to
+use at which K in plain words, then per benchmark and pooled, each method's mean JCM over the draws
+with its interval and its paired difference to discovery."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from autoprox.eval.few_labels import METHODS, pooled_difference, summary
+from autoprox.eval.plots import figure
+
+LABEL_NAMES = {"discovery": "discovery (candidates re-selected by the K labels)"}
+
+
+def _fmt(iv: Any) -> str:
+    return "-" if iv is None or not np.isfinite(iv.estimate) else f"{iv.estimate:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]"
+
+
+def _diff(d: Any) -> str:
+    if d is None or not np.isfinite(d.lo):
+        return "-"
+    return f"{d.estimate:+.3f} [{d.lo:.3f}, {d.hi:.3f}], p {d.p:.3f}, {d.verdict}"
+
+
+def _benches(doc: dict) -> dict[str, list[dict]]:
+    return {t: b["rows"] for t, b in doc["benchmarks"].items() if b.get("rows")}
+
+
+def _means(rows: Sequence[dict], k: int) -> dict[str, float]:
+    at = [r for r in rows if r["k"] == k]
+    return {m: float(np.mean([r["tau"][m] for r in at])) for m in METHODS if at and m in at[0]["tau"]}
+
+
+def advice(doc: dict) -> str:
+    """The first paragraph: per K, the method with the best mean JCM pooled over the benchmarks,
+    and where discovery stands against every alternative."""
+    benches = _benches(doc)
+    if not benches:
+        return "No benchmark gave a discovery to study (no source run could pick a proxy)."
+    parts = []
+    for k in doc["ks"]:
+        per = [_means(rows, k) for rows in benches.values()]
+        per = [p for p in per if p]
+        if len(per) != len(benches):
+            continue
+        pooled = {m: float(np.mean([p[m] for p in per])) for m in per[0] if all(m in p for p in per)}
+        best = max(pooled, key=pooled.get)
+        wins = sum(max(p, key=p.get) == "discovery" for p in per)
+        who = "no labels" if k == 0 else f"{k} labels"
+        parts.append(f"with {who}, use **{best}** (mean JCM {pooled[best]:.3f} over {len(per)} benchmarks; "
+                     f"discovery {pooled['discovery']:.3f}, best on {wins} of {len(per)})")
+    cross = crossovers(doc)
+    tail = ("" if not cross else " The one-hot surrogate first beats discovery at K = "
+            + ", ".join(f"{k if k is not None else 'none measured'} on {t}" for t, k in cross.items()) + ".")
+    return "At a label budget of K trained archs of your own space: " + "; ".join(parts) + "." + tail
+
+
+def crossovers(doc: dict) -> dict[str, int | None]:
+    """Per benchmark, the smallest K whose mean surrogate JCM is above discovery's."""
+    out = {}
+    for t, rows in _benches(doc).items():
+        ks = [k for k in doc["ks"] if k > 0 and "surrogate" in _means(rows, k)]
+        out[t] = next((k for k in ks if _means(rows, k)["surrogate"] > _means(rows, k)["discovery"]), None)
+    return out
+
+
+def labels_markdown(doc: dict, n_boot: int = 2000) -> str:
+    benches = _benches(doc)
+    lines = [advice(doc), "",
+             f"Each benchmark held out in turn: discovery ran on the others (all their labels); then {doc['draws']} "
+             f"seeded draws of K labelled archs of the held-out benchmark (K = 0: one draw, every arch a test arch), "
+             f"every method fitted on the same K labels and scored on the same test archs. JCM ({doc['jcm']}) on "
+             f"the test archs, mean over the draws [95% CI, draws resampled; K = 0: archs resampled]. "
+             f"Discovery at K > 0 re-selects among its candidates by (1 - w) source JCM + w tau on the K labels, "
+             f"w = K / (K + 20).", ""]
+    for t, b in doc["benchmarks"].items():
+        if not b.get("rows"):
+            lines += [f"## {t}", "", f"no discovery from {'+'.join(b['sources'])}: the source run picked nothing", ""]
+            continue
+        rows = b["rows"]
+        ks = sorted({r["k"] for r in rows})
+        lines += [f"## {t} ({b['n']} archs; discovered on {'+'.join(b['sources'])}; {len(b['candidates'])} "
+                  f"candidates)", "", "| method | " + " | ".join(f"K = {k}" for k in ks) + " |",
+                  "|---|" + "---|" * len(ks)]
+        figs = {(m, k): summary(rows, m, k, n_boot) for m in METHODS for k in ks}
+        for m in METHODS:
+            lines.append(f"| {LABEL_NAMES.get(m, m)} | " + " | ".join(_fmt(figs[m, k][0] if figs[m, k] else None)
+                                                                  for k in ks) + " |")
+        lines += ["", "Discovery minus each method [95% CI], p, whether discovery is better:", "",
+                  "| method | " + " | ".join(f"K = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+        for m in METHODS[1:]:
+            lines.append(f"| {m} | " + " | ".join(_diff(figs[m, k][1] if figs[m, k] else None) for k in ks) + " |")
+        first = {m: {k: np.mean([r["first"][m] for r in rows if r["k"] == k and m in r["first"]] or [np.nan])
+                     for k in ks} for m in METHODS}
+        lines += ["", f"Accuracy ({b['targets'][0]}) of the test arch each method ranks first, mean over the draws:", "",
+                  "| method | " + " | ".join(f"K = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+        lines += [f"| {m} | " + " | ".join("-" if not np.isfinite(first[m][k]) else f"{first[m][k]:.2f}" for k in ks)
+                  + " |" for m in METHODS]
+        lines.append("")
+    if len(benches) > 1:
+        lines += [f"## Pooled over {', '.join(benches)} (benchmarks weighed evenly)", "",
+                  "| method | " + " | ".join(f"K = {k}" for k in doc["ks"]) + " |", "|---|" + "---|" * len(doc["ks"])]
+        for m in METHODS[1:]:
+            lines.append(f"| discovery - {m} | " + " | ".join(_diff(pooled_difference(benches, m, k, n_boot))
+                                                            for k in doc["ks"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def labels_figure(doc: dict) -> "Any":
+    """JCM against K: one panel per benchmark, one line per method, the draws' intervals shaded."""
+    benches = _benches(doc)
+    fig = figure(4.2 * max(1, len(benches)), 3.6)
+    axes = fig.subplots(1, max(1, len(benches)), squeeze=False)[0]
+    for ax, (t, rows) in zip(axes, benches.items()):
+        ks = sorted({r["k"] for r in rows})
+        for m in METHODS:
+            pts = [(k, summary(rows, m, k, 500)) for k in ks]
+            pts = [(k, s[0]) for k, s in pts if s is not None]
+            if not pts:
+                continue
+            x = [k for k, _ in pts]
+            line, = ax.plot(x, [iv.estimate for _, iv in pts], marker="o", ms=3, lw=2.2 if m == "discovery" else 1.2,
+                            label=m)
+            ax.fill_between(x, [iv.lo for _, iv in pts], [iv.hi for _, iv in pts], color=line.get_color(), alpha=0.12)
+        ax.set_title(t)
+        ax.set_xlabel("labelled archs K")
+        ax.set_ylabel("JCM on the test archs")
+        ax.grid(alpha=0.3)
+    if benches:
+        axes[-1].legend(fontsize=7, loc="lower right")
+    return fig
