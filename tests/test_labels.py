@@ -128,3 +128,34 @@ def test_evolve_labels_end_to_end(two_spaces, tmp_path, small_zoo):
     assert "## pit (10 archs; discovered on autoformer;" in (tmp_path / "l" / "labels.md").read_text()
     again = label_study(two_spaces, tmp_path / "l", [0, 4], draws=2, resume=True)
     assert again == doc
+
+
+def test_worst_case_objective_takes_the_lowest_space(two_spaces):
+    import dataclasses
+    from autoprox.discovery.objective import Objective
+    recs = {}
+    for combine in ("mean", "min"):
+        cfg = dataclasses.replace(two_spaces.objective, weights={}, combine=combine)
+        obj = Objective(cfg, ["weight"])
+        obj.open()
+        try:
+            recs[combine] = obj.evaluate(["num_params"])[0]
+        finally:
+            obj.close()
+    per = [recs["min"]["per_space"][s]["train"] for s in ("pit", "autoformer")]
+    assert recs["min"]["train"] == pytest.approx(min(per)) and recs["mean"]["train"] == pytest.approx(np.mean(per))
+    assert per[0] != pytest.approx(per[1])
+    with pytest.raises(ConfigError, match="combine must be one of"):
+        dataclasses.replace(two_spaces.objective, combine="max")
+
+
+def test_parsimony_charges_each_node_in_selection_only(two_spaces, tmp_path):
+    import dataclasses
+    from autoprox.discovery.run import evolve
+    cfg = dataclasses.replace(two_spaces, variation=dataclasses.replace(two_spaces.variation, parsimony=0.01))
+    run = evolve(cfg, tmp_path / "p")
+    from autoprox.discovery.variation import size, to_proxy
+    for ind in (i for i in run.population if i.record["reason"] is None):
+        nodes = sum(size(q.expr) for q in to_proxy(list(ind), cfg.variation).parts)
+        assert ind.fitness.values[0] == pytest.approx(ind.record["train"] - 0.01 * (nodes - 1))
+    assert any(sum(size(q.expr) for q in to_proxy(list(i), cfg.variation).parts) > 1 for i in run.population)

@@ -31,7 +31,7 @@ from autoprox.core.io import atomic_write_text
 from autoprox.eval.fitness import INVALID
 from autoprox.discovery.config import EvolveConfig, config_changes, seed_genomes
 from autoprox.discovery.objective import Objective
-from autoprox.discovery.variation import crossover, mutate, random_genome, to_proxy
+from autoprox.discovery.variation import crossover, mutate, random_genome, size, to_proxy
 
 def make_types() -> tuple[type, type]:
     """DEAP's ``FitnessMax`` and ``Individual`` (a genome list); idempotent, for driver and workers."""
@@ -103,7 +103,11 @@ class Run:
         """An individual for ``genome`` carrying its scored record (by proxy hash ``h``)."""
         ind = self.Individual(genome)
         ind.record = self.memo[h]
-        ind.fitness.values = (ind.record.get("fitness", ind.record["train"]),)
+        fit = ind.record.get("fitness", ind.record["train"])
+        if self.cfg.variation.parsimony and fit > INVALID:
+            nodes = sum(size(q.expr) for q in to_proxy(genome, self.cfg.variation).parts)
+            fit -= self.cfg.variation.parsimony * (nodes - 1)
+        ind.fitness.values = (fit,)
         return ind
 
     # ------------------------------------------------------------ the loop

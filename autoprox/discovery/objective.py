@@ -32,6 +32,7 @@ from autoprox.stats.passes import families_of_passes, passes_for
 from autoprox.stats.provider import ScoringConfig
 
 FOLDS = ("train", "val", "test")
+COMBINE = ("mean", "min")  # how a fold's figure pools the spaces
 
 
 class SpaceFigures(TypedDict, total=False):
@@ -83,6 +84,7 @@ class ObjectiveConfig:
     bench: dict[str, str] = field(default_factory=dict)  # space -> benchmark JSON (default: the shipped one)
     space_targets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # space -> its targets (else ``targets``)
     weights: dict[str, float] = field(default_factory=dict)  # space -> weight in the mean over spaces (else 1)
+    combine: str = "mean"           # a fold's figure over spaces: their (weighted) "mean", or the worst, "min"
 
     def __post_init__(self) -> None:
         for key in ("bench", "space_targets", "weights"):
@@ -94,6 +96,8 @@ class ObjectiveConfig:
         if bad or any(not t for t in self.space_targets.values()):
             raise ConfigError(f"objective: weights must lie in (0, 1000] and space_targets be non-empty, got "
                               f"{bad or self.space_targets}")
+        if self.combine not in COMBINE:
+            raise ConfigError(f"objective: combine must be one of {COMBINE}, got {self.combine!r}")
         if not self.spaces or not self.targets:
             raise ValueError("objective needs at least one space and one target")
         check_ranges(self, "objective", {"val_fraction": (0, 0.9, "()"), "test_fraction": (0, 0.9, "[)"),
@@ -223,7 +227,9 @@ class Objective:
         for fold in FOLDS:
             vals = [per_space[s][fold] for s in per_space if fold in per_space[s]]
             w = [self.cfg.weight(s) for s in per_space if fold in per_space[s]]
-            out[fold] = float(np.average(vals, weights=w)) if vals and np.all(np.isfinite(vals)) else None
+            ok = bool(vals) and bool(np.all(np.isfinite(vals)))
+            out[fold] = (float(np.min(vals)) if self.cfg.combine == "min" else float(np.average(vals, weights=w))
+                         ) if ok else None
         if out["train"] is None:
             out.update(train=INVALID, reason="undefined train correlation")
         elif self.cfg.beyond_size > 0:

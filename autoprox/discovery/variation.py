@@ -65,6 +65,7 @@ class VariationConfig:
     max_parts: int = 1             # free only: > 1 lets genomes fuse that many expressions
     fusion: str = "rank_sum"       # how parts combine across archs (autoprox.proxy.fuse)
     fuse_prob: float = 0.3         # chance a new genome, or a mutation, adds (or drops) a part
+    parsimony: float = 0.0         # selection reads train JCM - parsimony * (nodes - 1), all parts' nodes
 
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURES:
@@ -82,7 +83,8 @@ class VariationConfig:
                 if op.group not in ((group, "reduce") if group == "unary" else (group,)):
                     raise ValueError(f"op {n!r} is a {op.group} op, not {group}")
         check_ranges(self, "variation", {"gene_prob": (0, 1), "max_nodes": (4, None), "max_depth": (3, None),
-                                         "tries": (1, None), "max_parts": (1, 3), "fuse_prob": (0, 1)})
+                                         "tries": (1, None), "max_parts": (1, 3), "fuse_prob": (0, 1),
+                                         "parsimony": (0, 0.1)})
         if self.max_parts > 1 and self.structure != "free":
             raise ValueError(f"variation.max_parts above 1 needs structure free, got {self.structure!r}")
         get_fusion(self.fusion)  # unknown fusion: error naming the known ones
