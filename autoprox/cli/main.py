@@ -92,7 +92,7 @@ def _add_build_parser(sub: Any) -> None:
 
 
 def _add_evolve_parser(sub: Any) -> None:
-    ev = _verb(sub, "evolve", "evolve proxies with DEAP against ViT-Bench-101 (checkpointed)",
+    ev = _verb(sub, "evolve", "evolve proxies against a benchmark's accuracies (DEAP, checkpointed; --cv, --transfer, --labels)",
             ['autoprox evolve --config runs/quick.yaml',
              'autoprox evolve --config runs/ood_tiny.yaml --bench tiny.json --cv 5 --backend ray --workers 2'])
     ev.add_argument("--config", required=True, help="YAML evolve config (e.g. runs/quick.yaml)")
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = OneLineParser(prog="autoprox", description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--version", action="version", version=f"autoprox {__version__}")
     sub = ap.add_subparsers(dest="verb", required=True, parser_class=OneLineParser)
-    b = _verb(sub, "bench", "correlate proxies with ViT-Bench-101 accuracies",
+    b = _verb(sub, "bench", "correlate proxies with a benchmark's accuracies (ViT-Bench-101 by default, or --bench FILE)",
             ['autoprox bench --space pit --proxy params snip zico',
              'autoprox bench --space autoformer-tiny --bench tiny.json --proxy zico depth_width --out runs/b-tiny'])
     b.add_argument("--space", help=SPACE_HELP + " (default autoformer)")
