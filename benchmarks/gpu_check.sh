@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU path, measured in one short run on a CUDA machine (figures in RESULTS.md):
+# The GPU path, measured in one short run on a CUDA machine (figures in results/gpu.md):
 #   1. statistics (`autoprox stats --device cuda`) on 20 archs of each space: seconds per arch;
 #   2. Ray actors sharing one GPU (`--workers 2 --gpus-per-worker 0.5`): the same statistics as
 #      the serial path, checked by comparing the scores.csv of a bench read from each cache;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Discovery with the expensive leaves, on a CUDA machine, in one short run (figures in RESULTS.md):
+# Discovery with the expensive leaves, on a CUDA machine, in one short run (figures in results/gpu.md):
 #   1. every statistics pass (base, ZiCo, GraSP's Hessian, the logit Jacobian) of the 100 AutoFormer
 #      archs on the GPU, through Ray actors sharing it;
 #   2. `runs/c100_kd_hessian.yaml` and, on the same statistics, `runs/c100_kd.yaml` (the same run
@@ -8,7 +8,7 @@
 #   3. meanwhile, the GPU path again: serial and Ray statistics give byte-equal bench scores, and a
 #      50-candidate search with --device cuda.
 # Rerunning it in the same WORK folder resumes every stage (cache hits, `evolve --resume`).
-# Measured on an H200 machine (RESULTS.md, session 8): stage 1 takes about 1 minute; the 12 folds need
+# Measured on an H200 machine (results/gpu.md, 2026-11-30): stage 1 takes about 1 minute; the 12 folds need
 # about 8 minutes, since evolution is CPU work and 12 processes on its 16 vCPUs run at half a free
 # core's rate; so it needs two calls (or one DEADLINE_S near 700) and about 12 minutes in all.
 # Usage: bash benchmarks/gpu_discovery.sh OUTDIR WORK [DEADLINE_S]   (autoprox, Ray and CUDA torch importable)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The zoo on OoD-ViT-NAS Small and Base on a GPU, in one short, resumable run (figures in RESULTS.md).
+# The zoo on OoD-ViT-NAS Small and Base on a GPU, in one short, resumable run (figures in results/zoo-ood-vit-nas.md).
 # Per file: `autoprox bench --device cuda` of every zoo proxy but `tvt` (it needs --teacher) on the
 # first N archs, its statistics cached on the GPU machine's disk, bounded by a timeout. Run the same
 # command again on the warm machine to go on from the cache. Only the tables and scores.csv come back

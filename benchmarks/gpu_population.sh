@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Population scoring on a GPU, in one short run (figures in RESULTS.md):
+# Population scoring on a GPU, in one short run (figures in results/scoring-speed.md):
 #   1. the statistics of N OoD-ViT-NAS Tiny archs computed on the GPU (`autoprox stats --device cuda
 #      --pass features`), seconds per arch;
 #   2. `bench_population.py` on them: the batched evaluator on the GPU against the per-layer reference

@@ -21,7 +21,7 @@ from autoprox.data.benchmark import load_archs
 from autoprox.eval.uncertainty import kendall_ci
 from autoprox.spaces import get_space
 
-FULL = {  # Kendall tau vs clean over all 1,001 archs of each file (the figures)
+FULL = {  # Kendall tau vs clean over all 1,001 archs of each file (measured on the full files)
     "tiny": {"params": 0.469, "file_flops": 0.512, "depth": 0.641, "depth_width": 0.542},
     "small": {"params": 0.789, "depth_width": 0.816},
     "base": {"params": 0.124, "depth": -0.328, "width": 0.336},

@@ -2,12 +2,12 @@
 KD accuracy alone; every cheap statistic, the arch's shape and fused genomes as leaves): the pick of
 the final run, which has no test fold, chosen on validation. It is shipped because the procedure
 that found it beats #params and ``depth_width`` out of fold, pooled over two partitions of the archs;
-that figure is the procedure's, not this formula's (benchmarks/RESULTS.md, session 7).
+that figure is the procedure's, not this formula's (benchmarks/results/discovery.md, 2026-11-29).
 
 On OoD-ViT-NAS AutoFormer-Tiny (ImageNet top-1; archs it was not found on) it ranks below token
 entropy, ZiCo and depth alone: it does not pass the rule a shipped discovery must pass (beat every
 alternative on data it was not selected on), and stays as the record of its run
-(benchmarks/RESULTS.md, session 13)."""
+(benchmarks/results/transfer.md, 2026-12-05)."""
 from autoprox.proxy.fuse import FusedProxy
 from autoprox.proxy.graph import GraphProxy
 from autoprox.proxy.zoo.registry import register_proxy
