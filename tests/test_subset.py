@@ -1,5 +1,5 @@
 """A benchmark's pre-registered subset (``--subset N``): the N records whose sha256 of
-"<file name>/<record id>" is lowest, kept in file order with their own accuracies."""
+"<space>/<record id>" is lowest, kept in file order with their own accuracies."""
 import csv
 import hashlib
 import json
@@ -20,19 +20,22 @@ def test_subset_is_the_lowest_hashes_in_file_order_with_their_accuracies(tmp_pat
     recs = native_records("autoformer-tiny", 12)
     path = write(tmp_path, recs, "tiny.json")
     b, archs, _ = load_archs("autoformer-tiny", path, subset=5)
-    ids = _expected_ids(recs, "tiny.json", 5)
+    ids = _expected_ids(recs, "autoformer-tiny", 5)
     assert list(b.ids) == ids and ids != list(recs)[:5]
     assert [a["depth"] for a in archs] == [recs[k]["net_setting"]["layer_num"] for k in ids]
     assert list(b.values("imagenet")) == [recs[k]["performance"]["Imagenet"]["clean"] for k in ids]
-    # the file's name is part of the rule: the same records under another name give another subset
+    # the file's name is not part of the rule (a download keeps its own name); the space is
     other = load_archs("autoformer-tiny", write(tmp_path, recs, "other.json"), subset=5)[0]
-    assert list(other.ids) == _expected_ids(recs, "other.json", 5) != ids
+    assert list(other.ids) == ids
+    small = load_archs("autoformer-small", write(tmp_path, native_records("autoformer-small", 12), "s.json"), subset=5)
+    assert list(small[0].ids) == _expected_ids(dict.fromkeys(native_records("autoformer-small", 12)),
+                                               "autoformer-small", 5)
 
 
 def test_subset_of_a_list_file_hashes_positions(tmp_path):
     b, _, _ = load_archs("autoformer", None, subset=7)
     rows = json.loads(open(b.source).read())
-    pos = sorted(range(len(rows)), key=lambda i: hashlib.sha256(f"autoformer.json/{i}".encode()).hexdigest())[:7]
+    pos = sorted(range(len(rows)), key=lambda i: hashlib.sha256(f"autoformer/{i}".encode()).hexdigest())[:7]
     assert [a["c100_kd"] for a in b.accs] == [rows[i]["c100_kd_acc"] for i in sorted(pos)]
 
 
@@ -48,7 +51,7 @@ def test_cli_bench_subset_scores_those_archs_only(tmp_path):
                  "--subset", "4", "--out", str(out)]) == 0
     with open(out / "scores.csv") as f:
         rows = list(csv.DictReader(f))
-    ids = _expected_ids(recs, "tiny.json", 4)
+    ids = _expected_ids(recs, "autoformer-tiny", 4)
     assert [float(r["imagenet"]) for r in rows] == pytest.approx(
         [recs[k]["performance"]["Imagenet"]["clean"] for k in ids])
     assert "subset: 4" in (out / "config.yaml").read_text()

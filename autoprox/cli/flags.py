@@ -11,7 +11,7 @@ from autoprox.parallel.session import CONNECT_TIMEOUT
 from autoprox.spaces import list_spaces
 
 SPACE_HELP = "search space: " + ", ".join(list_spaces()) + ", or a YAML file declaring one (README)"
-SUBSET_HELP = ("only the file's pre-registered N archs: the N whose sha256 of '<file name>/<record id>' "
+SUBSET_HELP = ("only the file's pre-registered N archs: the N whose sha256 of '<space>/<record id>' "
                "is lowest, fixed before any score is seen (default: all)")
 
 

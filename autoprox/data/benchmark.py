@@ -201,12 +201,11 @@ def _native_accs(perf: object, where: str) -> dict[str, float]:
 
 
 def subset_order(b: Benchmark) -> list[int]:
-    """Record indices by the sha256 of ``"<file name>/<record id>"`` (the position for a file
-    without ids): the first N are a benchmark's pre-registered subset of N, fixed before any score
-    is seen and the same on every machine."""
-    name = Path(b.source).name
+    """Record indices by the sha256 of ``"<space>/<record id>"`` (the position for a file without
+    ids): the first N are a benchmark's pre-registered subset of N, fixed before any score is seen,
+    the same on every machine and whatever the file is called."""
     ids = b.ids or tuple(str(i) for i in range(len(b)))
-    keys = [hashlib.sha256(f"{name}/{k}".encode()).hexdigest() for k in ids]
+    keys = [hashlib.sha256(f"{b.space}/{k}".encode()).hexdigest() for k in ids]
     return sorted(range(len(b)), key=keys.__getitem__)
 
 

@@ -84,10 +84,11 @@ class ObjectiveConfig:
     bench: dict[str, str] = field(default_factory=dict)  # space -> benchmark JSON (default: the shipped one)
     space_targets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # space -> its targets (else ``targets``)
     weights: dict[str, float] = field(default_factory=dict)  # space -> weight in the mean over spaces (else 1)
+    subset: dict[str, int] = field(default_factory=dict)  # space -> its file's pre-registered subset of N archs
     combine: str = "mean"           # a fold's figure over spaces: their (weighted) "mean", or the worst, "min"
 
     def __post_init__(self) -> None:
-        for key in ("bench", "space_targets", "weights"):
+        for key in ("bench", "space_targets", "weights", "subset"):
             stray = sorted(set(getattr(self, key)) - set(self.spaces))
             if stray:
                 raise ValueError(f"objective.{key} names space(s) {stray} that are not in objective.spaces "
@@ -138,7 +139,8 @@ class Objective:
         self.spaces: list[SpaceData] = []
         for space in cfg.spaces:
             targets = cfg.targets_of(space)
-            bench, archs, _ = load_archs(space, cfg.bench.get(space), limit=cfg.limit, targets=targets)
+            bench, archs, _ = load_archs(space, cfg.bench.get(space), limit=cfg.limit, targets=targets,
+                                         subset=cfg.subset.get(space))
             ys = {t: bench.values(t)[:len(archs)] for t in targets}
             folds = (split_cv(len(archs), cfg.cv_folds, cfg.cv_fold, cfg.val_fraction, cfg.split_seed)
                      if cfg.cv_folds else split3(len(archs), cfg.val_fraction, cfg.test_fraction, cfg.split_seed))

@@ -52,7 +52,8 @@ def transfer_runs(cfg: EvolveConfig) -> dict[str, EvolveConfig]:
 def _only(obj: Any, spaces: list[str]) -> Any:
     keep = (lambda d: {k: v for k, v in d.items() if k in spaces})
     return dataclasses.replace(obj, spaces=tuple(spaces), bench=keep(obj.bench), space_targets=keep(obj.space_targets),
-                               weights=keep(obj.weights), test_fraction=0.0, cv_folds=0, cv_fold=0)
+                               weights=keep(obj.weights), subset=keep(obj.subset), test_fraction=0.0, cv_folds=0,
+                               cv_fold=0)
 
 
 def _held_part(cfg: EvolveConfig, held: str, pick_text: str, families: list[str],
