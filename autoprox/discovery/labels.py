@@ -50,7 +50,7 @@ def _candidates(run: Any) -> list[dict]:
     for ind in members:
         r = ind.record
         fit = r.get("val") if r.get("val") is not None else r.get("train")
-        if r["hash"] in seen or fit is None or not math.isfinite(fit):
+        if r["hash"] in seen or r.get("reason") or fit is None or not math.isfinite(fit):
             continue
         seen.add(r["hash"])
         out.append(r | {"source_fit": float(fit)})
