@@ -18,7 +18,7 @@ from typing import Mapping
 
 import torch
 
-from autoprox.core.config import load_yaml_text
+from autoprox.core.config import MAX_DEPTH, json_depth, read_yaml
 from autoprox.core.io import atomic_write_many
 from autoprox.spaces import get_space, layers
 
@@ -30,21 +30,19 @@ def arch_from(text: str, rank: int) -> tuple[dict, str | None]:
     ``top`` entry of rank ``rank`` (1 = best) is taken."""
     path = Path(text)
     if not text.lstrip().startswith("{") and path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise FileNotFoundError(f"no search result at {text}")
-        doc = load_yaml_text(path.read_text(encoding="utf-8"))
+        doc = read_yaml(path, "search result", ValueError)
         top = doc.get("top") if isinstance(doc, dict) else None
         if not isinstance(top, list) or not top:
             raise ValueError(f"{text}: not a search result (no 'top' list of archs)")
         if not 1 <= rank <= len(top):
             raise ValueError(f"--rank {rank}: {text} holds ranks 1 to {len(top)}")
         return dict(top[rank - 1]["arch"]), doc.get("space")
+    if json_depth(text) > MAX_DEPTH:
+        raise ValueError(f"arch: JSON nested too deep to be an arch (at most {MAX_DEPTH} levels)")
     try:
         arch = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"arch: neither JSON ({e.msg}) nor a result.yaml path: {text[:60]!r}") from None
-    except RecursionError:
-        raise ValueError("arch: JSON nested too deep to be an arch") from None
     if not isinstance(arch, dict):
         raise ValueError(f"arch: expected a JSON object, got {type(arch).__name__}")
     return arch, None

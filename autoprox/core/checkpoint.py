@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from autoprox.core.io import atomic_write_text
+from autoprox.core.config import load_json_text
+from autoprox.core.io import atomic_write_text, read_regular_text
 
 
 def rng_to_json(rng: random.Random) -> list:
@@ -35,9 +36,10 @@ def load_state(path: str | Path) -> dict[str, Any] | None:
     if not p.exists():
         return None
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        text = read_regular_text(p, "checkpoint")  # a FIFO, device, socket or link loop: refused unopened
+    except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"cannot resume from {p}: {e}") from None
+    doc = load_json_text(text, f"cannot resume from {p}", ValueError)
     if not isinstance(doc, dict):
         raise ValueError(f"cannot resume from {p}: not a checkpoint")
     return doc

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import json
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -11,7 +14,7 @@ from typing import Any, TypeVar
 import yaml
 
 from autoprox.core.errors import AutoproxError
-from autoprox.core.io import atomic_write_text
+from autoprox.core.io import atomic_write_text, read_regular_text
 
 T = TypeVar("T")
 
@@ -45,12 +48,18 @@ def check_ranges(obj: Any, where: str, ranges: dict[str, tuple], error: type[Val
             raise (error or ConfigError)(f"{where}.{name} must be {allowed}, got {v!r}")
 
 
+def unknown_keys(data: dict, allowed: Any) -> list:
+    """The keys of ``data`` not in ``allowed``, in a stable order whatever their types (YAML keys
+    may be numbers, strings or dates at once, which ``sorted`` alone cannot compare)."""
+    return sorted(set(data) - set(allowed), key=lambda k: (type(k).__name__, repr(k)))
+
+
 def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     """Build dataclass ``cls`` from a mapping, checking keys and simple types."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = unknown_keys(data, fields)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
     hints = typing.get_type_hints(cls)
@@ -134,11 +143,34 @@ def config_diff(cls: type[T], saved: Any, cfg: T, free: tuple[str, ...] = ()) ->
             if k not in free and old.get(k) != now.get(k)]
 
 
+MAX_DEPTH = 64  # nesting of any document autoprox reads (YAML, JSON): its configs and files need under 10
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(text: str) -> int:
+    """How deep ``text``'s arrays and objects nest, counted without parsing (nor recursing)."""
+    brackets = re.sub(r"[^\[\]{}]", "", _JSON_STRING.sub("", text))
+    return max(itertools.accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
+
+
+def load_json_text(text: str, where: str, error: type[Exception] = ConfigError) -> Any:
+    """``json.loads(text)``, refusing (``error`` naming ``where``) text nested deeper than ``MAX_DEPTH``
+    before the recursive parser sees it, and text that is no JSON."""
+    depth = json_depth(text)
+    if depth > MAX_DEPTH:
+        raise error(f"{where}: JSON nested too deep ({depth} levels; at most {MAX_DEPTH} are accepted)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{where}: not valid JSON: {e}") from None
+
+
 class BoundedLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` refusing documents no config needs: more than ``MAX_ALIASES`` aliases (an
     alias bomb expands exponentially when read) or nesting deeper than ``MAX_DEPTH``."""
 
-    MAX_ALIASES, MAX_DEPTH = 20, 64  # 20 aliases expand a bomb at most ~2^10-fold
+    MAX_ALIASES = 20  # 20 aliases expand a bomb at most ~2^10-fold
+    MAX_DEPTH = MAX_DEPTH
 
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
@@ -170,11 +202,15 @@ def load_yaml_text(text: str) -> Any:
 def read_yaml(path: str | Path, what: str, error: type[Exception] = ConfigError) -> Any:
     """The YAML document in ``path``; ``error`` naming the file when it is missing or no YAML text."""
     p = Path(path)
-    if not p.is_file():
-        raise (FileNotFoundError if error is not ConfigError else error)(f"{what} not found: {p}")
     try:
-        return load_yaml_text(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        text = read_regular_text(p, what)  # a FIFO, device, socket or link loop is refused unopened
+    except FileNotFoundError as e:
+        raise (FileNotFoundError if error is not ConfigError else error)(str(e)) from None
+    except UnicodeDecodeError as e:
+        raise error(f"{p}: not a YAML {what}: {e}") from None
+    try:
+        return load_yaml_text(text)
+    except yaml.YAMLError as e:
         raise error(f"{p}: not a YAML {what}: {e}") from None
 
 

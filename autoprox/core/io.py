@@ -1,7 +1,10 @@
-"""Atomic file writes (a crash never leaves a half-written output), and output-folder checks."""
+"""Atomic file writes (a crash never leaves a half-written output), output-folder checks, and the one
+guard every reader passes: only regular files are opened for reading (``open_regular``)."""
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -99,3 +102,55 @@ def check_writable_dir(folder: str | Path) -> None:
             ok = False
     if not ok:
         raise ValueError(f"output {p} cannot be written ({probe} is not a writable folder)")
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def check_readable(path: str | Path, what: str) -> os.stat_result:
+    """The status of ``path`` (a link followed) when it is a regular file, read without opening it:
+    ``FileNotFoundError`` when nothing is there, ``NotRegularFileError`` naming what is (a FIFO,
+    whose open would wait for a writer forever; a socket, a device, a folder, a link loop)."""
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {p}") from None
+    except OSError as e:
+        why = "a symlink loop" if e.errno == errno.ELOOP else f"unreadable ({e.strerror or e})"
+        raise NotRegularFileError(f"{what} {p} is {why}: autoprox reads regular files only") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFileError(f"{what} {p} is {_kind(st.st_mode)}: autoprox reads regular files only")
+    return st
+
+
+def open_regular(path: str | Path, what: str):
+    """``path`` opened for binary reading once ``check_readable`` passes; opened without blocking
+    and checked again on the descriptor, so a FIFO swapped in between is refused, never waited on."""
+    check_readable(path, what)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(f"{what} {path} is {_kind(st.st_mode)}: autoprox reads regular files only")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: str | Path, what: str) -> bytes:
+    """The bytes of the regular file ``path`` (``open_regular``'s checks)."""
+    with open_regular(path, what) as f:
+        return f.read()
+
+
+def read_regular_text(path: str | Path, what: str) -> str:
+    """The text of the regular file ``path`` (``UnicodeDecodeError`` when it is not UTF-8)."""
+    return read_regular(path, what).decode("utf-8")

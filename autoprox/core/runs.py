@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from autoprox.core.io import atomic_write_text
+from autoprox.core.io import atomic_write_text, read_regular_text
 
 MARK, LOCK = ".autoprox-run", ".autoprox-lock"
 SIGNATURES = {"evolve": ("checkpoint.json", "history.jsonl"), "search": ("state.json", "result.yaml"),
@@ -26,7 +26,7 @@ def owner(folder: str | Path) -> str | None:
     """The verb that made ``folder`` (its record, else its files); None for a new or unrelated folder."""
     f = Path(folder)
     try:
-        rec = json.loads((f / MARK).read_text(encoding="utf-8"))
+        rec = json.loads(read_regular_text(f / MARK, "run record"))  # never a FIFO's wait
         if isinstance(rec, dict) and isinstance(rec.get("verb"), str):
             return rec["verb"]
     except (OSError, ValueError):
@@ -60,15 +60,39 @@ def _take(fd: int, folder: Path) -> None:
 
 @contextmanager
 def claimed(folder: str | Path, verb: str) -> Iterator[Path]:
-    """``folder`` made (if needed), recorded as ``verb``'s and locked for as long as the block runs."""
+    """``folder`` made (if needed), recorded as ``verb``'s and locked for as long as the block runs.
+    A block that fails before any output is in the folder leaves things as they were: the record and
+    lock it added are removed, and so are the folders it made."""
     f = Path(folder)
     check_owner(f, verb)
+    made = [d for d in (f, *f.parents) if not os.path.lexists(d)]  # what mkdir makes, deepest first
+    had = {n for n in (MARK, LOCK) if os.path.lexists(f / n)}
     f.mkdir(parents=True, exist_ok=True)
-    fd = os.open(f / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = None
     try:
+        fd = os.open(f / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         _take(fd, f)
         if not (f / MARK).is_file():
             atomic_write_text(f / MARK, json.dumps({"verb": verb}) + "\n")
         yield f
+    except BaseException:
+        _undo(f, made, had)
+        raise
     finally:
-        os.close(fd)  # closing the descriptor releases the lock
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the lock
+
+
+def _undo(f: Path, made: list[Path], had: set[str]) -> None:
+    """After a failed block: if ``f`` holds nothing but the run's record and lock, remove those this
+    run added (``had``: those it found) and the folders it made (``made``, while empty)."""
+    try:
+        if any(p.name not in (MARK, LOCK) for p in f.iterdir()):
+            return  # an output, or someone else's file: left as it is
+        for name in (MARK, LOCK):
+            if name not in had:
+                (f / name).unlink(missing_ok=True)
+        for d in made:
+            d.rmdir()
+    except OSError:  # a folder someone else filled meanwhile, or one that cannot be read: left
+        pass

@@ -4,7 +4,6 @@ train/validation/test folds it splits them into."""
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from importlib import resources
@@ -14,7 +13,9 @@ from typing import Sequence
 
 import numpy as np
 
+from autoprox.core.config import load_json_text
 from autoprox.core.errors import AutoproxError
+from autoprox.core.io import NotRegularFileError, read_regular_text
 
 SHIPPED = {"autoformer": "autoformer.json", "pit": "pit.json"}  # in the package folder vit_bench_101/
 DEFAULT_TARGETS = ("c100_kd", "flower_kd", "chaoyang_kd")  # the KD accuracies
@@ -83,18 +84,15 @@ def load_benchmark(space: str, path: str | Path | None = None) -> Benchmark:
         text, p = res.read_text(encoding="utf-8"), Path(str(res))
     else:
         p = Path(path)
-        if not p.is_file():
-            raise BenchmarkError(f"benchmark file not found: {p}")
         try:
-            text = p.read_text(encoding="utf-8")
+            text = read_regular_text(p, "benchmark file")  # a FIFO, device, socket or link loop: refused unopened
+        except FileNotFoundError:
+            raise BenchmarkError(f"benchmark file not found: {p}") from None
         except (OSError, UnicodeDecodeError) as e:
+            if isinstance(e, NotRegularFileError):
+                raise
             raise BenchmarkError(f"{p}: cannot be read as text: {e}") from None
-    try:
-        records = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise BenchmarkError(f"{p}: not valid JSON: {e}") from None
-    except RecursionError:
-        raise BenchmarkError(f"{p}: JSON nested too deep to be a benchmark") from None
+    records = load_json_text(text, str(p), BenchmarkError)
     if is_native(records):
         return _native(space, records, str(p))
     if not isinstance(records, list) or not records:
@@ -122,6 +120,9 @@ def load_benchmark(space: str, path: str | Path | None = None) -> Benchmark:
 RECORD_META = frozenset({"arch", "id", "name", "params", "flops"})  # keys of a record besides '<target>_acc'
 
 
+MAX_ABS = 1e12  # |value| of a record's number: accuracies are percentages or fractions, parameters millions
+
+
 def _number(v: object, where: str) -> float:
     try:
         ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(float(v))
@@ -129,6 +130,9 @@ def _number(v: object, where: str) -> float:
         ok = False
     if not ok:
         raise BenchmarkError(f"{where} is not a finite number: {str(v)[:40]}")
+    if abs(float(v)) > MAX_ABS:  # finite, but its spread overflows a correlation's sums and a plot's axis
+        raise BenchmarkError(f"{where} is {float(v):g}, beyond +-{MAX_ABS:g}: an accuracy is a percentage or a "
+                             f"fraction (is the file in other units?)")
     return float(v)
 
 

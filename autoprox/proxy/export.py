@@ -13,7 +13,7 @@ from autoprox.proxy.fuse import FusedProxy, parse_fused
 from autoprox.proxy.fusecore import FUSIONS
 from autoprox.proxy.python_template import PYTHON as _PYTHON
 from autoprox.proxy.genotype import parse_genotype, to_genotype
-from autoprox.core.config import read_yaml
+from autoprox.core.config import read_yaml, unknown_keys
 from autoprox.core.io import atomic_write_text
 from autoprox.spaces import list_spaces
 from autoprox.spaces.base import ARCH_SCALARS
@@ -70,7 +70,7 @@ def load_proxy(path: str | Path) -> GraphProxy | FusedProxy:
     doc = read_yaml(p, "proxy file", GraphError)
     if not isinstance(doc, dict):
         raise GraphError(f"{p}: expected a mapping with 'graph', 'expression' or 'genotype'")
-    unknown = sorted(set(doc) - YAML_KEYS)
+    unknown = unknown_keys(doc, YAML_KEYS)
     if unknown:
         raise GraphError(f"{p}: unknown key(s) {unknown}; allowed: {sorted(YAML_KEYS)}")
     if "parts" in doc and "graph" not in doc:

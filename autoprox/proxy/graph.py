@@ -117,6 +117,7 @@ def to_expr(g: nx.DiGraph) -> Expr:
     dangling = set(g) - nx.ancestors(g, out) - {out}
     if dangling:
         raise GraphError(f"dangling node(s) not feeding the output: {sorted(map(str, dangling))}")
+    check_graph_size(g)
 
     def build(n: Any) -> Expr:
         data = g.nodes[n]
@@ -132,6 +133,27 @@ def to_expr(g: nx.DiGraph) -> Expr:
         return make(data["op"], *(build(p[0]) for p in preds))
 
     return check(build(out))
+
+
+MAX_NODES = 10_000  # nodes of a graph's expression written out (a shared node counted at each use)
+
+
+def check_graph_size(g: nx.DiGraph) -> None:
+    """``GraphError`` when a (acyclic) graph nests deeper than ``MAX_DEPTH`` or writes out to more than
+    ``MAX_NODES`` expression nodes (a chain of shared pairs doubles at each step), measured without
+    recursion before any recursive walk of it."""
+    depth: dict[Any, int] = {}
+    size: dict[Any, int] = {}
+    for n in nx.topological_sort(g):
+        preds = [p for p, _ in g.in_edges(n)]
+        depth[n] = 1 + max((depth[p] for p in preds), default=-1)
+        size[n] = 1 + sum(size[p] for p in preds)
+        if depth[n] > MAX_DEPTH:
+            raise GraphError(f"graph nested more than {MAX_DEPTH} ops deep at node {n!r}; at most {MAX_DEPTH} "
+                             f"levels are accepted")
+        if size[n] > MAX_NODES:
+            raise GraphError(f"graph's expression grows beyond {MAX_NODES:,} nodes at node {n!r} (shared nodes "
+                             f"count at each use)")
 
 
 def make(op: str, *args: Expr) -> Expr:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from autoprox.core.config import ConfigError, check_ranges
+from autoprox.core.io import NotRegularFileError, check_readable, open_regular
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -127,10 +128,14 @@ class _DataOnly(pickle.Unpickler):
 def _cifar100(cfg: BatchConfig) -> tuple[torch.Tensor, torch.Tensor]:
     p = Path(cfg.path)
     p = p / "train" if p.is_dir() else p
-    if not p.is_file():
-        raise BatchError(f"CIFAR-100 train file not found: {p} (expected cifar-100-python/train)")
     try:
-        with open(p, "rb") as f:
+        f = open_regular(p, "CIFAR-100 train file")  # a FIFO, device, socket or link loop: refused unopened
+    except FileNotFoundError:
+        raise BatchError(f"CIFAR-100 train file not found: {p} (expected cifar-100-python/train)") from None
+    except NotRegularFileError as e:
+        raise BatchError(str(e)) from None
+    try:
+        with f:
             d = _DataOnly(f, encoding="bytes").load()
         data, fine = np.asarray(d[b"data"], dtype=np.uint8), np.asarray(d[b"fine_labels"])
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear error
@@ -150,6 +155,11 @@ def _folder(cfg: BatchConfig) -> tuple[torch.Tensor, torch.Tensor]:
     if not root.is_dir():
         raise BatchError(f"image folder not found: {root}")
     files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    for f in files:  # every image, before any is opened: a FIFO would hang the run, a device never end
+        try:
+            check_readable(f, "image")
+        except (NotRegularFileError, FileNotFoundError) as e:  # a dangling link: not found
+            raise BatchError(f"{e}; remove it from {root} or choose another --batch-path") from None
     if len(files) < cfg.size:
         raise BatchError(f"{root} holds {len(files)} images, fewer than batch size {cfg.size}")
     classes = sorted({f.parent.relative_to(root).as_posix() for f in files})
@@ -157,7 +167,8 @@ def _folder(cfg: BatchConfig) -> tuple[torch.Tensor, torch.Tensor]:
     imgs, labels = [], []
     for i in pick:
         try:
-            img = Image.open(files[i]).convert("RGB")
+            with open_regular(files[i], "image") as f:
+                img = Image.open(f).convert("RGB")
         except Exception as e:  # noqa: BLE001
             raise BatchError(f"cannot read image {files[i]}: {e}") from None
         imgs.append(_resize_crop(img, cfg.resolution))

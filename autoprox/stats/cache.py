@@ -98,9 +98,14 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
 
 
 def _open_entry(path: str) -> int:
-    """A read-only descriptor; non-blocking so a FIFO in an entry's place never waits for a writer."""
+    """A read-only descriptor of the regular file ``path``. Anything else in an entry's place (a
+    FIFO, socket, device, folder or link loop) is refused before it is opened; the open does not
+    block either, so a FIFO swapped in meanwhile never waits for a writer (the caller checks the
+    descriptor again)."""
     try:
-        return os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise EntryChanged(f"cache entry {path} is not a regular file")
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except OSError as e:
         raise EntryChanged(f"cache entry {path} was removed while being read; run again") from e
 

@@ -20,6 +20,7 @@ once per batch per ``StatsProvider`` (eval mode, no grad); the student once per 
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import pickle
@@ -32,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autoprox.core.io import check_readable, open_regular, read_regular
 from autoprox.stats.layers import seeded
 
 
@@ -97,17 +99,17 @@ class TeacherTarget:
 def checksum(path: str | Path) -> str:
     """sha256 of the teacher file (part of the teacher pass's cache key)."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"teacher checkpoint not found: {p}")
+    check_readable(p, "teacher checkpoint")  # not found, or a FIFO, device, socket, link loop: refused unopened
     h = hashlib.sha256()
-    with open(p, "rb") as f:
+    with open_regular(p, "teacher checkpoint") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
-def _is_torchscript(p: Path) -> bool:
+def _is_torchscript(p: io.BytesIO) -> bool:
     """A ``torch.jit.save`` archive: a zip holding the module's ``code/``."""
+    p.seek(0)
     if not zipfile.is_zipfile(p):
         return False
     with zipfile.ZipFile(p) as z:
@@ -118,12 +120,12 @@ TRUST_ENV = "AUTOPROX_TRUST_PICKLE"  # =1: pickled teacher modules (and TorchScr
 TORCH_OPS = frozenset({"aten", "prim", "quantized"})  # operator namespaces of torch itself
 
 
-def _check_torchscript(p: Path) -> None:
+def _check_torchscript(p: Path, data: io.BytesIO) -> None:
     """A TorchScript file runs no Python, but its code may call operators that other libraries
     registered in this process (``ops.<namespace>.<op>``) or custom classes (``torch.classes``):
     such a file loads only when the user trusts it."""
     foreign = set()
-    with zipfile.ZipFile(p) as z:
+    with zipfile.ZipFile(data) as z:
         for name in z.namelist():
             if "/code/" in f"/{name}" and name.endswith(".py"):
                 code = z.read(name).decode("utf-8", "replace")
@@ -135,10 +137,11 @@ def _check_torchscript(p: Path) -> None:
                               f"it, set {TRUST_ENV}=1")
 
 
-def _unpickle(p: Path, device: str | torch.device) -> object:
+def _unpickle(p: Path, data: io.BytesIO, device: str | torch.device) -> object:
     """The pickle read as data only; a whole pickled module only when the user said they trust it."""
     try:
-        return torch.load(p, map_location=device, weights_only=True)
+        data.seek(0)
+        return torch.load(data, map_location=device, weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights only" not in str(e).lower():  # not a pickle torch can read at all
             raise
@@ -146,7 +149,8 @@ def _unpickle(p: Path, device: str | torch.device) -> object:
             raise PermissionError(f"teacher checkpoint {p} is a pickled module, and loading one can run code from "
                                   f"the file: save it as TorchScript (torch.jit.save(torch.jit.script(model), "
                                   f"path)) or, if you trust it, set {TRUST_ENV}=1") from None
-    return torch.load(p, map_location=device, weights_only=False)
+    data.seek(0)
+    return torch.load(data, map_location=device, weights_only=False)
 
 
 def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
@@ -154,15 +158,15 @@ def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> nn.Mod
     (``weights_only=True``); a whole pickled module can run code when loaded, so it is read only
     when ``AUTOPROX_TRUST_PICKLE=1`` says the user trusts the file."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"teacher checkpoint not found: {p}")
+    data = io.BytesIO(read_regular(p, "teacher checkpoint"))  # read once: a FIFO or device is refused unopened
     try:
-        if _is_torchscript(p):
-            _check_torchscript(p)
+        if _is_torchscript(data):
+            _check_torchscript(p, data)
             with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript; reading it is the point
                 warnings.simplefilter("ignore", DeprecationWarning)
-                return torch.jit.load(str(p), map_location=device)
-        m = _unpickle(p, device)
+                data.seek(0)
+                return torch.jit.load(data, map_location=device)
+        m = _unpickle(p, data, device)
     except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError, AttributeError, ImportError) as e:
         raise ValueError(f"cannot read teacher checkpoint {p} (TorchScript or a pickled nn.Module; "
                          f"a pickled module's class must be importable): {e}") from None
