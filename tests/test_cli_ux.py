@@ -21,7 +21,7 @@ from autoprox.stats.provider import ScoringConfig
 
 def test_every_help_shows_choices_and_defaults(capsys):
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"bench", "stats", "zoo", "export", "build", "evolve", "search", "cache"}
+    assert set(sub.choices) == {"bench", "stats", "zoo", "fit", "export", "build", "evolve", "search", "cache"}
     assert all(p.formatter_class is HelpFormatter for p in sub.choices.values())
     with pytest.raises(SystemExit):
         main(["search", "--help"])

@@ -11,7 +11,7 @@ from typing import Any, NoReturn, Sequence
 
 from autoprox import __version__
 from autoprox.cli.flags import SPACE_HELP, SUBSET_HELP, HelpFormatter, add_backend_flags, add_scoring_flags, check_backend_flags
-from autoprox.cli.verbs import cmd_bench, cmd_build, cmd_cache, cmd_evolve, cmd_export, cmd_search, cmd_stats, cmd_zoo
+from autoprox.cli.verbs import cmd_bench, cmd_build, cmd_cache, cmd_evolve, cmd_export, cmd_fit, cmd_search, cmd_stats, cmd_zoo
 from autoprox.core.errors import AutoproxError
 from autoprox.core.memory import return_freed_memory
 from autoprox.proxy.export import FORMATS
@@ -162,6 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
             ['autoprox zoo', "autoprox zoo --filter 'evolved_*'"])
     z.add_argument("--filter", help="only names matching this shell pattern, e.g. 'evolved_*' or '*zico*'")
     z.set_defaults(fn=cmd_zoo)
+    fi = _verb(sub, "fit", "fit a ranker of zoo scores and arch scalars on a few labelled archs, as a proxy file",
+            ['autoprox fit --space pit --bench my_20_trained.json --out ranker.yaml',
+             'autoprox fit --space autoformer-tiny --bench mine.json --pass features --out ranker.yaml'])
+    fi.add_argument("--space", required=True, help=SPACE_HELP)
+    fi.add_argument("--bench", help="benchmark JSON of your labelled archs (default: the shipped one)")
+    fi.add_argument("--targets", help="comma-separated targets (default: the benchmark's default targets)")
+    fi.add_argument("--subset", type=int, help=SUBSET_HELP)
+    fi.add_argument("--pass", dest="passes", action="append", choices=[p for p in list_passes() if p != "base"],
+                    help="statistics passes whose zoo proxies the ranker reads besides base's (repeatable; "
+                         "default: features)")
+    fi.add_argument("--out", required=True, help="the proxy file to write (YAML)")
+    add_backend_flags(fi)
+    add_scoring_flags(fi, skip=("evaluator", "score_memory_mb"))
+    fi.set_defaults(fn=cmd_fit)
     ex = _verb(sub, "export", "write a proxy as text, LaTeX, YAML or standalone Python",
             ['autoprox export evolved_c100_kd --format latex',
              'autoprox export runs/quick/best.yaml --format python --out proxy.py'])

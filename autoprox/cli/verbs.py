@@ -61,6 +61,28 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit(args: argparse.Namespace) -> int:
+    from autoprox.eval.bench import BenchConfig
+    from autoprox.eval.fit import fit_ranker
+    from autoprox.proxy.export import to_yaml
+    from autoprox.core.io import atomic_write_text
+    top = {"space": args.space, "bench": args.bench, "subset": args.subset,
+           "targets": args.targets.split(",") if args.targets else None}
+    cfg = from_dict(BenchConfig, overlay({}, args, top), "fit config")
+    out = Path(args.out)
+    if out.suffix not in (".yaml", ".yml"):
+        raise ValueError(f"--out {out}: a proxy file ends in .yaml or .yml")
+    check_writable_dir(out.parent if str(out.parent) else Path("."))
+    check_device(cfg.scoring.device, args.backend, cached_ok=True)
+    proxy, info = fit_ranker(cfg, ("base", *(args.passes or ("features",))), args.backend, args.workers,
+                             address=args.address, connect_timeout=args.connect_timeout)
+    atomic_write_text(out, to_yaml(proxy))
+    print(f"ranker on {info['archs']} labelled archs ({', '.join(info['targets'])}), {info['inputs']} inputs, "
+          f"alpha {info['alpha']:g}: 5-fold cross-validated tau {info['cv_tau']:.3f}, in-sample JCM "
+          f"{info['in_sample']:.3f}\nwrote {out}: use it as any proxy (bench, search --proxy {out}, export)")
+    return 0
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from autoprox.proxy.export import proxy_formula
     from autoprox.proxy.graph import leaves

@@ -27,7 +27,7 @@ _EMBED = ([_PKG.parent / "primitives" / f for f in ("_tensor.py", "reduce.py", "
                                           "block_spectra.py", "ntk.py")]
           + [_PKG / "proxy" / f for f in ("evalcore.py", "fusecore.py")])
 YAML_KEYS = {"autoprox_proxy", "name", "description", "hash", "expression", "genotype", "formula", "graph",
-             "fusion", "parts"}
+             "fusion", "parts", "weights"}
 
 
 def formula(e: Expr, latex: bool = False) -> str:
@@ -42,17 +42,22 @@ def proxy_formula(p: GraphProxy | FusedProxy, latex: bool = False) -> str:
     """The formula of a proxy; a fused one as ``fusion(part; part)``."""
     if not p.fused:
         return formula(p.parts[0].expr, latex)
+    if p.weights:  # parts already in canonical order, each with its weight
+        dot = r" \cdot " if latex else " * "
+        return f"{p.fusion}(" + "; ".join(f"{w:.4g}{dot}rank({formula(q.expr, latex)})"
+                                          for q, w in zip(p.parts, p.weights)) + ")"
     return f"{p.fusion}(" + "; ".join(formula(q.expr, latex) for q in sorted(p.parts, key=lambda q: str(q.expr))) + ")"
 
 
 def to_yaml(p: GraphProxy | FusedProxy) -> str:
     """The proxy file (``load_proxy`` reads it back); a fused proxy lists its parts."""
     if p.fused:
-        parts = sorted(p.parts, key=lambda q: str(q.expr))
-        return yaml.safe_dump({"autoprox_proxy": 1, "name": p.name, "description": p.description, "hash": p.hash,
-                               "fusion": p.fusion, "parts": [str(q.expr) for q in parts],
-                               "formula": proxy_formula(p)},
-                              sort_keys=False, allow_unicode=True, width=120)
+        parts = p.parts if p.weights else sorted(p.parts, key=lambda q: str(q.expr))
+        doc = {"autoprox_proxy": 1, "name": p.name, "description": p.description, "hash": p.hash,
+               "fusion": p.fusion, "parts": [str(q.expr) for q in parts]}
+        if p.weights:
+            doc["weights"] = list(p.weights)
+        return yaml.safe_dump(doc | {"formula": proxy_formula(p)}, sort_keys=False, allow_unicode=True, width=120)
     doc: dict[str, Any] = {"autoprox_proxy": 1, "name": p.name, "description": p.description,
                            "hash": p.hash, "expression": str(p.expr)}
     g = to_genotype(p.expr)
@@ -100,8 +105,13 @@ def _checked(p: Path, doc: dict, proxy: GraphProxy | FusedProxy) -> GraphProxy |
 def _load_fused(p: Path, doc: dict) -> FusedProxy:
     """A fused proxy file (``fusion`` and ``parts``); hash checked."""
     parts = doc["parts"] if isinstance(doc["parts"], list) else []
+    weights = doc.get("weights")
+    if weights is not None and not (isinstance(weights, list) and all(isinstance(w, (int, float)) and not
+                                                                      isinstance(w, bool) for w in weights)):
+        raise GraphError(f"{p}: 'weights' must be a list of numbers, one per part")
+    head = str(doc.get("fusion", "rank_sum")) + (f"({', '.join(repr(float(w)) for w in weights)})" if weights else "")
     try:
-        fused = parse_fused(f"{doc.get('fusion', 'rank_sum')}[{' | '.join(map(str, parts))}]",
+        fused = parse_fused(f"{head}[{' | '.join(map(str, parts))}]",
                             str(doc.get("name") or p.stem), str(doc.get("description") or ""))
     except (GraphError, ValueError, KeyError) as e:  # the error names the file
         raise GraphError(f"{p}: {e.args[0] if e.args else e}") from None
@@ -148,7 +158,7 @@ def to_python(p: GraphProxy | FusedProxy) -> str:
         name_doc=_in_docstring(repr(p.name)), hash=p.hash, formula_doc=_in_docstring(proxy_formula(p)),
         sources=_embedded_source(),
         name_r=repr(p.name), trees="[" + ", ".join(_tree_literal(q.expr) for q in parts) + "]",
-        fusion=repr(p.fusion if p.fused else None),
+        fusion=repr(p.fusion if p.fused else None), weights=repr(tuple(p.weights) if p.fused else ()),
         aggregate=repr(sorted(n for n, g in groups.items() if g == "aggregate")),
         single=repr(tuple(single_families())), calls=calls,
         families=repr(tuple(sorted(used - DATA_FREE))), shape=repr(tuple(sorted(used & set(ARCH_SCALARS)))),

@@ -50,14 +50,34 @@ sum_of_zscores = register_fusion("sum_of_zscores")(_numpy(fusecore.sum_of_zscore
 log_rank_sum = register_fusion("log_rank_sum")(_numpy(fusecore.log_rank_sum))
 
 
+@register_fusion("weighted_rank")
+def weighted_rank(matrix: np.ndarray, weights: tuple[float, ...] = ()) -> np.ndarray:
+    """Sum over parts of weight x rank / n among the n NaN-free archs (``fusecore.weighted_rank``)."""
+    return fusecore.weighted_rank(torch.as_tensor(np.asarray(matrix, dtype=np.float64)), weights).numpy()
+
+
+def _weights(head: str) -> tuple[str, tuple[float, ...]]:
+    """``weighted_rank(0.5, -1)`` -> ("weighted_rank", (0.5, -1.0)); a head without weights as is."""
+    name, sep, rest = head.partition("(")
+    if not sep:
+        return head, ()
+    if not rest.endswith(")"):
+        raise ValueError(f"fusion {head!r}: weights must close with ')'")
+    try:
+        return name.strip(), tuple(float(x) for x in rest[:-1].split(","))
+    except ValueError:
+        raise ValueError(f"fusion {head!r}: weights must be numbers") from None
+
+
 def parse_fused(text: str, name: str | None = None, description: str = "") -> "FusedProxy | None":
     """The fused proxy of a ``fusion[expr | expr ...]`` text; None if ``text`` is not of that form."""
     head, sep, rest = text.strip().partition("[")
-    if not sep or not rest.endswith("]") or head.strip() not in _FUSIONS:
+    if not sep or not rest.endswith("]") or head.strip().partition("(")[0].strip() not in _FUSIONS:
         return None
+    fusion, weights = _weights(head.strip())
     parts = [p.strip() for p in rest[:-1].split("|")]
     graphs = tuple(GraphProxy.from_text(f"part{i}", p) for i, p in enumerate(parts))
-    return FusedProxy(name or "", graphs, head.strip(), description)
+    return FusedProxy(name or "", graphs, fusion, description, weights)
 
 
 @dataclass(frozen=True)
@@ -69,11 +89,23 @@ class FusedProxy:
     parts: tuple[GraphProxy, ...]
     fusion: str = "rank_sum"
     description: str = ""
+    weights: tuple[float, ...] = ()  # one per part, for a weighted fusion (``fusecore.WEIGHTED``) only
 
     def __post_init__(self) -> None:
         if not self.parts:
             raise ValueError(f"fused proxy {self.name!r} needs at least one part")
         get_fusion(self.fusion)  # unknown fusion: error naming the known ones
+        weighted = self.fusion in fusecore.WEIGHTED
+        if weighted != bool(self.weights) or (weighted and len(self.weights) != len(self.parts)):
+            raise ValueError(f"fused proxy {self.name!r}: fusion {self.fusion!r} takes "
+                             + (f"one weight per part ({len(self.parts)}), got {len(self.weights)}" if weighted
+                                else "no weights"))
+        if not all(np.isfinite(self.weights)):
+            raise ValueError(f"fused proxy {self.name!r}: weights must be finite")
+        if weighted:  # canonical order: parts sorted, each keeping its weight
+            pairs = sorted(zip(self.parts, self.weights), key=lambda pw: str(pw[0].expr))
+            object.__setattr__(self, "parts", tuple(p for p, _ in pairs))
+            object.__setattr__(self, "weights", tuple(float(w) for _, w in pairs))
         if not self.name:
             object.__setattr__(self, "name", self.text)
 
@@ -87,10 +119,16 @@ class FusedProxy:
     def text(self) -> str:
         """Canonical text, ``fusion[part | part]`` (parts sorted: fusions are symmetric);
         ``autoprox.proxy.spec.resolve`` reads it back."""
+        if self.weights:
+            return (f"{self.fusion}({', '.join(f'{w:.6g}' for w in self.weights)})"
+                    f"[{' | '.join(str(p.expr) for p in self.parts)}]")
         return f"{self.fusion}[{' | '.join(sorted(str(p.expr) for p in self.parts))}]"
 
     def negated(self) -> "FusedProxy":
-        """The same proxy ranking archs the other way round (every part negated)."""
+        """The same proxy ranking archs the other way round (every part negated; a weighted one's
+        weights negated instead)."""
+        if self.weights:
+            return FusedProxy(self.name, self.parts, self.fusion, self.description, tuple(-w for w in self.weights))
         return FusedProxy(self.name, tuple(p.negated() for p in self.parts), self.fusion, self.description)
 
     @property
@@ -102,4 +140,4 @@ class FusedProxy:
         m = np.asarray(matrix, dtype=np.float64)
         if m.shape[0] != len(self.parts):
             raise ValueError(f"{self.name}: expected {len(self.parts)} part rows, got {m.shape[0]}")
-        return get_fusion(self.fusion)(m)
+        return get_fusion(self.fusion)(m, self.weights) if self.weights else get_fusion(self.fusion)(m)

@@ -55,4 +55,16 @@ def log_rank_sum(matrix: torch.Tensor) -> torch.Tensor:
     return sum_over_parts(matrix, lambda row: torch.log(ranks(row) / row.numel()))
 
 
-FUSIONS = {"rank_sum": rank_sum, "sum_of_zscores": sum_of_zscores, "log_rank_sum": log_rank_sum}
+def weighted_rank(matrix: torch.Tensor, weights) -> torch.Tensor:
+    """Sum over parts of weight x rank / n among the n NaN-free archs: a ranker fitted on the parts'
+    within-population ranks (``autoprox fit``), one weight per part."""
+    m = torch.as_tensor(matrix, dtype=torch.float64)
+    if len(weights) != m.shape[0]:
+        raise ValueError(f"weighted_rank needs one weight per part: {len(weights)} for {m.shape[0]} parts")
+    w = iter(weights)
+    return sum_over_parts(m, lambda row: float(next(w)) * ranks(row) / row.numel())
+
+
+FUSIONS = {"rank_sum": rank_sum, "sum_of_zscores": sum_of_zscores, "log_rank_sum": log_rank_sum,
+           "weighted_rank": weighted_rank}
+WEIGHTED = ("weighted_rank",)  # fusions that take one weight per part

@@ -36,6 +36,7 @@ def register_op(name, **kw):
 NAME = {name_r}
 TREES = {trees}  # one per part
 FUSION = {fusion}  # None: one graph, scored per model
+WEIGHTS = {weights}  # one per part, for a weighted fusion
 AGGREGATE = {aggregate}
 SINGLE = {single}
 PASSES = {{{calls}}}  # in run order: a pass that alters the weights comes last
@@ -102,7 +103,8 @@ def score_population(models, images, labels, seed=0, arch_scalars=None, flops=No
     rows = [score_parts(m, images, labels, seed, arch_scalars=a, flops=f, **kw) for m, a, f in zip(models, shapes, fl)]
     if FUSION is None:
         return [r[0] for r in rows]
-    return FUSIONS[FUSION](torch.tensor(rows, dtype=torch.float64).T).tolist()
+    fused = torch.tensor(rows, dtype=torch.float64).T
+    return (FUSIONS[FUSION](fused, WEIGHTS) if WEIGHTS else FUSIONS[FUSION](fused)).tolist()
 
 
 def main(argv=None):
