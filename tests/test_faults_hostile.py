@@ -183,8 +183,27 @@ def _place_teacher(t: Path, make) -> list[str]:
             "--out", str(t / "o")]
 
 
+def _place_cifar(t: Path, make) -> list[str]:
+    make(t / "train")
+    return ["bench", "--space", "pit", "--proxy", "snip", "--limit", "2", "--batch-source", "cifar100",
+            "--batch-path", str(t / "train"), "--cache-dir", str(t / "cache"), "--out", str(t / "o")]
+
+
+def _place_space(t: Path, make) -> list[str]:
+    make(t / "space.yaml")
+    return ["bench", "--space", str(t / "space.yaml"), "--proxy", "params", "--out", str(t / "o")]
+
+
+def _place_search_state(t: Path, make) -> list[str]:
+    (t / "s").mkdir()
+    (t / "s" / ".autoprox-run").write_text('{"verb": "search"}\n')
+    make(t / "s" / "state.json")
+    return ["search", "--space", "pit", "--proxy", "params", "--budget", "4", "--out", str(t / "s"), "--resume"]
+
+
 PLACES = {"bench-file": _place_bench, "config": _place_config, "proxy-file": _place_proxy,
-          "batch-image": _place_image, "teacher": _place_teacher}
+          "batch-image": _place_image, "cifar-file": _place_cifar, "teacher": _place_teacher,
+          "space-file": _place_space, "search-state": _place_search_state}
 
 
 @pytest.mark.parametrize("kind", list(SPECIAL))

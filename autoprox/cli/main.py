@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from autoprox import __version__
@@ -238,7 +238,7 @@ def _run(args: argparse.Namespace, argv: list[str], sigterm: _OnSigterm) -> int:
     try:
         check_backend_flags(args)
         if getattr(args, "space", None) and is_space_file(args.space):  # Ray workers may not share the cwd
-            args.space = str(Path(args.space).resolve())
+            args.space = os.path.abspath(args.space)  # not resolve(): a link loop is the reader's to refuse
         return args.fn(args)
     except KeyboardInterrupt:
         print(f"\nautoprox {args.verb}: {'terminated (SIGTERM)' if sigterm.hit else 'interrupted'}; what was "

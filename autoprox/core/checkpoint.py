@@ -33,7 +33,7 @@ def load_state(path: str | Path) -> dict[str, Any] | None:
     """The state in ``path``; None when there is none; ``ValueError`` naming the file when it
     cannot be read."""
     p = Path(path)
-    if not p.exists():
+    if not os.path.lexists(p):  # (exists() says no for a link loop, which is refused below)
         return None
     try:
         text = read_regular_text(p, "checkpoint")  # a FIFO, device, socket or link loop: refused unopened
