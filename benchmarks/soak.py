@@ -3,7 +3,7 @@
     python benchmarks/soak.py --out runs/soak --spaces autoformer pit --archs 100 --steps 40 \\
         --population 24 --worker-kill-every 180 --driver-kills 2 --bench-procs 6
 
-1. Reference: ``autoprox evolve`` on two Ray workers, unbroken (timed: ``t_ref``).
+1. Reference: ``autoprox evolve`` on two Ray workers, unbroken (timed: ``t_ref``; usage sampled too).
 2. Chaos: the same config and seed in another folder. A random Ray worker of this run (a descendant
    of its driver, never another process's) is killed with SIGKILL every ``--worker-kill-every``
    seconds (+-50%, seeded); the driver itself is killed ``--driver-kills`` times, spread over
@@ -108,20 +108,16 @@ def evolve_cmd(cfg: Path, out: Path, resume: bool) -> list[str]:
             "--backend", "ray", "--workers", "2", *(["--resume"] if resume else [])]
 
 
-def reference(cfg: Path, out: Path, log: Path) -> float:
-    t0 = time.monotonic()
-    with open(log, "w") as f:
-        subprocess.run(evolve_cmd(cfg, out, False), stdout=f, stderr=subprocess.STDOUT, env=ENV, check=True)
-    return time.monotonic() - t0
-
-
 class Chaos:
-    """The chaos run: the driver (re)started, workers and driver killed on schedule, usage sampled."""
+    """A run of the driver, usage sampled; with ``t_ref`` (the chaos run) workers and the driver are
+    killed on schedule and the driver resumed; without, it is the unbroken reference."""
 
-    def __init__(self, args: argparse.Namespace, cfg: Path, out: Path, t_ref: float) -> None:
+    def __init__(self, args: argparse.Namespace, cfg: Path, out: Path, t_ref: float | None = None) -> None:
         self.args, self.cfg, self.out = args, cfg, out
         self.rng = random.Random(args.seed)
-        self.driver_at = [t_ref * (i + 1) / (args.driver_kills + 1) for i in range(args.driver_kills)]
+        self.chaos = t_ref is not None
+        kills = args.driver_kills if self.chaos else 0
+        self.driver_at = [t_ref * (i + 1) / (kills + 1) for i in range(kills)]
         self.samples: list[dict] = []
         self.worker_kills = self.driver_kills = self.restarts = 0
         self.seen: dict[int, tuple[str, int]] = {}
@@ -134,7 +130,7 @@ class Chaos:
         """Drive the run to its end; its wall seconds (restarts included)."""
         resume = False
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.out.parent / "chaos.log", "w") as log:
+        with open(self.out.parent / "run.log", "w") as log:
             while True:
                 proc = subprocess.Popen(evolve_cmd(self.cfg, self.out, resume), stdout=log,
                                         stderr=subprocess.STDOUT, env=ENV)
@@ -144,7 +140,7 @@ class Chaos:
                 if code == 0:
                     return time.monotonic() - self.t0
                 if code != -signal.SIGKILL:
-                    raise SystemExit(f"the chaos run failed with exit {code}; see {log.name}")
+                    raise SystemExit(f"the run in {self.out} failed with exit {code}; see {log.name}")
                 resume, self.restarts = True, self.restarts + 1
 
     def _watch(self, proc: subprocess.Popen) -> int:
@@ -159,7 +155,7 @@ class Chaos:
                 self.driver_at.pop(0)
                 proc.kill()
                 self.driver_kills += 1
-            elif now >= next_kill and workers:
+            elif self.chaos and now >= next_kill and workers:
                 pid = self.rng.choice(sorted(workers))
                 kill_own({pid: workers[pid]})
                 self.worker_kills += 1
@@ -270,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     cfg = root / "soak.yaml"
     cfg.write_text(yaml.safe_dump(evolve_config(args), sort_keys=False))
-    t_ref = reference(cfg, root / "ref" / "run", root / "ref.log")  # both folders named alike: reports name them
+    ref = Chaos(args, cfg, root / "ref" / "run")  # both folders named alike: reports name them
+    t_ref = ref.run()
     print(f"reference: {t_ref:.0f} s", flush=True)
     chaos = Chaos(args, cfg, root / "chaos" / "run", t_ref)
     t_chaos = chaos.run()
@@ -279,11 +276,12 @@ def main(argv: list[str] | None = None) -> int:
               "population": args.population, "reference_s": round(t_ref, 1), "chaos_s": round(t_chaos, 1),
               "worker_kills": chaos.worker_kills, "driver_kills": chaos.driver_kills, "restarts": chaos.restarts,
               "identical": want == got, "differing": sorted(k for k in want if want[k] != got.get(k)),
+              "reference_driver": curve(ref.samples, "driver"), "reference_worker": curve(ref.samples, "worker"),
               "driver": curve(chaos.samples, "driver"), "worker": curve(chaos.samples, "worker")}
     with open(root / "samples.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["t", "role", "pid", "rss_mib", "fds", "restart"])
+        w = csv.DictWriter(f, fieldnames=["run", "t", "role", "pid", "rss_mib", "fds", "restart"])
         w.writeheader()
-        w.writerows(chaos.samples)
+        w.writerows([{"run": name, **s} for name, r in (("ref", ref), ("chaos", chaos)) for s in r.samples])
     if args.bench_procs:
         report["shared_cache"] = shared_cache(args, root)
     (root / "soak.json").write_text(json.dumps(report, indent=1) + "\n")
