@@ -10,6 +10,7 @@ import numpy as np
 from autoprox.eval.few_labels import METHODS, pooled_difference, summary
 from autoprox.eval.plots import figure
 
+TIE = 5e-4  # mean JCMs closer than this are one figure (a re-selected candidate is often a zoo formula)
 LABEL_NAMES = {"discovery": "discovery (candidates re-selected by the K labels)"}
 
 
@@ -45,11 +46,12 @@ def advice(doc: dict) -> str:
         if len(per) != len(benches):
             continue
         pooled = {m: float(np.mean([p[m] for p in per])) for m in per[0] if all(m in p for p in per)}
-        best = max(pooled, key=pooled.get)
-        wins = sum(max(p, key=p.get) == "discovery" for p in per)
+        top = max(pooled.values())
+        best = " = ".join(f"**{m}**" for m in pooled if pooled[m] >= top - TIE)
+        level = sum(p["discovery"] >= max(p.values()) - TIE for p in per)
         who = "no labels" if k == 0 else f"{k} labels"
-        parts.append(f"with {who}, use **{best}** (mean JCM {pooled[best]:.3f} over {len(per)} benchmarks; "
-                     f"discovery {pooled['discovery']:.3f}, best on {wins} of {len(per)})")
+        parts.append(f"with {who}, use {best} (mean JCM {top:.3f} over {len(per)} benchmark{'s' * (len(per) > 1)}; discovery "
+                     f"{pooled['discovery']:.3f}, level with or above every alternative on {level} of {len(per)})")
     cross = crossovers(doc)
     tail = ("" if not cross else " The one-hot surrogate first beats discovery at K = "
             + ", ".join(f"{k if k is not None else 'none measured'} on {t}" for t, k in cross.items()) + ".")
