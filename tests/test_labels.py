@@ -54,7 +54,7 @@ def test_zero_shot_uses_the_pick_and_the_sources_choices():
     np.testing.assert_array_equal(scores["discovery"], t.candidates[0])
     assert chose["best zoo"] == "good"  # on the sources `good` ranks backwards: negated, it is right
     np.testing.assert_array_equal(scores["best zoo"], t.part.targets["imagenet"] * 1.0)
-    assert not set(scores) & {"surrogate", "zc surrogate", "zc trees"}
+    assert not set(scores) & {"discovery fused", "surrogate", "zc surrogate", "zc trees"}
 
 
 def test_labels_reselect_the_candidate_that_fits_this_benchmark():
@@ -68,6 +68,8 @@ def test_labels_reselect_the_candidate_that_fits_this_benchmark():
     y = t.part.targets["imagenet"][test]
     assert kendalltau(scores["surrogate"][test], y)[0] > 0.9  # the accuracy is additive in the one-hot columns
     assert kendalltau(scores["best zoo"][test], y)[0] == pytest.approx(1.0)
+    # the fused discovery weighs the candidates by their fit to the K labels: candidate 2 carries it
+    assert kendalltau(scores["discovery fused"][test], y)[0] > 0.8
 
 
 def test_evaluate_scores_every_method_on_the_test_archs_only():
@@ -81,8 +83,8 @@ def test_evaluate_scores_every_method_on_the_test_archs_only():
     y = t.part.targets["imagenet"]
     assert r["tau"]["depth"] == pytest.approx(kendalltau(t.part.scores["depth"][test], y[test])[0])
     assert r["first"]["params"] == y[test][np.argmax(t.part.scores["params"][test])]
-    assert set(r["tau"]) == set(METHODS) and set(rows[0]["tau"]) == set(METHODS) - {"surrogate", "zc surrogate",
-                                                                                     "zc trees"}
+    assert set(r["tau"]) == set(METHODS) and set(rows[0]["tau"]) == set(METHODS) - {
+        "discovery fused", "surrogate", "zc surrogate", "zc trees"}
     iv, d = summary(rows, "depth", 10)
     taus = [x["tau"]["depth"] for x in rows[1:]]
     assert iv.estimate == pytest.approx(np.mean(taus)) and iv.lo <= iv.estimate <= iv.hi

@@ -8,6 +8,8 @@ rest are its test archs. On each draw every method scores every arch of the benc
   and last population, each oriented on those benchmarks). K = 0: the run's own pick; K > 0: the
   candidate with the best ``(1 - w) * source JCM + w * tau on the K labels``, ``w = K / (K + PRIOR)``:
   the K labels weigh as much as the sources once there are ``PRIOR`` of them;
+- ``discovery fused``: the ``FUSED_TOP`` candidates ranked first by that rule, fused by ridge weights on
+  their within-benchmark ranks fitted on the K labels (a ``weighted_rank`` proxy);
 - ``best zoo``: the hand-designed zoo proxy with the best tau on the K labels, oriented there (K = 0:
   chosen and oriented on the sources);
 - ``ranker``: ridge on the within-benchmark ranks of the zoo scores and arch scalars, fitted on the
@@ -34,8 +36,9 @@ from autoprox.eval import alternatives as alt
 from autoprox.eval.uncertainty import LEVEL, Difference, Interval, boot_difference, pooled_pair
 
 PRIOR = 20          # labels of the target that weigh as much as the source benchmarks
-LABELLED = ("surrogate", "zc surrogate", "zc trees")  # methods that need K > 0
+LABELLED = ("discovery fused", "surrogate", "zc surrogate", "zc trees")  # methods that need K > 0
 METHODS = ("discovery", "best zoo", "ranker", *LABELLED, *alt.FORMULAS)
+FUSED_TOP = 5       # candidates a fused discovery weighs
 MIN_LABELS = 4      # fewer labels than this cannot rank (no inner fold, no tau)
 
 
@@ -117,7 +120,10 @@ def methods_at(t: Target, lab: np.ndarray, seed: int = 0) -> tuple[dict[str, np.
     known = part.subset(lab)
     w = k / (k + PRIOR)
     fit_k = np.array([_tau(c[lab], known) for c in t.candidates])
-    best_c = int(np.argmax((1 - w) * t.source_fit + w * fit_k))
+    chosen = (1 - w) * t.source_fit + w * fit_k
+    best_c = int(np.argmax(chosen))
+    top = np.argsort(-chosen, kind="stable")[:FUSED_TOP]
+    ranks = np.stack([alt.within_ranks(t.candidates[i]) for i in top], axis=1)
     zoo_tau = {n: alt.jcm_of(np.asarray(part.scores[n], dtype=np.float64)[lab], known.targets) for n in zoo}
     zoo_tau = {n: v for n, v in zoo_tau.items() if v is not None and np.isfinite(v)}
     best_zoo = max(zoo_tau, key=lambda n: abs(zoo_tau[n]))
@@ -125,7 +131,7 @@ def methods_at(t: Target, lab: np.ndarray, seed: int = 0) -> tuple[dict[str, np.
     fields = alt.one_hot_fields(part.archs)
     onehot = alt.one_hot(part.archs, fields)
     zc = _zc_columns(part, zoo, fields)
-    out |= {"discovery": t.candidates[best_c],
+    out |= {"discovery": t.candidates[best_c], "discovery fused": alt.predict(_ridge_fit(ranks[lab], y), ranks),
             "best zoo": np.sign(zoo_tau[best_zoo]) * np.asarray(part.scores[best_zoo], dtype=np.float64),
             "ranker": alt.predict(_ranker_choice(t, lab, inputs, seed), alt.features(part, inputs)),
             "surrogate": alt.predict(_ridge_fit(onehot[lab], y), onehot),
