@@ -1,11 +1,11 @@
-"""Fault injection (issue 13): kills at every phase of evolve and search resume to the same
+"""Fault injection: kills at every phase of evolve and search resume to the same
 bytes as an unbroken run; cache damage recomputes (or goes on without storing) with the same
 figures; a full disk is one line and never half a result; Ray survives a replacement worker
 dying and gives up on a dead address (bad input: ``test_faults_inputs.py``).
 
 Kills are exceptions raised in-process from monkeypatched functions (``Kill`` derives from
 ``BaseException`` so no ``except Exception`` can swallow it), never sleeps. Each test's first
-word after ``test_`` is its category in the results table (benchmarks/RESULTS.md, session 5)."""
+word after ``test_`` is its category in the results table (benchmarks/results/reliability.md)."""
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,4 @@
-"""Fault injection (issue 13), bad input: every mistake below is one line on stderr (no
+"""Fault injection, bad input: every mistake below is one line on stderr (no
 traceback), exit 2, and nothing under --out. Companion of ``test_faults.py``; the category
 in the results table is ``badinput``."""
 from __future__ import annotations
