@@ -97,3 +97,26 @@ def test_cli_fit_refuses_too_few_archs_and_a_non_yaml_out(tmp_path, capsys):
     assert main(["fit", "--space", "autoformer-tiny", "--bench", path, "--pass", "features",
                  "--out", str(tmp_path / "r.yaml")]) == 2
     assert "at least 10 labelled archs" in capsys.readouterr().err and not (tmp_path / "r.yaml").exists()
+
+
+def test_weighted_rank_hash_sees_every_digit_and_not_the_order_of_equal_parts():
+    a = resolve("weighted_rank(0.1234564, 1)[depth | num_params]")
+    assert a.hash != resolve("weighted_rank(0.1234561, 1)[depth | num_params]").hash
+    assert resolve(a.text).weights == a.weights  # the text keeps every digit
+    assert resolve("weighted_rank(1, 2)[depth | depth]").hash == resolve("weighted_rank(2, 1)[depth | depth]").hash
+
+
+def test_fit_leaves_out_an_input_undefined_on_a_labelled_arch(tmp_path, monkeypatch):
+    import autoprox.eval.fit as fit_mod
+    recs = native_records("autoformer-tiny", 12, seed=1)
+    cfg = BenchConfig(space="autoformer-tiny", bench=write(tmp_path, recs, "mine.json"))
+    bench, archs, _ = fit_mod.load_archs("autoformer-tiny", cfg.bench)
+    rng = np.random.default_rng(0)
+    def fake(c, *a, **k):  # every input random, one NaN on one arch
+        by = {n: rng.standard_normal(12) for n in c.proxies}
+        by["snip"][3] = np.nan
+        return list(c.proxies), by, bench, archs, ["imagenet"]
+    monkeypatch.setattr(fit_mod, "score_bench", fake)
+    proxy, info = fit_ranker(cfg)
+    assert "snip_saliency" not in proxy.text and np.isfinite(info["in_sample"])
+    assert info["inputs"] == len(ranker_inputs(["base", "features"])) - 1

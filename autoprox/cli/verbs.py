@@ -78,7 +78,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                              address=args.address, connect_timeout=args.connect_timeout)
     atomic_write_text(out, to_yaml(proxy))
     print(f"ranker on {info['archs']} labelled archs ({', '.join(info['targets'])}), {info['inputs']} inputs, "
-          f"alpha {info['alpha']:g}: 5-fold cross-validated tau {info['cv_tau']:.3f}, in-sample JCM "
+          f"alpha {info['alpha']:g}: inner 5-fold tau {info['cv_tau']:.3f} (alpha chosen on the same folds), in-sample JCM "
           f"{info['in_sample']:.3f}\nwrote {out}: use it as any proxy (bench, search --proxy {out}, export)")
     return 0
 

@@ -43,17 +43,19 @@ def parse_budgets(text: str) -> list[int]:
 
 
 def _candidates(run: Any) -> list[dict]:
-    """The run's hall of fame and last population (distinct, scorable), the pick first."""
+    """The run's hall of fame and last population (distinct, with a validation JCM), the pick first,
+    each with the figure the run's pick rule ranks it by (``source_fit``)."""
     pick = run.pick()
     members = ([pick] if pick is not None else []) + list(run.hof) + list(run.population)
+    n_tr, n_val = (sum(len(sd.folds[f]) for sd in run.obj.spaces) for f in ("train", "val"))
+    w = n_tr / (n_tr + n_val) if run.cfg.pick == "train_val" else 0.0  # as loop.pick_index weighs them
     seen, out = set(), []
     for ind in members:
         r = ind.record
-        fit = r.get("val") if r.get("val") is not None else r.get("train")
-        if r["hash"] in seen or r.get("reason") or fit is None or not math.isfinite(fit):
+        if r["hash"] in seen or r.get("reason") or r.get("val") is None or not math.isfinite(r["val"]):
             continue
         seen.add(r["hash"])
-        out.append(r | {"source_fit": float(fit)})
+        out.append(r | {"source_fit": float(w * r["train"] + (1 - w) * r["val"])})
     return out
 
 
@@ -71,8 +73,10 @@ def _target(cfg: EvolveConfig, held: str, run: Any, families: list[str],
         obj.close()
     sd = obj.spaces[0]
     sources = tuple(input_parts(run.report["inputs"], run.obj.spaces).values())
-    return Target(np.asarray(m[:len(cands)]), np.array([c["source_fit"] for c in cands]), 0,
-                  alt.Part(dict(zip(named, m[len(cands):])), sd.targets, sd.archs), sources), cands
+    pick = [c["hash"] for c in cands].index(run.pick().record["hash"])
+    return Target(np.asarray(m[:len(cands)]), np.array([c["source_fit"] for c in cands]), pick,
+                  alt.Part(dict(zip(named, m[len(cands):])), sd.targets, sd.archs), sources,
+                  cfg.objective.jcm), cands
 
 
 def label_study(cfg: EvolveConfig, out: str | Path, ks: Sequence[int], draws: int, resume: bool = False,
@@ -100,7 +104,10 @@ def label_study(cfg: EvolveConfig, out: str | Path, ks: Sequence[int], draws: in
             "candidates": [{"expression": c["expression"], "sign": c["sign"], "source_fit": c["source_fit"]}
                            for c in cands],
             "rows": rows}
-    atomic_write_many({out / "labels.json": json.dumps(doc).encode(),
+    plain = {**doc, "benchmarks": {t: {**b, "rows": [{k: v for k, v in r.items() if k != "_boot"}
+                                                     for r in b.get("rows", [])]}
+                                   for t, b in doc["benchmarks"].items()}}
+    atomic_write_many({out / "labels.json": json.dumps(plain).encode(),
                        out / "labels.md": labels_markdown(doc).encode(),
                        out / "labels.png": png_bytes(labels_figure(doc))})
     return doc

@@ -9,7 +9,7 @@ rest are its test archs. On each draw every method scores every arch of the benc
   candidate with the best ``(1 - w) * source JCM + w * tau on the K labels``, ``w = K / (K + PRIOR)``:
   the K labels weigh as much as the sources once there are ``PRIOR`` of them;
 - ``discovery fused``: the ``FUSED_TOP`` candidates ranked first by that rule, fused by ridge weights on
-  their within-benchmark ranks fitted on the K labels (a ``weighted_rank`` proxy);
+  their within-benchmark ranks fitted on the K labels;
 - ``best zoo``: the hand-designed zoo proxy with the best tau on the K labels, oriented there (K = 0:
   chosen and oriented on the sources);
 - ``ranker``: ridge on the within-benchmark ranks of the zoo scores and arch scalars, fitted on the
@@ -26,6 +26,7 @@ figure is the JCM (mean Kendall tau over the targets) on the draw's test archs.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -33,7 +34,8 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from autoprox.eval import alternatives as alt
-from autoprox.eval.uncertainty import LEVEL, Difference, Interval, boot_difference, pooled_pair
+from autoprox.eval.fitness import JcmVariant
+from autoprox.eval.uncertainty import LEVEL, Difference, Interval, boot_difference, boot_jcm, resample_weights
 
 PRIOR = 20          # labels of the target that weigh as much as the source benchmarks
 LABELLED = ("discovery fused", "surrogate", "zc surrogate", "zc trees")  # methods that need K > 0
@@ -61,11 +63,19 @@ class Target:
     pick: int                       # index of the source run's own pick among the candidates
     part: alt.Part
     sources: tuple[alt.Part, ...]   # the source benchmarks' archs (for K = 0 and the ranker's choice)
+    variant: JcmVariant = "mean_tau"
 
 
-def _tau(s: np.ndarray, part: alt.Part) -> float:
-    """JCM of ``s`` as it is on ``part``; a constant or undefined ranking counts as 0."""
-    v = alt.jcm_of(np.asarray(s, dtype=np.float64), part.targets)
+def finite(s: np.ndarray) -> np.ndarray:
+    """Scores with every non-finite value ranked last (below the lowest finite score)."""
+    s = np.asarray(s, dtype=np.float64)
+    ok = np.isfinite(s)
+    return s if ok.all() else np.where(ok, s, (s[ok].min() - 1.0) if ok.any() else 0.0)
+
+
+def _tau(s: np.ndarray, part: alt.Part, variant: JcmVariant = "mean_tau") -> float:
+    """JCM of ``s`` as it is on ``part`` (non-finite scores ranked last); a constant ranking counts as 0."""
+    v = alt.jcm_of(finite(s), part.targets, variant)
     return 0.0 if v is None or not np.isfinite(v) else float(v)
 
 
@@ -111,38 +121,42 @@ def methods_at(t: Target, lab: np.ndarray, seed: int = 0) -> tuple[dict[str, np.
     zoo = [n for n in alt.hand_designed(list(part.scores)) if n in t.sources[0].scores]
     inputs = tuple(n for n in (*zoo, *alt.SCALARS) if n in part.scores and all(n in p.scores for p in t.sources))
     out = {f: np.asarray(part.scores[f], dtype=np.float64) for f in alt.FORMULAS}
+    fitted = alt.fit(list(t.sources), t.variant)
     if k == 0:
-        fitted = alt.fit(list(t.sources))
         name, sign = fitted.best
         out |= {"discovery": t.candidates[t.pick], "best zoo": sign * np.asarray(part.scores[name], dtype=np.float64),
                 "ranker": alt.predict(fitted.ranker[1], alt.features(part, fitted.ranker[0]))}
-        return out, {"discovery": f"candidate {t.pick}", "best zoo": name}
+        return {m: finite(v) for m, v in out.items()}, {"discovery": f"candidate {t.pick}", "best zoo": name}
     known = part.subset(lab)
     w = k / (k + PRIOR)
-    fit_k = np.array([_tau(c[lab], known) for c in t.candidates])
+    fit_k = np.array([_tau(c[lab], known, t.variant) for c in t.candidates])
     chosen = (1 - w) * t.source_fit + w * fit_k
     best_c = int(np.argmax(chosen))
     top = np.argsort(-chosen, kind="stable")[:FUSED_TOP]
-    ranks = np.stack([alt.within_ranks(t.candidates[i]) for i in top], axis=1)
-    zoo_tau = {n: alt.jcm_of(np.asarray(part.scores[n], dtype=np.float64)[lab], known.targets) for n in zoo}
-    zoo_tau = {n: v for n, v in zoo_tau.items() if v is not None and np.isfinite(v)}
-    best_zoo = max(zoo_tau, key=lambda n: abs(zoo_tau[n]))
+    ranks = np.stack([alt.within_ranks(finite(t.candidates[i])) for i in top], axis=1)
+    zoo_tau = {n: alt.jcm_of(finite(part.scores[n])[lab], known.targets) for n in zoo}
+    zoo_tau = {n: v for n, v in zoo_tau.items() if v is not None and np.isfinite(v) and v != 0}
+    # nothing ranks the K labels (their accuracies tie): the choice made on the sources stands
+    best_zoo, zoo_sign = (max(zoo_tau, key=lambda n: abs(zoo_tau[n])), 0) if zoo_tau else fitted.best
+    zoo_sign = zoo_sign or int(np.sign(zoo_tau[best_zoo]))
     y = alt.target_rank(known)
     fields = alt.one_hot_fields(part.archs)
     onehot = alt.one_hot(part.archs, fields)
     zc = _zc_columns(part, zoo, fields)
     out |= {"discovery": t.candidates[best_c], "discovery fused": alt.predict(_ridge_fit(ranks[lab], y), ranks),
-            "best zoo": np.sign(zoo_tau[best_zoo]) * np.asarray(part.scores[best_zoo], dtype=np.float64),
+            "best zoo": zoo_sign * np.asarray(part.scores[best_zoo], dtype=np.float64),
             "ranker": alt.predict(_ranker_choice(t, lab, inputs, seed), alt.features(part, inputs)),
             "surrogate": alt.predict(_ridge_fit(onehot[lab], y), onehot),
             "zc surrogate": alt.predict(_ridge_fit(zc[lab], y), zc),
             "zc trees": _trees(zc[lab], y, seed).predict(zc)}
-    return out, {"discovery": f"candidate {best_c}", "best zoo": best_zoo}
+    return {m: finite(v) for m, v in out.items()}, {"discovery": f"candidate {best_c}", "best zoo": best_zoo}
 
 
-def evaluate(t: Target, ks: Sequence[int], draws: int, seed: int = 0) -> list[dict]:
+def evaluate(t: Target, ks: Sequence[int], draws: int, seed: int = 0, n_boot: int = 500) -> list[dict]:
     """One record per (K, draw): the labelled archs, what each method chose, and each method's JCM
-    and first arch (its top-scored test arch's accuracy on the first target) on the test archs."""
+    and first arch (its top-scored test arch's accuracy on the first target) on the test archs; under
+    ``_boot`` (not meant for files) each method's JCM on ``n_boot`` resamples of the test archs, the
+    same resamples for every method of the draw."""
     n, rows = len(t.part.archs), []
     first = next(iter(t.part.targets))
     for k in ks:
@@ -150,60 +164,56 @@ def evaluate(t: Target, ks: Sequence[int], draws: int, seed: int = 0) -> list[di
             test = np.setdiff1d(np.arange(n), lab)
             scores, chose = methods_at(t, lab, seed + r)
             held = t.part.subset(test)
-            top = {m: float(held.targets[first][int(np.argmax(np.where(np.isfinite(s[test]), s[test], -np.inf)))])
-                   for m, s in scores.items()}
+            w = resample_weights(len(test), n_boot, seed + 7919 * k + r)
             rows.append({"k": k, "draw": r, "seed": seed + r, "labelled": lab.tolist(), "chose": chose,
-                         "tau": {m: _tau(s[test], held) for m, s in scores.items()}, "first": top})
-            if k == 0:  # one draw: its intervals resample the archs, which need the scores
-                rows[-1] |= {"scores": {m: s.tolist() for m, s in scores.items()},
-                             "y": {t: v.tolist() for t, v in held.targets.items()}}
+                         "tau": {m: _tau(s[test], held, t.variant) for m, s in scores.items()},
+                         "first": {m: float(held.targets[first][int(np.argmax(s[test]))]) for m, s in scores.items()},
+                         "_boot": {m: boot_jcm(s[test], held.targets, w, t.variant, sign=1)[1]
+                                   for m, s in scores.items()}})
     return rows
 
 
-def _boot_mean(v: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    idx = np.random.default_rng(seed).integers(0, len(v), (n_boot, len(v)))
-    return v[idx].mean(axis=1)
+def _replicates(at: Sequence[dict], method: str, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(method's, discovery - method's) mean JCM on each two-level resample: the draws resampled, and
+    within each chosen draw its own resample of the test archs."""
+    a = np.stack([r["_boot"][method] for r in at])                      # (draws, resamples)
+    d = np.stack([r["_boot"]["discovery"] for r in at]) - a
+    b = min(n_boot, a.shape[1])
+    pick = np.random.default_rng(seed).integers(0, len(at), (b, len(at)))  # draws of each replicate
+    col = np.arange(b)[:, None]
+    with warnings.catch_warnings():  # a resample where every chosen draw is undefined stays NaN (dropped later)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a[pick, col], axis=1), np.nanmean(d[pick, col], axis=1)
 
 
-def summary(rows: Sequence[dict], method: str, k: int, n_boot: int = 2000, seed: int = 0,
+def summary(rows: Sequence[dict], method: str, k: int, n_boot: int = 500, seed: int = 0,
             level: float = LEVEL) -> tuple[Interval, Difference] | None:
-    """Mean JCM over the draws of K with its interval (draws resampled), and the paired difference
-    discovery - method over the same draws; None where the method was not run at K."""
+    """Mean JCM over the draws of K with its interval and the paired difference discovery - method,
+    both over two-level resamples (draws, then each draw's test archs; K = 0: the archs); None where
+    the method was not run at K."""
     at = [r for r in rows if r["k"] == k and method in r["tau"]]
     if not at:
         return None
-    if "scores" in at[0]:  # K = 0: the archs resampled
-        ys = {t: np.asarray(v) for t, v in at[0]["y"].items()}
-        sc = {m: np.asarray(v) for m, v in at[0]["scores"].items()}
-        _, iv, d = pooled_pair([(sc["discovery"], sc[method], ys)], n_boot=n_boot, seed=seed, level=level)
-        return iv, d
-    a = np.array([r["tau"][method] for r in at])
-    d = np.array([r["tau"]["discovery"] - r["tau"][method] for r in at])
+    est = float(np.mean([r["tau"][method] for r in at]))
+    diff = float(np.mean([r["tau"]["discovery"] - r["tau"][method] for r in at]))
+    ba, bd = _replicates(at, method, n_boot, seed)
     q = (1 - level) / 2
-    ba, bd = _boot_mean(a, n_boot, seed), _boot_mean(d, n_boot, seed)
-    iv = Interval(float(a.mean()), float(np.quantile(ba, q)), float(np.quantile(ba, 1 - q)))
-    if len(at) == 1 or method == "discovery":
-        return iv, Difference(float(d.mean()), float("nan"), float("nan"), float("nan"))
-    return iv, boot_difference(float(d.mean()), bd, level)
+    iv = Interval(est, float(np.nanquantile(ba, q)), float(np.nanquantile(ba, 1 - q)))
+    if method == "discovery":
+        return iv, Difference(0.0, float("nan"), float("nan"), float("nan"))
+    return iv, boot_difference(diff, bd, level)
 
 
-def pooled_difference(by_bench: Mapping[str, Sequence[dict]], method: str, k: int, n_boot: int = 2000,
+def pooled_difference(by_bench: Mapping[str, Sequence[dict]], method: str, k: int, n_boot: int = 500,
                       seed: int = 0, level: float = LEVEL) -> Difference | None:
-    """discovery - method averaged evenly over the benchmarks, the draws of each resampled."""
-    if k == 0:
-        parts = [(np.asarray(r["scores"]["discovery"]), np.asarray(r["scores"][method]),
-                  {t: np.asarray(v) for t, v in r["y"].items()})
-                 for rows in by_bench.values() for r in rows if r["k"] == 0 and method in r.get("scores", {})]
-        if len(parts) != len(by_bench):
-            return None
-        return pooled_pair(parts, n_boot=n_boot, seed=seed, level=level)[2]
+    """discovery - method averaged evenly over the benchmarks, each resampled as in ``summary``."""
     per = []
     for i, rows in enumerate(by_bench.values()):
         at = [r for r in rows if r["k"] == k and method in r["tau"]]
         if not at:
             return None
-        d = np.array([r["tau"]["discovery"] - r["tau"][method] for r in at])
-        per.append((d.mean(), _boot_mean(d, n_boot, seed + i)))
-    if not per or any(len([r for r in rows if r["k"] == k]) < 2 for rows in by_bench.values()):
+        per.append((np.mean([r["tau"]["discovery"] - r["tau"][method] for r in at]),
+                    _replicates(at, method, n_boot, seed + i)[1]))
+    if not per:
         return None
     return boot_difference(float(np.mean([p[0] for p in per])), np.mean([p[1] for p in per], axis=0), level)

@@ -48,7 +48,7 @@ def advice(doc: dict) -> str:
         pooled = {m: float(np.mean([p[m] for p in per])) for m in per[0] if all(m in p for p in per)}
         top = max(pooled.values())
         best = " = ".join(f"**{m}**" for m in pooled if pooled[m] >= top - TIE)
-        level = sum(p["discovery"] >= max(p.values()) - TIE for p in per)
+        level = sum(p["discovery"] >= max(v for m, v in p.items() if m != "discovery fused") - TIE for p in per)
         who = "no labels" if k == 0 else f"{k} labels"
         parts.append(f"with {who}, use {best} (mean JCM {top:.3f} over {len(per)} benchmark{'s' * (len(per) > 1)}; discovery "
                      f"{pooled['discovery']:.3f}, level with or above every alternative on {level} of {len(per)})")
@@ -67,25 +67,28 @@ def crossovers(doc: dict) -> dict[str, int | None]:
     return out
 
 
-def labels_markdown(doc: dict, n_boot: int = 2000) -> str:
+def labels_markdown(doc: dict) -> str:
     benches = _benches(doc)
     lines = [advice(doc), "",
              f"Each benchmark held out in turn: discovery ran on the others (all their labels); then {doc['draws']} "
              f"seeded draws of K labelled archs of the held-out benchmark (K = 0: one draw, every arch a test arch), "
              f"every method fitted on the same K labels and scored on the same test archs. JCM ({doc['jcm']}) on "
-             f"the test archs, mean over the draws [95% CI, draws resampled; K = 0: archs resampled]. "
+             f"the test archs, mean over the draws [95% CI over two-level resamples: the draws, then each draw's test "
+             f"archs; K = 0: the archs]. "
              f"Discovery at K > 0 re-selects among its candidates by (1 - w) source JCM + w tau on the K labels, "
              f"w = K / (K + 20).", ""]
     for t, b in doc["benchmarks"].items():
         if not b.get("rows"):
-            lines += [f"## {t}", "", f"no discovery from {'+'.join(b['sources'])}: the source run picked nothing", ""]
+            why = ("the source run picked nothing" if b.get("pick") is None else
+                   f"no label budget of {doc['ks']} leaves 3 test archs of its {b.get('n')}")
+            lines += [f"## {t}", "", f"no figures from {'+'.join(b['sources'])}: {why}", ""]
             continue
         rows = b["rows"]
         ks = sorted({r["k"] for r in rows})
         lines += [f"## {t} ({b['n']} archs; discovered on {'+'.join(b['sources'])}; {len(b['candidates'])} "
                   f"candidates)", "", "| method | " + " | ".join(f"K = {k}" for k in ks) + " |",
                   "|---|" + "---|" * len(ks)]
-        figs = {(m, k): summary(rows, m, k, n_boot) for m in METHODS for k in ks}
+        figs = {(m, k): summary(rows, m, k) for m in METHODS for k in ks}
         for m in METHODS:
             lines.append(f"| {LABEL_NAMES.get(m, m)} | " + " | ".join(_fmt(figs[m, k][0] if figs[m, k] else None)
                                                                   for k in ks) + " |")
@@ -104,7 +107,7 @@ def labels_markdown(doc: dict, n_boot: int = 2000) -> str:
         lines += [f"## Pooled over {', '.join(benches)} (benchmarks weighed evenly)", "",
                   "| method | " + " | ".join(f"K = {k}" for k in doc["ks"]) + " |", "|---|" + "---|" * len(doc["ks"])]
         for m in METHODS[1:]:
-            lines.append(f"| discovery - {m} | " + " | ".join(_diff(pooled_difference(benches, m, k, n_boot))
+            lines.append(f"| discovery - {m} | " + " | ".join(_diff(pooled_difference(benches, m, k))
                                                             for k in doc["ks"]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -117,7 +120,7 @@ def labels_figure(doc: dict) -> "Any":
     for ax, (t, rows) in zip(axes, benches.items()):
         ks = sorted({r["k"] for r in rows})
         for m in METHODS:
-            pts = [(k, summary(rows, m, k, 500)) for k in ks]
+            pts = [(k, summary(rows, m, k)) for k in ks]
             pts = [(k, s[0]) for k, s in pts if s is not None]
             if not pts:
                 continue

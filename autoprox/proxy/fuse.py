@@ -103,7 +103,7 @@ class FusedProxy:
         if not all(np.isfinite(self.weights)):
             raise ValueError(f"fused proxy {self.name!r}: weights must be finite")
         if weighted:  # canonical order: parts sorted, each keeping its weight
-            pairs = sorted(zip(self.parts, self.weights), key=lambda pw: str(pw[0].expr))
+            pairs = sorted(zip(self.parts, self.weights), key=lambda pw: (str(pw[0].expr), float(pw[1])))
             object.__setattr__(self, "parts", tuple(p for p, _ in pairs))
             object.__setattr__(self, "weights", tuple(float(w) for _, w in pairs))
         if not self.name:
@@ -120,7 +120,7 @@ class FusedProxy:
         """Canonical text, ``fusion[part | part]`` (parts sorted: fusions are symmetric);
         ``autoprox.proxy.spec.resolve`` reads it back."""
         if self.weights:
-            return (f"{self.fusion}({', '.join(f'{w:.6g}' for w in self.weights)})"
+            return (f"{self.fusion}({', '.join(repr(w) for w in self.weights)})"
                     f"[{' | '.join(str(p.expr) for p in self.parts)}]")
         return f"{self.fusion}[{' | '.join(sorted(str(p.expr) for p in self.parts))}]"
 
