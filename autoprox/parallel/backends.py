@@ -152,10 +152,14 @@ class RayBackend(_Waiting):
 
         def wait() -> list[Any]:
             out = []
-            for i, ref in enumerate(refs):
-                out.append(self._gather(i, ref, method, args_for))
-                if done is not None:
-                    done(i)
+            try:
+                for i, ref in enumerate(refs):
+                    out.append(self._gather(i, ref, method, args_for))
+                    if done is not None:
+                        done(i)
+            except Exception:
+                _discard(refs[len(out) + 1:])
+                raise
             return out
         return wait
 
@@ -217,6 +221,9 @@ class RayBackend(_Waiting):
                     progress(len(self.shards[i]) - done[i])
                     done[i] = len(self.shards[i])
                     continue
+                except Exception:
+                    _discard(list(pending))
+                    raise
                 done[i] += count
                 progress(count)
             return done
@@ -251,6 +258,23 @@ class RayBackend(_Waiting):
             ray.kill(a)
         self.actors = []
         session.stop(self.owns_ray)
+
+
+def _discard(refs: Sequence[Any]) -> None:
+    """Cancel the calls of ``refs`` still queued and take every result: once one call failed, the
+    others' errors are the same run's, reported by it once, never later by Ray as unhandled."""
+    import ray
+
+    for r in refs:
+        try:
+            ray.cancel(r)
+        except Exception:  # noqa: BLE001 - finished or running calls cannot be cancelled: taken below
+            pass
+    for r in refs:
+        try:
+            ray.get(r)
+        except Exception:  # noqa: BLE001 - the run already stops with its first error
+            pass
 
 
 def make_backend(kind: str, space: str, cfg: ScoringConfig, workers: int = 2, address: str | None = None,
