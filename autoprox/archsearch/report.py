@@ -57,10 +57,10 @@ def _order(history: Sequence[dict], minimize: bool) -> np.ndarray:
 def _regret(w: np.ndarray, order: np.ndarray, acc: np.ndarray) -> float:
     """Regret of the pick among the archs drawn by count vector ``w``: the best drawn accuracy minus
     the accuracy of the first drawn arch of ``order`` (NaN if no finite-scored arch was drawn)."""
-    drawn = w[order] > 0
-    if not drawn.any():
+    present = w[order] > 0
+    if not present.any():
         return math.nan
-    return float(acc[w > 0].max() - acc[order[int(drawn.argmax())]])
+    return float(acc[w > 0].max() - acc[order[int(present.argmax())]])
 
 
 def _cis(order: np.ndarray, scores: np.ndarray, acc: np.ndarray, w: np.ndarray | None,
