@@ -1,6 +1,6 @@
 """Seconds of each statistics pass on the largest arch of a benchmark file, one thread.
 
-    python benchmarks/pass_costs.py autoformer-small ../shared/ood-vit-nas/small.json [PASS ...]
+    python benchmarks/pass_costs.py autoformer-small ../shared/ood-vit-nas/small.json [PASS ...] [--batch-size N]
 
 Default passes: base, features, zen, blocks, jacobian, ntk. Default batch (32 x 224, 100 classes)."""
 from __future__ import annotations
@@ -22,12 +22,13 @@ def main() -> None:
     ap.add_argument("space")
     ap.add_argument("bench", nargs="?", help="benchmark file (default: the space's shipped one)")
     ap.add_argument("passes", nargs="*", default=["base", "features", "zen", "blocks", "jacobian", "ntk"])
+    ap.add_argument("--batch-size", type=int, default=BatchConfig().size, help="images in the proxy batch")
     args = ap.parse_args()
     torch.set_num_threads(1)
     _, archs, _ = load_archs(args.space, args.bench or None)
     sp = get_space(args.space)
     big = max(archs, key=lambda a: sp.num_params(a, num_classes=1000))
-    batch_cfg = BatchConfig()
+    batch_cfg = BatchConfig(size=args.batch_size)
     batch = make_batch(batch_cfg)
     print(f"{args.space}: largest arch {sp.num_params(big, num_classes=1000) / 1e6:.1f} M params", flush=True)
     for name in args.passes:
