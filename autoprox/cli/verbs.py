@@ -226,8 +226,6 @@ def _evolve_labels(args: argparse.Namespace, cfg: Any, out: Path, on_step: Any) 
     from autoprox.discovery.transfer import transfer_runs
     ks = parse_budgets(args.labels)
     transfer_runs(cfg)  # fewer than 2 spaces: one line before anything is written
-    if args.draws < 2:
-        raise ValueError(f"--draws must be at least 2 (intervals over draws), got {args.draws}")
     label_study(cfg, out, ks, args.draws, args.resume, on_step, backend=args.backend, workers=args.workers,
                 address=args.address, connect_timeout=args.connect_timeout)
     print((out / "labels.md").read_text(encoding="utf-8"))
