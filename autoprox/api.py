@@ -58,6 +58,8 @@ def score(model: Any, images: Any, labels: Any, proxy: Any, seed: int = 0, stats
     if p.fused:
         raise ValueError(f"proxy {p.name!r} fuses its parts ({p.fusion}) across archs: use "
                          f"autoprox.score_population(models, images, labels, proxy, archs=..., space=...)")
+    if getattr(p, "reads_arch", False):  # an arch surrogate: its score is read off the arch
+        return score_population([model], images, labels, p, seed, stats, None if arch is None else [arch], space)[0]
     return _part_scores(model, images, labels, p.parts, seed, stats, num_params, flops, arch, space)[0]
 
 
@@ -76,9 +78,24 @@ def score_population(models: Sequence[Any], images: Any, labels: Any, proxy: Any
         raise ValueError(f"archs= and flops= need one entry per model ({n})")
     rows = [_part_scores(m, images, labels, p.parts, seed, stats, None, f, a, space)
             for m, a, f in zip(models, archs_, flops_)]
+    matrix = np.array(rows, dtype=float).T.reshape(len(p.parts), n)
+    if getattr(p, "reads_arch", False):
+        if archs is None:
+            raise ValueError(f"proxy {p.name!r} reads the archs' choices: pass archs= (and space= to check them)")
+        return [float(v) for v in p.combine(matrix, _canonical(archs_, space))]
     if not p.fused:
         return [r[0] for r in rows]
-    return [float(v) for v in p.combine(np.array(rows, dtype=float).T)]
+    return [float(v) for v in p.combine(matrix)]
+
+
+def _canonical(archs: Sequence[Any], space: str | None) -> list[Any]:
+    """``archs`` as ``space`` writes them (as benchmarks and searches hand them to proxies); as given
+    without a space."""
+    from autoprox.spaces import get_space
+    if space is None:
+        return list(archs)
+    sp = get_space(space)
+    return [sp.validate(a) for a in archs]
 
 
 def _arch_scalars(model: Any, images: Any, used: set, flops: float | None, arch: Any,

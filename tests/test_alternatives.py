@@ -4,6 +4,7 @@ import pytest
 from scipy.stats import kendalltau
 
 from autoprox.eval import alternatives as alt
+from autoprox.proxy.surrogate import one_hot, one_hot_fields
 
 
 def _archs(rng, n, depths=(3, 4, 5), widths=(16, 24, 32)):
@@ -45,10 +46,10 @@ def test_within_ranks_put_non_finite_and_constant_values_in_the_middle():
 
 def test_one_hot_encodes_each_layer_and_absent_layers_and_ignores_unseen_values():
     archs = [{"w": 16, "m": [3.5, 4.0]}, {"w": 32, "m": [4.0]}]
-    fields = alt.one_hot_fields(archs)
+    fields = one_hot_fields(archs)
     assert fields == {("w",): [16, 32], ("m", 0): [3.5, 4.0], ("m", 1): [4.0, None]}
-    np.testing.assert_array_equal(alt.one_hot(archs, fields), [[1, 0, 1, 0, 1, 0], [0, 1, 0, 1, 0, 1]])
-    np.testing.assert_array_equal(alt.one_hot([{"w": 24, "m": [3.0, 4.0, 4.0]}], fields), [[0, 0, 0, 0, 1, 0]])
+    np.testing.assert_array_equal(one_hot(archs, fields), [[1, 0, 1, 0, 1, 0], [0, 1, 0, 1, 0, 1]])
+    np.testing.assert_array_equal(one_hot([{"w": 24, "m": [3.0, 4.0, 4.0]}], fields), [[0, 0, 0, 0, 1, 0]])
 
 
 def test_fit_chooses_the_best_hand_designed_proxy_and_fits_the_ranker_and_surrogate():

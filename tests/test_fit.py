@@ -8,7 +8,7 @@ from scipy.stats import kendalltau, rankdata
 
 from autoprox.eval import alternatives as alt
 from autoprox.eval.bench import BenchConfig, score_bench
-from autoprox.eval.fit import fit_ranker, ranker_inputs, ranker_proxy
+from autoprox.eval.fit import fit_proxy, ranker_inputs, ranker_proxy
 from autoprox.proxy.export import export, load_proxy
 from autoprox.proxy.graph import GraphError
 from autoprox.proxy.spec import resolve
@@ -70,7 +70,7 @@ def test_fit_scores_its_labelled_archs_as_the_ridge_does(tmp_path, tiny_scoring)
         ns = r["net_setting"]
         r["performance"]["Imagenet"]["clean"] = 60 + ns["layer_num"] + 0.01 * ns["embed_dim"][0]
     cfg = BenchConfig(space="autoformer-tiny", bench=write(tmp_path, recs, "mine.json"), scoring=tiny_scoring)
-    proxy, info = fit_ranker(cfg, ("base",))
+    proxy, info = fit_proxy(cfg, "ranker", ("base",))
     assert info["archs"] == 14 and info["targets"] == ["imagenet"] and info["inputs"] == len(ranker_inputs(["base"]))
     assert "features" not in {f for q in proxy.parts for f in q.families} and "token_entropy" not in proxy.text
     # the proxy file ranks the archs exactly as the fitted ridge predicts them
@@ -117,6 +117,6 @@ def test_fit_leaves_out_an_input_undefined_on_a_labelled_arch(tmp_path, monkeypa
         by["snip"][3] = np.nan
         return list(c.proxies), by, bench, archs, ["imagenet"]
     monkeypatch.setattr(fit_mod, "score_bench", fake)
-    proxy, info = fit_ranker(cfg)
+    proxy, info = fit_proxy(cfg)
     assert "snip_saliency" not in proxy.text and np.isfinite(info["in_sample"])
     assert info["inputs"] == len(ranker_inputs(["base", "features"])) - 1

@@ -124,7 +124,7 @@ def test_report_advises_per_budget_and_finds_the_crossover():
               "rows": evaluate(t, [0, 10, 40], 3, 0)}}}
     text = labels_markdown(doc)
     assert text.startswith("At a label budget of K trained archs of your own space: with no labels, use **best zoo** "
-                           "= **ranker** (mean JCM 1.000 over 1 benchmark; discovery 0.0")
+                           "= **ranker** (`autoprox fit --model ranker`) (mean JCM 1.000 over 1 benchmark; discovery 0.0")
     cross = crossovers(doc)["a"]
     means = lambda k: {m: np.mean([r["tau"][m] for r in doc["benchmarks"]["a"]["rows"] if r["k"] == k])  # noqa: E731
                        for m in ("surrogate", "discovery")}

@@ -63,7 +63,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from autoprox.eval.bench import BenchConfig
-    from autoprox.eval.fit import fit_ranker
+    from autoprox.eval.fit import fit_proxy
     from autoprox.proxy.export import to_yaml
     from autoprox.core.io import atomic_write_text
     top = {"space": args.space, "bench": args.bench, "subset": args.subset,
@@ -74,12 +74,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out}: a proxy file ends in .yaml or .yml")
     check_writable_dir(out.parent if str(out.parent) else Path("."))
     check_device(cfg.scoring.device, args.backend, cached_ok=True)
-    proxy, info = fit_ranker(cfg, ("base", *(args.passes or ("features",))), args.backend, args.workers,
-                             address=args.address, connect_timeout=args.connect_timeout)
+    proxy, info = fit_proxy(cfg, args.model, ("base", *(args.passes or ("features",))), args.backend, args.workers,
+                            address=args.address, connect_timeout=args.connect_timeout)
     atomic_write_text(out, to_yaml(proxy))
-    print(f"ranker on {info['archs']} labelled archs ({', '.join(info['targets'])}), {info['inputs']} inputs, "
-          f"alpha {info['alpha']:g}: inner 5-fold tau {info['cv_tau']:.3f} (alpha chosen on the same folds), in-sample JCM "
-          f"{info['in_sample']:.3f}\nwrote {out}: use it as any proxy (bench, search --proxy {out}, export)")
+    print(f"{info['model']} on {info['archs']} labelled archs ({', '.join(info['targets'])}), {info['inputs']} "
+          f"inputs, alpha {info['alpha']:g}: inner 5-fold tau {info['cv_tau']:.3f} (alpha chosen on the same folds), "
+          f"in-sample JCM {info['in_sample']:.3f}\nwrote {out}: use it as any proxy (bench, search --proxy {out}, export)")
     return 0
 
 

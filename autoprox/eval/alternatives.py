@@ -23,6 +23,7 @@ import numpy as np
 from scipy.stats import kendalltau, rankdata
 
 from autoprox.eval.fitness import JcmVariant, jcm, orient
+from autoprox.proxy.surrogate import one_hot, one_hot_fields
 from autoprox.spaces.base import ARCH_SCALARS
 
 SCALARS = ("num_params", "flops", *ARCH_SCALARS)  # arch scalars the ranker reads
@@ -96,39 +97,6 @@ def choose_alpha(x: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
 def features(part: Part, names: Sequence[str]) -> np.ndarray:
     """(archs x names) within-benchmark ranks of the named scores."""
     return np.stack([within_ranks(part.scores[n]) for n in names], axis=1)
-
-
-def one_hot_fields(archs: Sequence[dict]) -> dict[tuple, list]:
-    """Every (field, layer) of the archs with the values seen there (a list shorter than another
-    has the value None at the missing layers): the surrogate's columns."""
-    cols: dict[tuple, set] = {}
-    longest: dict[str, int] = {}
-    for a in archs:
-        for k, v in a.items():
-            if isinstance(v, (list, tuple)):
-                longest[k] = max(longest.get(k, 0), len(v))
-    for a in archs:
-        for k, v in a.items():
-            if isinstance(v, (list, tuple)):
-                for i in range(longest[k]):
-                    cols.setdefault((k, i), set()).add(v[i] if i < len(v) else None)
-            else:
-                cols.setdefault((k,), set()).add(v)
-    return {c: sorted(vals, key=repr) for c, vals in cols.items()}
-
-
-def one_hot(archs: Sequence[dict], fields: Mapping[tuple, list]) -> np.ndarray:
-    """(archs x columns) 0/1 encoding; a value the fields never saw sets no column of its field."""
-    out = []
-    for a in archs:
-        row = []
-        for col, vals in fields.items():
-            v = a.get(col[0])
-            if len(col) == 2:
-                v = v[col[1]] if isinstance(v, (list, tuple)) and col[1] < len(v) else None
-            row += [float(v == u) for u in vals]
-        out.append(row)
-    return np.array(out, dtype=np.float64)
 
 
 def _joint(parts: Sequence[Part], name: str, variant: JcmVariant) -> tuple[float, int]:

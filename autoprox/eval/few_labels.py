@@ -36,6 +36,7 @@ from scipy.stats import kendalltau
 from autoprox.eval import alternatives as alt
 from autoprox.eval.fitness import JcmVariant
 from autoprox.eval.uncertainty import LEVEL, Difference, Interval, boot_difference, boot_jcm, resample_weights
+from autoprox.proxy.surrogate import one_hot, one_hot_fields
 
 PRIOR = 20          # labels of the target that weigh as much as the source benchmarks
 LABELLED = ("discovery fused", "surrogate", "zc surrogate", "zc trees")  # methods that need K > 0
@@ -84,7 +85,7 @@ def _ridge_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _zc_columns(part: alt.Part, zoo: Sequence[str], fields: Mapping) -> np.ndarray:
-    return np.concatenate([alt.one_hot(part.archs, fields), alt.features(part, zoo)], axis=1)
+    return np.concatenate([one_hot(part.archs, fields), alt.features(part, zoo)], axis=1)
 
 
 def _trees(x: np.ndarray, y: np.ndarray, seed: int):
@@ -140,8 +141,8 @@ def methods_at(t: Target, lab: np.ndarray, seed: int = 0) -> tuple[dict[str, np.
     best_zoo, zoo_sign = (max(zoo_tau, key=lambda n: abs(zoo_tau[n])), 0) if zoo_tau else fitted.best
     zoo_sign = zoo_sign or int(np.sign(zoo_tau[best_zoo]))
     y = alt.target_rank(known)
-    fields = alt.one_hot_fields(part.archs)
-    onehot = alt.one_hot(part.archs, fields)
+    fields = one_hot_fields(part.archs)
+    onehot = one_hot(part.archs, fields)
     zc = _zc_columns(part, zoo, fields)
     out |= {"discovery": t.candidates[best_c], "discovery fused": alt.predict(_ridge_fit(ranks[lab], y), ranks),
             "best zoo": zoo_sign * np.asarray(part.scores[best_zoo], dtype=np.float64),

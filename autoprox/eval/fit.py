@@ -1,11 +1,17 @@
-"""``autoprox fit``: the ranker a user with a few trained archs fits on them, as a proxy file.
+"""``autoprox fit``: what a user with a few trained archs fits on them, as a proxy file.
 
-The ranker is ``alternatives``' ridge regression of the targets' mean within-benchmark rank on the
-within-benchmark ranks of every hand-designed zoo proxy the chosen statistics passes can score and
-of every arch scalar, its penalty chosen by 5-fold cross-validation on the labelled archs. As a proxy
-it is a ``weighted_rank`` fused proxy: each input a part, its ridge weight applied to the part's rank
-among the archs scored together, so ``bench``, ``search``, ``export`` and ``score_population`` take it
-like any other proxy file.
+Three models, each a ridge regression of the targets' mean within-benchmark rank, its penalty chosen
+by 5-fold cross-validation on the labelled archs (``alternatives``):
+
+- ``ranker``: on the within-benchmark ranks of every hand-designed zoo proxy the chosen statistics
+  passes can score and of every arch scalar; as a proxy, a ``weighted_rank`` fused proxy (each input
+  a part, its weight applied to the part's rank among the archs scored together);
+- ``surrogate``: on the one-hot encoding of each arch's choices, layer by layer; as a proxy, an
+  ``ArchSurrogate`` that reads the arch alone (no statistics, one score per arch);
+- ``zc-surrogate``: on both the one-hot encoding and the zoo proxies' ranks; an ``ArchSurrogate``
+  with the zoo proxies as weighted-rank parts.
+
+``bench``, ``search``, ``export`` and ``score_population`` take each like any other proxy file.
 """
 from __future__ import annotations
 
@@ -19,10 +25,12 @@ from autoprox.eval import alternatives as alt
 from autoprox.eval.bench import BenchConfig, score_bench
 from autoprox.proxy.fuse import FusedProxy
 from autoprox.proxy.graph import DATA_FREE, GraphProxy
+from autoprox.proxy.surrogate import ArchSurrogate, columns_of, one_hot, one_hot_fields
 from autoprox.proxy.zoo import get_proxy, list_proxies
 from autoprox.stats.passes import families_of_passes
 
 DEFAULT_PASSES = ("base", "features")
+MODELS = ("ranker", "surrogate", "zc-surrogate")
 
 
 def ranker_inputs(passes: Sequence[str]) -> list[str]:
@@ -34,50 +42,80 @@ def ranker_inputs(passes: Sequence[str]) -> list[str]:
     return [*zoo, *alt.SCALARS]
 
 
-def ranker_proxy(inputs: Sequence[str], weights: np.ndarray, name: str, description: str) -> FusedProxy:
-    """The fitted ranker as a ``weighted_rank`` proxy: one part per distinct input expression (inputs
-    that are one expression, e.g. ``params`` and ``num_params``, add their weights)."""
-    by_text: dict[str, float] = {}
+def _expression(name: str) -> str:
+    return name if name in alt.SCALARS else str(get_proxy(name).parts[0].expr)
+
+
+def by_expression(inputs: Sequence[str], weights: np.ndarray) -> dict[str, tuple[float, str]]:
+    """Expression -> (summed weight, first input name) of the inputs: inputs that are one expression
+    (e.g. ``params`` and ``num_params``) add their weights."""
+    out: dict[str, tuple[float, str]] = {}
     for n, w in zip(inputs, weights):
-        text = str(get_proxy(n).parts[0].expr) if n not in alt.SCALARS else n
-        by_text[text] = by_text.get(text, 0.0) + float(w)
-    parts = tuple(GraphProxy.from_text(f"part{i}", t) for i, t in enumerate(by_text))
-    return FusedProxy(name, parts, "weighted_rank", description, tuple(by_text.values()))
+        t = _expression(n)
+        out[t] = (out.get(t, (0.0, n))[0] + float(w), out.get(t, (0.0, n))[1])
+    return out
 
 
-def fit_ranker(cfg: BenchConfig, passes: Sequence[str] = DEFAULT_PASSES, backend: str = "serial", workers: int = 2,
-               **kw) -> tuple[FusedProxy, dict]:
-    """Score the ranker's inputs on ``cfg``'s labelled archs and fit it there: (the proxy, what the
-    fit saw: archs, targets, penalty, the inner cross-validated tau and the in-sample tau)."""
-    inputs = ranker_inputs(passes)
-    n = len(load_archs(cfg.space, cfg.bench, cfg.limit, cfg.targets, cfg.subset)[1])
+def ranker_proxy(inputs: Sequence[str], weights: np.ndarray, name: str, description: str) -> FusedProxy:
+    """The fitted ranker as a ``weighted_rank`` proxy: one part per distinct input expression."""
+    by = by_expression(inputs, weights)
+    parts = tuple(GraphProxy.from_text(f"part{i}", t) for i, t in enumerate(by))
+    return FusedProxy(name, parts, "weighted_rank", description, tuple(w for w, _ in by.values()))
+
+
+def fit_proxy(cfg: BenchConfig, model: str = "ranker", passes: Sequence[str] = DEFAULT_PASSES,
+              backend: str = "serial", workers: int = 2, **kw) -> tuple[FusedProxy | ArchSurrogate, dict]:
+    """Fit ``model`` on ``cfg``'s labelled archs: (the proxy, what the fit saw: archs, targets,
+    penalty, inputs, the inner cross-validated tau and the proxy's in-sample JCM)."""
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; use one of {', '.join(MODELS)}")
+    bench, archs, targets = load_archs(cfg.space, cfg.bench, cfg.limit, cfg.targets, cfg.subset)
+    n = len(archs)
     if n < 2 * alt.INNER_FOLDS:  # before any statistics are computed
         raise ValueError(f"fit needs at least {2 * alt.INNER_FOLDS} labelled archs (5 folds of 2), got {n}")
-    names, by_name, bench, archs, targets = score_bench(replace(cfg, proxies=tuple(inputs)), backend, workers, **kw)
-    # an input undefined on some labelled arch would leave that arch unranked (NaN) wherever the proxy scores it
-    inputs = [n for n in inputs if np.isfinite(np.asarray(by_name[n], dtype=np.float64)).all()]
-    part = alt.Part({k: np.asarray(v) for k, v in by_name.items()},
-                    {t: bench.values(t)[:n] for t in targets}, archs)
-    x, y = alt.features(part, inputs), alt.target_rank(part)
+    zoo = ranker_inputs(passes) if model == "ranker" else [
+        i for i in ranker_inputs(passes) if i not in alt.SCALARS] if model == "zc-surrogate" else []
+    by_name: dict = {}
+    if zoo:
+        _, by_name, bench, archs, targets = score_bench(replace(cfg, proxies=tuple(zoo)), backend, workers, **kw)
+        # an input undefined on some labelled arch would leave that arch unranked (NaN) wherever it scores
+        zoo = [i for i in zoo if np.isfinite(np.asarray(by_name[i], dtype=np.float64)).all()]
+    part = alt.Part({k: np.asarray(v) for k, v in by_name.items()}, {t: bench.values(t)[:n] for t in targets}, archs)
+    fields = one_hot_fields(archs) if model != "ranker" else {}
+    x = np.concatenate([one_hot(archs, fields), alt.features(part, zoo) if zoo else np.zeros((n, 0))], axis=1)
+    y = alt.target_rank(part)
     alpha = alt.choose_alpha(x, y)
     w = alt.ridge(x, y, alpha)
-    desc = (f"ridge ranker (alpha {alpha:g}) fitted on {n} labelled archs of {cfg.space} "
-            f"({', '.join(targets)}) over the ranks of {len(inputs)} zoo scores and arch scalars")
-    proxy = ranker_proxy(inputs, w[:-1], f"ranker-{cfg.space}", desc)
-    fitted = proxy.combine(np.stack([np.asarray(by_name[_name_of(q, inputs)]) for q in proxy.parts]))
+    what = {"ranker": f"the ranks of {len(zoo)} zoo scores and arch scalars",
+            "surrogate": "the one-hot encoding of each arch's choices",
+            "zc-surrogate": f"the one-hot encoding of each arch's choices and the ranks of {len(zoo)} zoo scores"}[model]
+    desc = f"ridge {model} (alpha {alpha:g}) fitted on {n} labelled archs of {cfg.space} ({', '.join(targets)}) over {what}"
+    name = f"{model}-{cfg.space}"
+    proxy = _as_proxy(model, name, desc, columns_of(fields), zoo, w)
+    by = by_expression(zoo, np.zeros(len(zoo)))
+    matrix = np.array([by_name[by[str(q.expr)][1]] for q in proxy.parts], dtype=np.float64).reshape(len(proxy.parts), n)
+    fitted = proxy.combine(matrix, archs) if model != "ranker" else proxy.combine(matrix)
     in_sample = alt.jcm_of(fitted, part.targets)
-    info = {"archs": n, "targets": list(targets), "alpha": alpha, "inputs": len(inputs),
+    info = {"archs": n, "targets": list(targets), "alpha": alpha, "inputs": x.shape[1], "model": model,
             "cv_tau": _cv_tau(x, y, alpha), "in_sample": float("nan") if in_sample is None else in_sample}
     return proxy, info
 
 
-def _name_of(part: GraphProxy, inputs: Sequence[str]) -> str:
-    text = str(part.expr)
-    return next(n for n in inputs if (n if n in alt.SCALARS else str(get_proxy(n).parts[0].expr)) == text)
+def _as_proxy(model: str, name: str, desc: str, columns: list, zoo: list[str],
+              w: np.ndarray) -> FusedProxy | ArchSurrogate:
+    """The ridge weights ``w`` (one-hot columns, then zoo ranks, intercept last) as a proxy."""
+    if model == "ranker":
+        return ranker_proxy(zoo, w[:-1], name, desc)
+    w_cols, w_zoo = w[:len(columns)], w[len(columns):-1]
+    keep = [i for i, v in enumerate(w_cols) if v != 0]  # a column constant on the labelled archs adds nothing
+    by = by_expression(zoo, w_zoo)
+    return ArchSurrogate(name, tuple(columns[i] for i in keep), tuple(float(w_cols[i]) for i in keep), float(w[-1]),
+                         tuple(GraphProxy.from_text(f"part{i}", t) for i, t in enumerate(by)),
+                         tuple(v for v, _ in by.values()), desc)
 
 
 def _cv_tau(x: np.ndarray, y: np.ndarray, alpha: float, seed: int = 0) -> float:
-    """Mean Kendall tau of the ranker on held-out folds of the labelled archs, at ``alpha`` (chosen on
+    """Mean Kendall tau of the model on held-out folds of the labelled archs, at ``alpha`` (chosen on
     these same folds: an optimistic figure)."""
     from scipy.stats import kendalltau
     folds = np.random.default_rng(seed).permutation(len(y)) % alt.INNER_FOLDS

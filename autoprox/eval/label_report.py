@@ -33,6 +33,10 @@ def _means(rows: Sequence[dict], k: int) -> dict[str, float]:
     return {m: float(np.mean([r["tau"][m] for r in at])) for m in METHODS if at and m in at[0]["tau"]}
 
 
+HOW = {"ranker": "autoprox fit --model ranker", "surrogate": "autoprox fit --model surrogate",
+       "zc surrogate": "autoprox fit --model zc-surrogate"}  # the proxy file a user's own labels give
+
+
 def advice(doc: dict) -> str:
     """The first paragraph: per K, the method with the best mean JCM pooled over the benchmarks,
     and where discovery stands against every alternative."""
@@ -47,7 +51,7 @@ def advice(doc: dict) -> str:
             continue
         pooled = {m: float(np.mean([p[m] for p in per])) for m in per[0] if all(m in p for p in per)}
         top = max(pooled.values())
-        best = " = ".join(f"**{m}**" for m in pooled if pooled[m] >= top - TIE)
+        best = " = ".join(f"**{m}**" + (f" (`{HOW[m]}`)" if m in HOW else "") for m in pooled if pooled[m] >= top - TIE)
         level = sum(p["discovery"] >= max(v for m, v in p.items() if m != "discovery fused") - TIE for p in per)
         who = "no labels" if k == 0 else f"{k} labels"
         parts.append(f"with {who}, use {best} (mean JCM {top:.3f} over {len(per)} benchmark{'s' * (len(per) > 1)}; discovery "

@@ -22,7 +22,10 @@ from autoprox.stats.provider import ScoringConfig
 class Backend(Protocol):
     """Scores expressions on a fixed list of archs; matrices are (expressions x archs).
     ``start_load`` and ``submit`` start the work and return a call that waits for it (so
-    several backends can run at once); ``load`` and ``score`` wait at once."""
+    several backends can run at once); ``load`` and ``score`` wait at once. ``archs``: the archs
+    loaded last, in order."""
+
+    archs: list[dict]
 
     def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None,
                    progress: Callable[[int], None] | None = None) -> Callable[[], Any]: ...
@@ -46,11 +49,18 @@ def part_expressions(proxies: Sequence[Any]) -> list[str]:
     return list(dict.fromkeys(str(part.expr) for p in proxies for part in p.parts))
 
 
-def combine(proxies: Sequence[Any], exprs: Sequence[str], m: np.ndarray) -> np.ndarray:
-    """(proxies x archs) from the (exprs x archs) scores of ``part_expressions(proxies)``."""
+def combine(proxies: Sequence[Any], exprs: Sequence[str], m: np.ndarray,
+            archs: Sequence[dict] | None = None) -> np.ndarray:
+    """(proxies x archs) from the (exprs x archs) scores of ``part_expressions(proxies)``; a proxy
+    that reads the archs' choices (an arch surrogate) also gets ``archs``."""
     row = {e: i for i, e in enumerate(exprs)}
-    return np.array([np.asarray(p.combine(m[[row[str(q.expr)] for q in p.parts]]), dtype=np.float64)
-                     for p in proxies]).reshape(len(proxies), m.shape[1] if m.ndim == 2 else 0)
+    n = m.shape[1] if m.ndim == 2 and m.shape[0] else (len(archs) if archs is not None else 0)
+
+    def one(p: Any) -> np.ndarray:
+        sub = m[[row[str(q.expr)] for q in p.parts]].reshape(len(p.parts), n)
+        return np.asarray(p.combine(sub, archs) if getattr(p, "reads_arch", False) else p.combine(sub),
+                          dtype=np.float64)
+    return np.array([one(p) for p in proxies]).reshape(len(proxies), n)
 
 
 def score_proxies(backend: Backend, proxies: Sequence[Any]) -> np.ndarray:
@@ -59,7 +69,9 @@ def score_proxies(backend: Backend, proxies: Sequence[Any]) -> np.ndarray:
     if not proxies:
         return np.zeros((0, 0))
     exprs = part_expressions(proxies)
-    return combine(proxies, exprs, backend.score(exprs))
+    archs = backend.archs
+    m = backend.score(exprs) if exprs else np.zeros((0, len(archs)))
+    return combine(proxies, exprs, m, archs)
 
 
 def _matrix(rows: list[list[float]], n_exprs: int) -> np.ndarray:
@@ -83,10 +95,12 @@ class SerialBackend(_Waiting):
     """One in-process ``ScoringWorker``."""
 
     def __init__(self, space: str, cfg: ScoringConfig, threads: int = 0) -> None:
+        self.archs: list[dict] = []
         self.worker = ScoringWorker(space, cfg, threads)
 
     def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None,
                    progress: Callable[[int], None] | None = None) -> Callable[[], Any]:
+        self.archs = list(archs)
         self.worker.load(list(archs), None if families is None else list(families),
                          None if progress is None else (lambda: progress(1)))  # in-process: done
         return lambda: None
@@ -128,6 +142,7 @@ class RayBackend(_Waiting):
         self._cls = ray.remote(num_cpus=1, num_gpus=gpus, runtime_env={"env_vars": memory.ENV})(ScoringWorker)
         self._args = (space, cfg, threads_per_worker)
         self.max_retries = max_retries
+        self.archs: list[dict] = []
         self.actors = [self._spawn() for _ in range(workers)]
         self.shards: list[list[dict]] = [[] for _ in range(workers)]
         self.families: list[str] | None = None
@@ -188,6 +203,7 @@ class RayBackend(_Waiting):
     def start_load(self, archs: Sequence[dict], families: Sequence[str] | None = None,
                    progress: Callable[[int], None] | None = None) -> Callable[[], Any]:
         n = len(self.actors)
+        self.archs = list(archs)
         self.shards = [list(archs[i::n]) for i in range(n)]
         self.families = None if families is None else list(families)
         if progress is None:

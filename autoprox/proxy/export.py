@@ -12,6 +12,7 @@ from autoprox.proxy.graph import (DATA_FREE, Expr, GraphError, GraphProxy, op_of
 from autoprox.proxy.fuse import FusedProxy, parse_fused
 from autoprox.proxy.fusecore import FUSIONS
 from autoprox.proxy.python_template import PYTHON as _PYTHON
+from autoprox.proxy.surrogate import SURROGATE_KEYS, ArchSurrogate
 from autoprox.proxy.genotype import parse_genotype, to_genotype
 from autoprox.core.config import read_yaml, unknown_keys
 from autoprox.core.io import atomic_write_text
@@ -27,7 +28,8 @@ _EMBED = ([_PKG.parent / "primitives" / f for f in ("_tensor.py", "reduce.py", "
                                           "block_spectra.py", "ntk.py")]
           + [_PKG / "proxy" / f for f in ("evalcore.py", "fusecore.py")])
 YAML_KEYS = {"autoprox_proxy", "name", "description", "hash", "expression", "genotype", "formula", "graph",
-             "fusion", "parts", "weights"}
+             "fusion", "parts", "weights", *SURROGATE_KEYS}
+AnyProxy = GraphProxy | FusedProxy | ArchSurrogate
 
 
 def formula(e: Expr, latex: bool = False) -> str:
@@ -38,8 +40,10 @@ def formula(e: Expr, latex: bool = False) -> str:
     return (op.latex if latex else op.text).format(*(formula(a, latex) for a in e.args))
 
 
-def proxy_formula(p: GraphProxy | FusedProxy, latex: bool = False) -> str:
+def proxy_formula(p: AnyProxy, latex: bool = False) -> str:
     """The formula of a proxy; a fused one as ``fusion(part; part)``."""
+    if isinstance(p, ArchSurrogate):
+        return p.formula(latex)
     if not p.fused:
         return formula(p.parts[0].expr, latex)
     if p.weights:  # parts already in canonical order, each with its weight
@@ -49,8 +53,12 @@ def proxy_formula(p: GraphProxy | FusedProxy, latex: bool = False) -> str:
     return f"{p.fusion}(" + "; ".join(formula(q.expr, latex) for q in sorted(p.parts, key=lambda q: str(q.expr))) + ")"
 
 
-def to_yaml(p: GraphProxy | FusedProxy) -> str:
+def to_yaml(p: AnyProxy) -> str:
     """The proxy file (``load_proxy`` reads it back); a fused proxy lists its parts."""
+    if isinstance(p, ArchSurrogate):
+        doc = {"autoprox_proxy": 1, "name": p.name, "description": p.description, "hash": p.hash}
+        return yaml.safe_dump(doc | p.to_doc() | {"formula": p.formula()}, sort_keys=False, allow_unicode=True,
+                              width=120, default_flow_style=None)
     if p.fused:
         parts = p.parts if p.weights else sorted(p.parts, key=lambda q: str(q.expr))
         doc = {"autoprox_proxy": 1, "name": p.name, "description": p.description, "hash": p.hash,
@@ -68,9 +76,9 @@ def to_yaml(p: GraphProxy | FusedProxy) -> str:
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120)
 
 
-def load_proxy(path: str | Path) -> GraphProxy | FusedProxy:
-    """A proxy file: its ``graph`` (else ``expression``, else ``genotype``, else ``fusion`` and
-    ``parts``); hash checked."""
+def load_proxy(path: str | Path) -> AnyProxy:
+    """A proxy file: its ``graph`` (else ``expression``, else ``genotype``, else ``columns`` (an arch
+    surrogate), else ``fusion`` and ``parts``); hash checked."""
     p = Path(path)
     doc = read_yaml(p, "proxy file", GraphError)
     if not isinstance(doc, dict):
@@ -78,6 +86,12 @@ def load_proxy(path: str | Path) -> GraphProxy | FusedProxy:
     unknown = unknown_keys(doc, YAML_KEYS)
     if unknown:
         raise GraphError(f"{p}: unknown key(s) {unknown}; allowed: {sorted(YAML_KEYS)}")
+    if "columns" in doc and not {"graph", "expression", "genotype", "fusion"} & set(doc):
+        try:
+            return _checked(p, doc, ArchSurrogate.from_doc(doc, str(doc.get("name") or p.stem),
+                                                           str(doc.get("description") or "")))
+        except (GraphError, ValueError, KeyError, TypeError) as e:  # the error names the file
+            raise GraphError(f"{p}: {e.args[0] if e.args else e}") from None
     if "parts" in doc and "graph" not in doc:
         return _load_fused(p, doc)
     if not {"graph", "expression", "genotype"} & set(doc):
@@ -94,7 +108,7 @@ def load_proxy(path: str | Path) -> GraphProxy | FusedProxy:
     return _checked(p, doc, GraphProxy(str(doc.get("name") or p.stem), expr, str(doc.get("description") or "")))
 
 
-def _checked(p: Path, doc: dict, proxy: GraphProxy | FusedProxy) -> GraphProxy | FusedProxy:
+def _checked(p: Path, doc: dict, proxy: AnyProxy) -> AnyProxy:
     """``proxy`` if it hashes to the file's recorded ``hash`` (or the file records none)."""
     if "hash" in doc and str(doc["hash"]) != proxy.hash:
         raise GraphError(f"{p}: the {'proxy' if proxy.fused else 'graph'} hashes to {proxy.hash}, not the "
@@ -141,9 +155,12 @@ def _in_docstring(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def to_python(p: GraphProxy | FusedProxy) -> str:
+def to_python(p: AnyProxy) -> str:
     """A standalone file (torch only) that scores torch ViTs with this proxy; a fused proxy's
-    ``score_population`` fuses its parts across the models it is given."""
+    ``score_population`` fuses its parts across the models it is given; an arch surrogate's file
+    scores arch dicts."""
+    if isinstance(p, ArchSurrogate):
+        return p.to_python()
     parts = list(p.parts) if p.fused else [p]
     if p.fused and p.fusion not in FUSIONS:
         raise ValueError(f"fusion {p.fusion!r} has no torch-only form to embed; export text, latex or yaml")
@@ -172,7 +189,7 @@ def _heads(e: Expr):
             yield from _heads(a)
 
 
-def export(p: GraphProxy | FusedProxy, fmt: str) -> str:
+def export(p: AnyProxy, fmt: str) -> str:
     """``p`` as ``fmt`` (text, latex, yaml or python); fused proxies in every format."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; use one of {FORMATS}")
@@ -181,7 +198,7 @@ def export(p: GraphProxy | FusedProxy, fmt: str) -> str:
     return to_yaml(p) if fmt == "yaml" else to_python(p)
 
 
-def write_export(p: GraphProxy | FusedProxy, fmt: str, out: str | Path | None) -> str:
+def write_export(p: AnyProxy, fmt: str, out: str | Path | None) -> str:
     text = export(p, fmt)
     if out:
         atomic_write_text(out, text)

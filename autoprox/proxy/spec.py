@@ -3,8 +3,8 @@
 Every verb (bench, search, evolve seeds, export, the Python API) resolves proxies here, on
 the driver. What every proxy offers (``Proxy``): ``parts``, graph proxies scored per arch,
 and ``combine``, which turns their (parts x archs) scores into the proxy's (archs,) scores:
-the one row for a graph proxy, a fusion across archs for a fused one (``fused`` is True).
-Workers only ever receive the parts' expression strings (``autoprox.parallel``).
+the one row for a graph proxy, a fusion across archs for a fused one (``fused`` is True); an
+arch surrogate (``reads_arch``) also reads the archs. Workers only ever receive the parts' expression strings (``autoprox.parallel``).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any, Protocol, Union
 from autoprox.proxy.genotype import parse_genotype
 from autoprox.proxy.graph import GraphError, GraphProxy, parse
 from autoprox.proxy.fuse import FusedProxy, parse_fused
+from autoprox.proxy.surrogate import ArchSurrogate
 from autoprox.proxy.zoo import get_proxy, has_proxy, unknown_proxy
 
 
@@ -41,7 +42,7 @@ class Proxy(Protocol):
     def combine(self, matrix: Any) -> Any: ...
 
 
-ProxyLike = Union[str, GraphProxy, FusedProxy]
+ProxyLike = Union[str, GraphProxy, FusedProxy, ArchSurrogate]
 
 
 def resolve(spec: ProxyLike, name: str | None = None) -> Proxy:
@@ -82,6 +83,8 @@ def _is_file(path: Path) -> bool:
 def resolve_graph(spec: ProxyLike, what: str = "proxy") -> GraphProxy:
     """``resolve``, refusing fused proxies (for what needs one graph: export, evolution seeds)."""
     p = resolve(spec)
+    if isinstance(p, ArchSurrogate):
+        raise ValueError(f"{what} {p.name!r} is an arch surrogate (it reads the arch's choices), not a graph")
     if p.fused:
         parts = "; ".join(str(q.expr) for q in p.parts)
         raise ValueError(f"{what} {p.name!r} fuses its parts across archs and is not one graph; "
