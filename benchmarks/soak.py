@@ -208,6 +208,40 @@ def curve(samples: list[dict], role: str) -> dict:
             "fds_per_hour_second_half": round(_slope([(t, f) for t, _, f in half]), 1)}
 
 
+def plot(samples: list[dict], path: Path) -> None:
+    """``soak.png``: resident memory and open descriptors of the driver and the largest worker over
+    time, the unbroken run beside the chaos run (dotted lines: the driver's restarts)."""
+    from autoprox.eval.plots import figure, png_bytes
+    fig = figure(10, 6)
+    axes = fig.subplots(2, 2, sharex="col", sharey="row")
+    for col, run in enumerate(("ref", "chaos")):
+        rows = [s for s in samples if s["run"] == run]
+        for role, colour in (("driver", "C0"), ("worker", "C1")):
+            by_t: dict[float, list[dict]] = {}
+            for s in rows:
+                if s["role"] == role:
+                    by_t.setdefault(float(s["t"]), []).append(s)
+            ts = sorted(by_t)
+            for row, key in enumerate(("rss_mib", "fds")):
+                axes[row][col].plot([t / 60 for t in ts], [max(float(s[key]) for s in by_t[t]) for t in ts],
+                                    colour, label=role, lw=1)
+        starts: dict[int, float] = {}  # each resumed driver's first sample
+        for s in rows:
+            if s["role"] == "driver" and int(s["restart"]):
+                starts[int(s["restart"])] = min(float(s["t"]), starts.get(int(s["restart"]), float("inf")))
+        for t in starts.values():
+            for row in (0, 1):
+                axes[row][col].axvline(t / 60, color="grey", ls=":", lw=1)
+        axes[0][col].set_title("unbroken run" if run == "ref" else "worker and driver kills")
+        axes[1][col].set_xlabel("minutes")
+    for row in axes:
+        row[0].set_ylim(bottom=0)  # flat against the process's size; the slopes are in soak.json
+    axes[0][0].set_ylabel("resident memory (MiB)")
+    axes[1][0].set_ylabel("open descriptors")
+    axes[0][0].legend()
+    path.write_bytes(png_bytes(fig))
+
+
 # ---------------------------------------------------------------------------------- shared cache
 def bench_cmd(args: argparse.Namespace, cache: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "autoprox.cli.main", "bench", "--space", args.spaces[0], "--proxy", "snip",
@@ -282,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         w = csv.DictWriter(f, fieldnames=["run", "t", "role", "pid", "rss_mib", "fds", "restart"])
         w.writeheader()
         w.writerows([{"run": name, **s} for name, r in (("ref", ref), ("chaos", chaos)) for s in r.samples])
+    with open(root / "samples.csv") as f:
+        plot(list(csv.DictReader(f)), root / "soak.png")
     if args.bench_procs:
         report["shared_cache"] = shared_cache(args, root)
     (root / "soak.json").write_text(json.dumps(report, indent=1) + "\n")

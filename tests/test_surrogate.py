@@ -154,4 +154,16 @@ def test_cli_fit_writes_a_surrogate_and_refuses_an_unknown_model(tmp_path, capsy
     assert "unknown model 'oracle'" in capsys.readouterr().err and not out.exists()
     assert main(["fit", "--space", "autoformer-tiny", "--bench", path, "--model", "surrogate", "--out", str(out)]) == 0
     assert "surrogate on 12 labelled archs" in capsys.readouterr().out
-    assert isinstance(load_proxy(out), ArchSurrogate)
+    assert isinstance(load_proxy(out), ArchSurrogate) and load_proxy(out).name == "s"  # named after its file
+
+
+def test_bench_refuses_two_proxies_of_one_name_and_keeps_one_given_twice(tmp_path, tiny_scoring):
+    path = _labelled(tmp_path, 6)
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(export(ArchSurrogate("mine", (("depth", None, 12),), (1.0,)), "yaml"))
+    b.write_text(export(ArchSurrogate("mine", (("depth", None, 12),), (-1.0,)), "yaml"))
+    with pytest.raises(ValueError, match="two different proxies are named 'mine'"):
+        score_bench(BenchConfig(space="autoformer-tiny", bench=path, proxies=(str(a), str(b)), scoring=tiny_scoring))
+    names, *_ = score_bench(BenchConfig(space="autoformer-tiny", bench=path, proxies=(str(a), str(a), "depth"),
+                                        scoring=tiny_scoring))
+    assert names == ["mine", "depth"]

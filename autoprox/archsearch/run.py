@@ -25,7 +25,7 @@ from autoprox.core.runs import check_owner, claimed
 from autoprox.data.benchmark import Benchmark, load_archs
 from autoprox.parallel.backends import Backend, make_backend, score_proxies
 from autoprox.parallel.session import CONNECT_TIMEOUT, check_workers
-from autoprox.proxy.spec import Proxy, resolve
+from autoprox.proxy.spec import Proxy, resolve, resolve_all
 from autoprox.archsearch.config import SearchConfig, SearchResult, measure, window_text, within
 from autoprox.archsearch.propose import State, check_reachable, order_key, propose, ranked
 from autoprox.archsearch.report import history_csv, regret_rows, write_result
@@ -259,7 +259,7 @@ def bench_only_table(proxies: Sequence[str], space: str, scoring: ScoringConfig 
     cfg = SearchConfig(proxy=proxies[0], space=space, params=params, flops=flops,
                        bench_only=True, bench=bench, targets=tuple(targets),
                        scoring=scoring or ScoringConfig())
-    resolved = [resolve(p) for p in proxies]
+    resolved = resolve_all(proxies)
     bench_, tgts, pool = _bench_pool(cfg, get_space(space))
     fams = sorted(set().union(*(p.families for p in resolved)))
     be = make_backend(backend if fams else "serial", space, cfg.scoring, workers, address)

@@ -75,7 +75,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     check_writable_dir(out.parent if str(out.parent) else Path("."))
     check_device(cfg.scoring.device, args.backend, cached_ok=True)
     proxy, info = fit_proxy(cfg, args.model, ("base", *(args.passes or ("features",))), args.backend, args.workers,
-                            address=args.address, connect_timeout=args.connect_timeout)
+                            name=out.stem, address=args.address, connect_timeout=args.connect_timeout)
     atomic_write_text(out, to_yaml(proxy))
     print(f"{info['model']} on {info['archs']} labelled archs ({', '.join(info['targets'])}), {info['inputs']} "
           f"inputs, alpha {info['alpha']:g}: inner 5-fold tau {info['cv_tau']:.3f} (alpha chosen on the same folds), "

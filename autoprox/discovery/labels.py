@@ -23,7 +23,7 @@ from autoprox.discovery.config import EvolveConfig, run_families
 from autoprox.discovery.objective import Objective
 from autoprox.discovery.report import input_parts, input_texts, oriented
 from autoprox.discovery.run import evolve, numbered
-from autoprox.discovery.transfer import _only, transfer_runs
+from autoprox.discovery.transfer import only_spaces, transfer_runs
 from autoprox.eval import alternatives as alt
 from autoprox.eval.few_labels import MIN_LABELS, Target, evaluate
 from autoprox.eval.label_report import labels_figure, labels_markdown
@@ -65,7 +65,7 @@ def _target(cfg: EvolveConfig, held: str, run: Any, families: list[str],
     cands = _candidates(run)
     named = input_texts(families)
     texts = [oriented(c, "candidate").text for c in cands]
-    obj = Objective(_only(cfg.objective, [held]), families, **backend)
+    obj = Objective(only_spaces(cfg.objective, [held]), families, **backend)
     obj.open()
     try:
         m = obj.proxy_scores([*texts, *named.values()])[held]

@@ -45,11 +45,12 @@ def transfer_runs(cfg: EvolveConfig) -> dict[str, EvolveConfig]:
     obj = cfg.objective
     if len(obj.spaces) < 2:
         raise ConfigError(f"--transfer needs an objective with at least 2 spaces, got {list(obj.spaces)}")
-    return {held: dataclasses.replace(cfg, objective=_only(obj, [s for s in obj.spaces if s != held]))
+    return {held: dataclasses.replace(cfg, objective=only_spaces(obj, [s for s in obj.spaces if s != held]))
             for held in obj.spaces}
 
 
-def _only(obj: Any, spaces: list[str]) -> Any:
+def only_spaces(obj: Any, spaces: list[str]) -> Any:
+    """The objective config ``obj`` over ``spaces`` alone, every arch of them scored (no test or CV split)."""
     keep = (lambda d: {k: v for k, v in d.items() if k in spaces})
     return dataclasses.replace(obj, spaces=tuple(spaces), bench=keep(obj.bench), space_targets=keep(obj.space_targets),
                                weights=keep(obj.weights), subset=keep(obj.subset), test_fraction=0.0, cv_folds=0,
@@ -61,7 +62,7 @@ def _held_part(cfg: EvolveConfig, held: str, pick_text: str, families: list[str]
     """The oriented pick's scores and every alternative input's (zoo proxies, arch scalars) on every
     arch of the held-out space."""
     named = input_texts(families)
-    obj = Objective(_only(cfg.objective, [held]), families, **backend)
+    obj = Objective(only_spaces(cfg.objective, [held]), families, **backend)
     obj.open()
     try:
         m = obj.proxy_scores([pick_text, *named.values()])[held]

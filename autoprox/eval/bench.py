@@ -20,7 +20,7 @@ from autoprox.eval.plots import bench_figures
 from autoprox.eval.uncertainty import N_BOOT, kendall_ci, summarise
 from autoprox.parallel.backends import make_backend, score_proxies
 from autoprox.parallel.session import CONNECT_TIMEOUT
-from autoprox.proxy.spec import resolve
+from autoprox.proxy.spec import resolve, resolve_all
 from autoprox.spaces import get_space
 from autoprox.stats.provider import ScoringConfig
 
@@ -80,7 +80,7 @@ def score_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2, add
     for t in targets:
         if np.all(bench.values(t)[:len(archs)] == bench.values(t)[0]):
             raise ValueError(f"cannot rank: every arch has the same {t} accuracy")
-    proxies = [resolve(p) for p in cfg.proxies]  # fail early on an unknown name
+    proxies = resolve_all(cfg.proxies)  # fail early on an unknown name or two proxies of one name
     names = [p.name for p in proxies]
     refs = [resolve(r) for r in BASELINES if r not in names]  # data-free: no statistics needed
     families = sorted(set().union(*(p.families for p in proxies + refs)))

@@ -64,9 +64,11 @@ def ranker_proxy(inputs: Sequence[str], weights: np.ndarray, name: str, descript
 
 
 def fit_proxy(cfg: BenchConfig, model: str = "ranker", passes: Sequence[str] = DEFAULT_PASSES,
-              backend: str = "serial", workers: int = 2, **kw) -> tuple[FusedProxy | ArchSurrogate, dict]:
-    """Fit ``model`` on ``cfg``'s labelled archs: (the proxy, what the fit saw: archs, targets,
-    penalty, inputs, the inner cross-validated tau and the proxy's in-sample JCM)."""
+              backend: str = "serial", workers: int = 2, name: str | None = None,
+              **kw) -> tuple[FusedProxy | ArchSurrogate, dict]:
+    """Fit ``model`` on ``cfg``'s labelled archs: (the proxy, named ``name`` (default
+    ``<model>-<space>``), and what the fit saw: archs, targets, penalty, inputs, the inner
+    cross-validated tau and the proxy's in-sample JCM)."""
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; use one of {', '.join(MODELS)}")
     bench, archs, targets = load_archs(cfg.space, cfg.bench, cfg.limit, cfg.targets, cfg.subset)
@@ -90,7 +92,7 @@ def fit_proxy(cfg: BenchConfig, model: str = "ranker", passes: Sequence[str] = D
             "surrogate": "the one-hot encoding of each arch's choices",
             "zc-surrogate": f"the one-hot encoding of each arch's choices and the ranks of {len(zoo)} zoo scores"}[model]
     desc = f"ridge {model} (alpha {alpha:g}) fitted on {n} labelled archs of {cfg.space} ({', '.join(targets)}) over {what}"
-    name = f"{model}-{cfg.space}"
+    name = name or f"{model}-{cfg.space}"
     proxy = _as_proxy(model, name, desc, columns_of(fields), zoo, w)
     by = by_expression(zoo, np.zeros(len(zoo)))
     matrix = np.array([by_name[by[str(q.expr)][1]] for q in proxy.parts], dtype=np.float64).reshape(len(proxy.parts), n)

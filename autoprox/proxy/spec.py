@@ -9,7 +9,7 @@ arch surrogate (``reads_arch``) also reads the archs. Workers only ever receive 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol, Union
+from typing import Any, Protocol, Sequence, Union
 
 from autoprox.proxy.genotype import parse_genotype
 from autoprox.proxy.graph import GraphError, GraphProxy, parse
@@ -69,6 +69,18 @@ def resolve(spec: ProxyLike, name: str | None = None) -> Proxy:
             raise ValueError(f"proxy {spec!r}: {e}") from None
         raise ValueError(f"{unknown_proxy(text)}; or give a proxy file or an expression") from None
     return GraphProxy(name or str(expr), expr, "")
+
+
+def resolve_all(specs: Sequence[ProxyLike]) -> list[Proxy]:
+    """Each spec resolved, the same proxy given twice kept once; two different proxies under one name
+    (say two proxy files whose ``name`` is the same) raise ``ValueError``: reports key scores by name."""
+    out: dict[str, Proxy] = {}
+    for spec in specs:
+        p = resolve(spec)
+        first = out.setdefault(p.name, p)
+        if first.hash != p.hash:
+            raise ValueError(f"two different proxies are named {p.name!r}: give each proxy file its own 'name'")
+    return list(out.values())
 
 
 def _is_file(path: Path) -> bool:
