@@ -56,10 +56,12 @@ def score(model: Any, images: Any, labels: Any, proxy: Any, seed: int = 0, stats
     from autoprox.proxy.spec import resolve
     p = resolve(proxy)
     if p.fused:
-        raise ValueError(f"proxy {p.name!r} fuses its parts ({p.fusion}) across archs: use "
+        raise ValueError(f"proxy {p.name!r} ranks its parts across archs: use "
                          f"autoprox.score_population(models, images, labels, proxy, archs=..., space=...)")
     if getattr(p, "reads_arch", False):  # an arch surrogate: its score is read off the arch
-        return score_population([model], images, labels, p, seed, stats, None if arch is None else [arch], space)[0]
+        if arch is None:
+            raise ValueError(f"proxy {p.name!r} reads the arch's choices: pass arch= (and space= to check it)")
+        return score_population([model], images, labels, p, seed, stats, [arch], space)[0]
     return _part_scores(model, images, labels, p.parts, seed, stats, num_params, flops, arch, space)[0]
 
 
@@ -76,12 +78,12 @@ def score_population(models: Sequence[Any], images: Any, labels: Any, proxy: Any
     flops_ = list(flops) if flops is not None else [None] * n
     if len(archs_) != n or len(flops_) != n:
         raise ValueError(f"archs= and flops= need one entry per model ({n})")
+    if getattr(p, "reads_arch", False) and archs is None:
+        raise ValueError(f"proxy {p.name!r} reads the archs' choices: pass archs= (and space= to check them)")
     rows = [_part_scores(m, images, labels, p.parts, seed, stats, None, f, a, space)
             for m, a, f in zip(models, archs_, flops_)]
     matrix = np.array(rows, dtype=float).T.reshape(len(p.parts), n)
     if getattr(p, "reads_arch", False):
-        if archs is None:
-            raise ValueError(f"proxy {p.name!r} reads the archs' choices: pass archs= (and space= to check them)")
         return [float(v) for v in p.combine(matrix, _canonical(archs_, space))]
     if not p.fused:
         return [r[0] for r in rows]

@@ -98,8 +98,12 @@ def test_fit_surrogate_ranks_as_the_ridge_and_needs_no_statistics(tmp_path, tiny
     assert info["in_sample"] == pytest.approx(kendalltau(ridge, bench.values("imagenet"))[0]) and info["in_sample"] > 0.8
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.st"))
     # one arch, one score: alone, in a population and in a search
-    alone = rank_archs(str(f), "autoformer-tiny", archs[:1], scoring=tiny_scoring)
-    assert alone[0]["score"] == pytest.approx(by_name[proxy.name][0])
+    for i in (0, 5):  # the same bits alone as among the others, and in the standalone export
+        alone = rank_archs(str(f), "autoformer-tiny", archs[i:i + 1], scoring=tiny_scoring)
+        assert alone[0]["score"] == by_name[proxy.name][i]
+    ns: dict = {}
+    exec(compile(export(proxy, "python"), "s.py", "exec"), ns)
+    assert ns["score_population"](archs) == list(by_name[proxy.name])
     res = search(SearchConfig(proxy=str(f), space="autoformer-tiny", budget=6, chunk=3, scoring=tiny_scoring))
     want = proxy.combine(np.zeros((0, len(res.history))), [h["arch"] for h in res.history])
     np.testing.assert_allclose([h["score"] for h in res.history], want)
@@ -167,3 +171,39 @@ def test_bench_refuses_two_proxies_of_one_name_and_keeps_one_given_twice(tmp_pat
     names, *_ = score_bench(BenchConfig(space="autoformer-tiny", bench=path, proxies=(str(a), str(a), "depth"),
                                         scoring=tiny_scoring))
     assert names == ["mine", "depth"]
+
+
+def test_surrogate_files_are_read_as_surrogates_and_bad_ones_fail_in_one_line(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("parts: [num_params, depth]\npart_weights: [1.0, -2.0]\nintercept: 0.5\n")
+    s = load_proxy(f)  # weighted parts and an intercept: a surrogate, not a plain rank sum
+    assert isinstance(s, ArchSurrogate) and s.part_weights == (-2.0, 1.0) and s.intercept == 0.5
+    for body, match in [("expression: depth\ncolumns: [[depth, null, 12, 1.0]]\n", r"takes no \['expression'\]"),
+                        ("columns: [[depth, null, 12, 1%s]]\n" % ("0" * 400), "must be finite"),
+                        ("columns: [[depth, null, true, 1.0]]\n", "value"),
+                        ("columns: [[depth, null, 12, 1.0]]\nhash: abc\n", "it was edited")]:
+        f.write_text(body)
+        with pytest.raises(GraphError, match=match) as e:
+            load_proxy(f)
+        assert str(e.value).count(str(f)) == 1
+
+
+def test_a_surrogate_is_no_evolution_seed_and_no_single_model_score_when_fused(tmp_path):
+    import autoprox
+    from autoprox.discovery.config import EvolveConfig, seed_genomes
+    zc = ArchSurrogate("zc", (("depth", None, 12),), (1.0,), parts=(GraphProxy.from_text("p", "num_params"),),
+                       part_weights=(2.0,))
+    f = tmp_path / "zc.yaml"
+    f.write_text(export(zc, "yaml"))
+    with pytest.raises(ValueError, match="is an arch surrogate"):
+        seed_genomes(EvolveConfig(seed_proxies=(str(f),)))
+    with pytest.raises(ValueError, match="ranks its parts across archs"):
+        autoprox.score(None, None, None, zc)
+
+
+def test_bench_refuses_a_proxy_under_a_references_name(tmp_path, tiny_scoring):
+    f = tmp_path / "params.yaml"  # what `fit --out params.yaml` would name its proxy
+    f.write_text(export(ArchSurrogate("params", (("depth", None, 12),), (1.0,)), "yaml"))
+    with pytest.raises(ValueError, match="two different proxies are named 'params'"):
+        score_bench(BenchConfig(space="autoformer-tiny", bench=_labelled(tmp_path, 6), proxies=(str(f),),
+                                scoring=tiny_scoring))

@@ -9,6 +9,7 @@ from typing import Any
 from autoprox.core.config import ConfigError, check_ranges, config_diff, load_config
 from autoprox.discovery.objective import ObjectiveConfig, families_of
 from autoprox.discovery.variation import VariationConfig, to_proxy, validate
+from autoprox.proxy.fuse import FusedProxy
 from autoprox.proxy.genotype import to_genotype
 from autoprox.proxy.spec import resolve, resolve_graph
 from autoprox.stats.provider import RESUME_FREE as SCORING_RESUME_FREE
@@ -87,7 +88,8 @@ def _genome(spec: str, var: VariationConfig) -> list[str]:
     """A seed proxy as a genome of ``var.structure`` (a fused seed needs ``max_parts`` parts and
     the run's ``fusion``)."""
     p = resolve(spec)
-    if p.fused and var.structure == "free" and len(p.parts) <= var.max_parts and p.fusion == var.fusion:
+    if (isinstance(p, FusedProxy) and var.structure == "free" and len(p.parts) <= var.max_parts
+            and p.fusion == var.fusion):
         return sorted(str(q.expr) for q in p.parts)
     expr = resolve_graph(spec, "seed proxy").expr
     if var.structure == "free":

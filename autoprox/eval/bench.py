@@ -20,7 +20,7 @@ from autoprox.eval.plots import bench_figures
 from autoprox.eval.uncertainty import N_BOOT, kendall_ci, summarise
 from autoprox.parallel.backends import make_backend, score_proxies
 from autoprox.parallel.session import CONNECT_TIMEOUT
-from autoprox.proxy.spec import resolve, resolve_all
+from autoprox.proxy.spec import resolve_all
 from autoprox.spaces import get_space
 from autoprox.stats.provider import ScoringConfig
 
@@ -82,7 +82,8 @@ def score_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2, add
             raise ValueError(f"cannot rank: every arch has the same {t} accuracy")
     proxies = resolve_all(cfg.proxies)  # fail early on an unknown name or two proxies of one name
     names = [p.name for p in proxies]
-    refs = [resolve(r) for r in BASELINES if r not in names]  # data-free: no statistics needed
+    # the references (data-free: no statistics needed); a proxy of the user's under a reference's name refused
+    refs = resolve_all([*proxies, *BASELINES])[len(proxies):]
     families = sorted(set().union(*(p.families for p in proxies + refs)))
     be = make_backend(backend, cfg.space, cfg.scoring, workers=workers, address=address,
                       connect_timeout=connect_timeout)

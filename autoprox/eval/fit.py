@@ -75,6 +75,9 @@ def fit_proxy(cfg: BenchConfig, model: str = "ranker", passes: Sequence[str] = D
     n = len(archs)
     if n < 2 * alt.INNER_FOLDS:  # before any statistics are computed
         raise ValueError(f"fit needs at least {2 * alt.INNER_FOLDS} labelled archs (5 folds of 2), got {n}")
+    for t in targets:
+        if np.ptp(bench.values(t)[:n]) == 0:
+            raise ValueError(f"cannot fit: every labelled arch has the same {t} accuracy")
     zoo = ranker_inputs(passes) if model == "ranker" else [
         i for i in ranker_inputs(passes) if i not in alt.SCALARS] if model == "zc-surrogate" else []
     by_name: dict = {}
@@ -110,10 +113,9 @@ def _as_proxy(model: str, name: str, desc: str, columns: list, zoo: list[str],
         return ranker_proxy(zoo, w[:-1], name, desc)
     w_cols, w_zoo = w[:len(columns)], w[len(columns):-1]
     keep = [i for i, v in enumerate(w_cols) if v != 0]  # a column constant on the labelled archs adds nothing
-    by = by_expression(zoo, w_zoo)
+    by = {t: v for t, (v, _) in by_expression(zoo, w_zoo).items() if v != 0}  # likewise a constant part
     return ArchSurrogate(name, tuple(columns[i] for i in keep), tuple(float(w_cols[i]) for i in keep), float(w[-1]),
-                         tuple(GraphProxy.from_text(f"part{i}", t) for i, t in enumerate(by)),
-                         tuple(v for v, _ in by.values()), desc)
+                         tuple(GraphProxy.from_text(f"part{i}", t) for i, t in enumerate(by)), tuple(by.values()), desc)
 
 
 def _cv_tau(x: np.ndarray, y: np.ndarray, alpha: float, seed: int = 0) -> float:

@@ -11,7 +11,7 @@ from autoprox.proxy.graph import (DATA_FREE, Expr, GraphError, GraphProxy, op_of
                     leaves, parse, to_expr, to_graph)
 from autoprox.proxy.fuse import FusedProxy, parse_fused
 from autoprox.proxy.fusecore import FUSIONS
-from autoprox.proxy.python_template import PYTHON as _PYTHON
+from autoprox.proxy.python_template import PYTHON as _PYTHON, in_docstring
 from autoprox.proxy.surrogate import SURROGATE_KEYS, ArchSurrogate
 from autoprox.proxy.genotype import parse_genotype, to_genotype
 from autoprox.core.config import read_yaml, unknown_keys
@@ -86,12 +86,8 @@ def load_proxy(path: str | Path) -> AnyProxy:
     unknown = unknown_keys(doc, YAML_KEYS)
     if unknown:
         raise GraphError(f"{p}: unknown key(s) {unknown}; allowed: {sorted(YAML_KEYS)}")
-    if "columns" in doc and not {"graph", "expression", "genotype", "fusion"} & set(doc):
-        try:
-            return _checked(p, doc, ArchSurrogate.from_doc(doc, str(doc.get("name") or p.stem),
-                                                           str(doc.get("description") or "")))
-        except (GraphError, ValueError, KeyError, TypeError) as e:  # the error names the file
-            raise GraphError(f"{p}: {e.args[0] if e.args else e}") from None
+    if (set(SURROGATE_KEYS) - {"parts"}) & set(doc):  # columns, intercept or part_weights
+        return _load_surrogate(p, doc)
     if "parts" in doc and "graph" not in doc:
         return _load_fused(p, doc)
     if not {"graph", "expression", "genotype"} & set(doc):
@@ -108,10 +104,22 @@ def load_proxy(path: str | Path) -> AnyProxy:
     return _checked(p, doc, GraphProxy(str(doc.get("name") or p.stem), expr, str(doc.get("description") or "")))
 
 
+def _load_surrogate(p: Path, doc: dict) -> ArchSurrogate:
+    """An arch surrogate file (``columns``, ``intercept``, ``parts``, ``part_weights``); hash checked."""
+    mixed = sorted({"graph", "expression", "genotype", "fusion", "weights"} & set(doc))
+    if mixed:
+        raise GraphError(f"{p}: an arch surrogate (columns, intercept, part_weights) takes no {mixed}")
+    try:
+        s = ArchSurrogate.from_doc(doc, str(doc.get("name") or p.stem), str(doc.get("description") or ""))
+    except (GraphError, ValueError, KeyError, TypeError) as e:  # the error names the file
+        raise GraphError(f"{p}: {e.args[0] if e.args else e}") from None
+    return _checked(p, doc, s)  # type: ignore[return-value]
+
+
 def _checked(p: Path, doc: dict, proxy: AnyProxy) -> AnyProxy:
     """``proxy`` if it hashes to the file's recorded ``hash`` (or the file records none)."""
     if "hash" in doc and str(doc["hash"]) != proxy.hash:
-        raise GraphError(f"{p}: the {'proxy' if proxy.fused else 'graph'} hashes to {proxy.hash}, not the "
+        raise GraphError(f"{p}: the {'graph' if isinstance(proxy, GraphProxy) else 'proxy'} hashes to {proxy.hash}, not the "
                          f"recorded {doc['hash']}; it was edited: delete the 'hash' line to accept it")
     return proxy
 
@@ -149,12 +157,6 @@ def _embedded_source() -> str:
     return "\n\n".join(parts)
 
 
-def _in_docstring(text: str) -> str:
-    """``text`` inside a triple-quoted docstring as itself: backslashes and quotes escaped, so no name
-    can end the docstring and put code in the file."""
-    return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
 def to_python(p: AnyProxy) -> str:
     """A standalone file (torch only) that scores torch ViTs with this proxy; a fused proxy's
     ``score_population`` fuses its parts across the models it is given; an arch surrogate's file
@@ -172,7 +174,7 @@ def to_python(p: AnyProxy) -> str:
     calls = ", ".join(f"{n!r}: {get_pass(n).run.__name__}" for n in passes)
     groups = {n: op_of(n).group for q in parts for n in _heads(q.expr)}
     return _PYTHON.format(
-        name_doc=_in_docstring(repr(p.name)), hash=p.hash, formula_doc=_in_docstring(proxy_formula(p)),
+        name_doc=in_docstring(repr(p.name)), hash=p.hash, formula_doc=in_docstring(proxy_formula(p)),
         sources=_embedded_source(),
         name_r=repr(p.name), trees="[" + ", ".join(_tree_literal(q.expr) for q in parts) + "]",
         fusion=repr(p.fusion if p.fused else None), weights=repr(tuple(p.weights) if p.fused else ()),

@@ -9,6 +9,7 @@ archs themselves: the backends hand ``combine`` the archs they scored (``reads_a
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -17,6 +18,7 @@ import torch
 
 from autoprox.proxy import fusecore
 from autoprox.proxy.graph import GraphProxy
+from autoprox.proxy.python_template import SURROGATE_PYTHON, in_docstring
 
 Column = tuple  # (field, layer, value): layer None for a field that is one value per arch
 SURROGATE_KEYS = ("intercept", "columns", "parts", "part_weights")
@@ -68,8 +70,16 @@ def fields_of(columns: Sequence[Column]) -> dict[tuple, list]:
     return out
 
 
+def _finite(x: float) -> bool:
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
 def _scalar(v: Any) -> bool:
-    return v is None or (isinstance(v, (int, float, str)) and not (isinstance(v, float) and not np.isfinite(v)))
+    return v is None or (isinstance(v, (int, float, str)) and not isinstance(v, bool)
+                         and not (isinstance(v, float) and not np.isfinite(v)))
 
 
 @dataclass(frozen=True)
@@ -125,7 +135,7 @@ class ArchSurrogate:
     @property
     def text(self) -> str:
         """Canonical text (every digit of every weight): what the hash covers."""
-        cols = "; ".join(f"{f}{'' if l is None else f'[{l}]'}={v!r}: {w!r}"
+        cols = "; ".join(f"{f!r}{'' if l is None else f'[{l}]'}={v!r}: {w!r}"
                          for (f, l, v), w in zip(self.columns, self.weights))
         parts = "; ".join(f"rank({p.expr}): {w!r}" for p, w in zip(self.parts, self.part_weights))
         return f"surrogate({self.intercept!r})[{cols}" + (f" | {parts}" if parts else "") + "]"
@@ -145,7 +155,9 @@ class ArchSurrogate:
             raise ValueError(f"proxy {self.name!r} reads the archs' choices: score it with the archs "
                              f"(bench, search, or score_population(..., archs=..., space=...))")
         m = np.asarray(matrix, dtype=np.float64).reshape(len(self.parts), len(archs))
-        out = self.intercept + one_hot(archs, fields_of(self.columns)) @ np.asarray(self.weights, dtype=np.float64)
+        out = np.full(len(archs), self.intercept)
+        for col, w in zip(one_hot(archs, fields_of(self.columns)).T, self.weights):  # column by column, as the
+            out = out + col * w  # export adds them: one arch gets the same bits alone or among any others
         if self.parts:
             out = out + fusecore.weighted_rank(torch.as_tensor(m), self.part_weights).numpy()
         return out
@@ -169,6 +181,8 @@ class ArchSurrogate:
         numbers = [doc.get("intercept", 0.0), *(r[3] for r in rows), *pw]
         if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in numbers):
             raise ValueError("'intercept', each column's weight and 'part_weights' must be numbers")
+        if not all(_finite(x) for x in numbers):
+            raise ValueError("'intercept', each column's weight and 'part_weights' must be finite")
         graphs = tuple(GraphProxy.from_text(f"part{i}", str(p)) for i, p in enumerate(parts))
         return cls(name, tuple((r[0], r[1], r[2]) for r in rows), tuple(float(r[3]) for r in rows),
                    float(doc.get("intercept", 0.0)), graphs, tuple(float(w) for w in pw), description)
@@ -191,31 +205,6 @@ class ArchSurrogate:
             raise ValueError(f"surrogate {self.name!r} ranks zoo parts among the archs scored: its "
                              f"standalone Python form is not available; export text, latex or yaml")
         rows = ",\n".join(f"    ({f!r}, {l!r}, {v!r}, {w!r})" for (f, l, v), w in zip(self.columns, self.weights))
-        return PYTHON.format(name=self.name.replace('"', "'"), hash=self.hash, intercept=repr(self.intercept),
-                             rows=rows)
+        return SURROGATE_PYTHON.format(name_doc=in_docstring(repr(self.name)), hash=self.hash,
+                                       intercept=repr(self.intercept), rows=rows)
 
-
-PYTHON = '''"""autoprox arch surrogate "{name}" (hash {hash}): score(arch) = intercept + the weight of every
-(field, layer, value) the arch has; higher ranks higher. An arch is a dict of the search space's
-fields (a list per layer, or one value)."""
-
-INTERCEPT = {intercept}
-COLUMNS = [  # (field, layer or None, value, weight)
-{rows},
-]
-
-
-def score(arch):
-    total = INTERCEPT
-    for field, layer, value, weight in COLUMNS:
-        v = arch.get(field)
-        if layer is not None:
-            v = v[layer] if isinstance(v, (list, tuple)) and layer < len(v) else None
-        if v == value:
-            total += weight
-    return total
-
-
-def score_population(archs):
-    return [score(a) for a in archs]
-'''
