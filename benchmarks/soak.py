@@ -265,10 +265,12 @@ def shared_cache(args: argparse.Namespace, root: Path) -> dict:
     procs = [subprocess.Popen(bench_cmd(args, root / "cache-shared", root / f"bench-{i}"), env=ENV,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for i in range(args.bench_procs)]
-    codes = [p.wait() for p in procs]
+    errors = [p.communicate()[1] for p in procs]
+    codes = [p.returncode for p in procs]
     same = [c == 0 and scores_of(root / f"bench-{i}") == want for i, c in enumerate(codes)]
     return {"procs": args.bench_procs, "archs": args.bench_archs, "lone_s": round(lone_s, 1),
             "shared_s": round(time.monotonic() - t0, 1), "exit_codes": codes, "same_scores_as_lone": same,
+            "errors": [e.strip().splitlines()[-1] if c and e.strip() else "" for e, c in zip(errors, codes)],
             "entries": len(list((root / "cache-shared").rglob("*.apx")))}
 
 

@@ -78,15 +78,22 @@ class _File:
     def read(self, offset: int, nbytes: int) -> bytes:
         fd = self._fd if self._fd is not None else _open_entry(self.path)
         try:
-            if self._fd is None and _identity(os.fstat(fd)) != self._id:
+            if self._fd is None and not self._same(os.fstat(fd)):
                 raise EntryChanged(self._changed())
             data = os.pread(fd, nbytes, offset)
-            if len(data) != nbytes or _identity(os.fstat(fd)) != self._id:
+            if len(data) != nbytes or not self._same(os.fstat(fd)):
                 raise EntryChanged(self._changed())
             return data
         finally:
             if self._fd is None:
                 os.close(fd)
+
+    def _same(self, st: os.stat_result) -> bool:
+        """Whether the file read is still the one checked. A held file that another writer replaced
+        by a rename (another process saving the same key) is unlinked, which changes only its ctime:
+        its bytes are the ones checked, so it still is."""
+        now = _identity(st)
+        return now == self._id or (self._fd is not None and st.st_nlink == 0 and now[:3] == self._id[:3])
 
     def _changed(self) -> str:
         return (f"cache entry {self.path} was changed in place or replaced while being read; run again "
