@@ -56,7 +56,7 @@ def score(model: Any, images: Any, labels: Any, proxy: Any, seed: int = 0, stats
     from autoprox.proxy.spec import resolve
     p = resolve(proxy)
     if p.fused:
-        raise ValueError(f"proxy {p.name!r} ranks its parts across archs: use "
+        raise ValueError(f"proxy {p.name!r} fuses its parts across archs: use "
                          f"autoprox.score_population(models, images, labels, proxy, archs=..., space=...)")
     if getattr(p, "reads_arch", False):  # an arch surrogate: its score is read off the arch
         if arch is None:

@@ -197,7 +197,7 @@ def test_a_surrogate_is_no_evolution_seed_and_no_single_model_score_when_fused(t
     f.write_text(export(zc, "yaml"))
     with pytest.raises(ValueError, match="is an arch surrogate"):
         seed_genomes(EvolveConfig(seed_proxies=(str(f),)))
-    with pytest.raises(ValueError, match="ranks its parts across archs"):
+    with pytest.raises(ValueError, match="fuses its parts across archs"):
         autoprox.score(None, None, None, zc)
 
 
