@@ -1,13 +1,16 @@
 """Faults while a reader runs, in two processes: a cache entry truncated and rewritten in place under
-a live reader gives one error line or the true values, never SIGBUS and never other values."""
+a live reader gives one error line or the true values, never SIGBUS and never other values; an entry
+another process replaces by a rename (saving the same arch) is still read."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 import zlib
 
 import numpy as np
+import torch
 
 from autoprox.stats.provider import StatsProvider
 from tests.conftest import PIT_SMALL
@@ -62,3 +65,17 @@ def test_an_entry_cut_and_rewritten_under_a_live_reader(tiny_scoring, tmp_path):
     ok, refused, missed = map(int, out.split())
     assert cuts > 100 and ok > 0 and ok + refused + missed > 0, (cuts, ok, refused, missed)
     assert zlib.crc32(path.read_bytes()) == zlib.crc32(good)
+
+
+def test_a_held_entry_replaced_by_another_writer_reads_what_was_checked(tiny_scoring):
+    """Another process saving the same key replaces the file by a rename: a reader holding the old
+    file goes on reading the bytes it checked (the unlink changes only that file's ctime)."""
+    p = StatsProvider("pit", tiny_scoring)
+    held = p.get(PIT_SMALL, {"weight"})
+    read = p.cache.load("pit", p.key(PIT_SMALL))
+    path = p.cache.path("pit", p.key(PIT_SMALL))
+    data = bytearray(path.read_bytes())
+    tmp = path.with_name(".other.tmp")
+    tmp.write_bytes(bytes(data[:-8]) + bytes(8))  # other bytes: what the reader holds must not change
+    os.replace(tmp, path)
+    assert all(torch.equal(a, b) for a, b in zip(read.tensors["weight"], held.tensors["weight"], strict=True))
