@@ -44,7 +44,7 @@ def make_types() -> tuple[type, type]:
 
 class RecordMemo:
     """Every scored proxy's record by hash, kept as its ``history.jsonl`` line and parsed when asked
-    for: a parsed record costs ~6 KB, its line under 1 KB, and an overnight run scores tens of thousands."""
+    for: a parsed record costs ~4 KB, its line about 1 KB, and an overnight run scores tens of thousands."""
 
     def __init__(self) -> None:
         self._lines: dict[str, str] = {}

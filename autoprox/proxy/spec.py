@@ -4,7 +4,8 @@ Every verb (bench, search, evolve seeds, export, the Python API) resolves proxie
 the driver. What every proxy offers (``Proxy``): ``parts``, graph proxies scored per arch,
 and ``combine``, which turns their (parts x archs) scores into the proxy's (archs,) scores:
 the one row for a graph proxy, a fusion across archs for a fused one (``fused`` is True); an
-arch surrogate (``reads_arch``) also reads the archs. Workers only ever receive the parts' expression strings (``autoprox.parallel``).
+arch surrogate (``reads_arch``) also reads the archs. Workers only ever receive the parts'
+expression strings (``autoprox.parallel``).
 """
 from __future__ import annotations
 
