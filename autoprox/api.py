@@ -58,7 +58,7 @@ def score(model: Any, images: Any, labels: Any, proxy: Any, seed: int = 0, stats
     if p.fused:
         raise ValueError(f"proxy {p.name!r} fuses its parts across archs: use "
                          f"autoprox.score_population(models, images, labels, proxy, archs=..., space=...)")
-    if getattr(p, "reads_arch", False):  # an arch surrogate: its score is read off the arch
+    if p.reads_arch:  # an arch surrogate: its score is read off the arch
         if arch is None:
             raise ValueError(f"proxy {p.name!r} reads the arch's choices: pass arch= (and space= to check it)")
         return score_population([model], images, labels, p, seed, stats, [arch], space)[0]
@@ -78,12 +78,12 @@ def score_population(models: Sequence[Any], images: Any, labels: Any, proxy: Any
     flops_ = list(flops) if flops is not None else [None] * n
     if len(archs_) != n or len(flops_) != n:
         raise ValueError(f"archs= and flops= need one entry per model ({n})")
-    if getattr(p, "reads_arch", False) and archs is None:
+    if p.reads_arch and archs is None:
         raise ValueError(f"proxy {p.name!r} reads the archs' choices: pass archs= (and space= to check them)")
     rows = [_part_scores(m, images, labels, p.parts, seed, stats, None, f, a, space)
             for m, a, f in zip(models, archs_, flops_)]
     matrix = np.array(rows, dtype=float).T.reshape(len(p.parts), n)
-    if getattr(p, "reads_arch", False):
+    if p.reads_arch:
         return [float(v) for v in p.combine(matrix, _canonical(archs_, space))]
     if not p.fused:
         return [r[0] for r in rows]

@@ -99,7 +99,7 @@ def fit_proxy(cfg: BenchConfig, model: str = "ranker", passes: Sequence[str] = D
     proxy = _as_proxy(model, name, desc, columns_of(fields), zoo, w)
     by = by_expression(zoo, np.zeros(len(zoo)))
     matrix = np.array([by_name[by[str(q.expr)][1]] for q in proxy.parts], dtype=np.float64).reshape(len(proxy.parts), n)
-    fitted = proxy.combine(matrix, archs) if model != "ranker" else proxy.combine(matrix)
+    fitted = proxy.combine(matrix, archs)
     in_sample = alt.jcm_of(fitted, part.targets)
     info = {"archs": n, "targets": list(targets), "alpha": alpha, "inputs": x.shape[1], "model": model,
             "cv_tau": _cv_tau(x, y, alpha), "in_sample": float("nan") if in_sample is None else in_sample}

@@ -58,8 +58,7 @@ def combine(proxies: Sequence[Any], exprs: Sequence[str], m: np.ndarray,
 
     def one(p: Any) -> np.ndarray:
         sub = m[[row[str(q.expr)] for q in p.parts]].reshape(len(p.parts), n)
-        return np.asarray(p.combine(sub, archs) if getattr(p, "reads_arch", False) else p.combine(sub),
-                          dtype=np.float64)
+        return np.asarray(p.combine(sub, archs), dtype=np.float64)
     return np.array([one(p) for p in proxies]).reshape(len(proxies), n)
 
 

@@ -135,8 +135,10 @@ class FusedProxy:
     def hash(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()[:16]
 
-    def combine(self, matrix: np.ndarray) -> np.ndarray:
-        """(parts x archs) part scores -> (archs,) fused scores; NaN in any part -> NaN."""
+    reads_arch = False  # its score comes from its parts alone
+
+    def combine(self, matrix: np.ndarray, archs: object = None) -> np.ndarray:
+        """(parts x archs) part scores -> (archs,) fused scores; NaN in any part -> NaN (``archs`` unused)."""
         m = np.asarray(matrix, dtype=np.float64)
         if m.shape[0] != len(self.parts):
             raise ValueError(f"{self.name}: expected {len(self.parts)} part rows, got {m.shape[0]}")

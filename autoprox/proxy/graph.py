@@ -316,8 +316,10 @@ class GraphProxy:
         """The same proxy ranking archs the other way round."""
         return GraphProxy(self.name, make("negate", self.expr), self.description)
 
-    def combine(self, matrix: Any) -> Any:
-        """(parts x archs) part scores -> (archs,) scores: the one row."""
+    reads_arch = False  # its score comes from the statistics alone
+
+    def combine(self, matrix: Any, archs: Any = None) -> Any:
+        """(parts x archs) part scores -> (archs,) scores: the one row (``archs`` unused)."""
         return matrix[0]
 
     def score(self, stats: ArchStats, memo: MutableMapping[str, Any] | None = None) -> float:

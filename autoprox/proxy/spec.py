@@ -40,7 +40,9 @@ class Proxy(Protocol):
     @property
     def hash(self) -> str: ...
 
-    def combine(self, matrix: Any) -> Any: ...
+    reads_arch: bool  # whether ``combine`` needs the archs scored (an arch surrogate)
+
+    def combine(self, matrix: Any, archs: Any = None) -> Any: ...
 
 
 ProxyLike = Union[str, GraphProxy, FusedProxy, ArchSurrogate]
