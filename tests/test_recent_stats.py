@@ -11,6 +11,7 @@ from autoprox.spaces import get_space
 from autoprox.stats import features, jacobian, ntk, zen
 from autoprox.stats.layers import seeded, weight_layers
 from autoprox.stats.block_spectra import blocks_pass
+from autoprox.stats.passes import run_groups
 from conftest import SMALL
 
 
@@ -86,6 +87,21 @@ def test_ntk_grams_equal_one_backward_per_image(space, tiny_batch):
         assert torch.allclose(got.double(), j @ j.T, rtol=1e-4, atol=1e-6 * float((j @ j.T).abs().max()))
     ev = torch.linalg.eigvalsh(total)
     assert float(t["ntk_cond"][0]) == pytest.approx(float(ev[-1] / ev[0]), rel=1e-4)
+
+
+@pytest.mark.parametrize("space", ["pit", "autoformer"])
+def test_shared_jacobian_and_ntk_run_equals_each_pass_alone(space, tiny_batch):
+    """Asked together, the two passes run one forward and backward (``run_groups``), and every value is
+    the one each pass gives alone, bit for bit."""
+    assert [g for g, _ in run_groups(["ntk", "base", "jacobian"])] == [("jacobian", "ntk"), ("base",)]
+    assert [g for g, _ in run_groups(["ntk", "jacobian"], ["ntk_cond"])] == [("jacobian",), ("ntk",)]
+    model = get_space(space).build(SMALL[space], num_classes=10, img_size=32, seed=0)
+    args = (model, tiny_batch.images, tiny_batch.labels, 3, {}, None)
+    alone = {**jacobian.jacobian_pass(*args)[0], **ntk.ntk_pass(*args)[0]}
+    both = ntk.jacobian_ntk_pass(*args)[0]
+    assert sorted(both) == sorted(alone) == ["epe_nas", "logit_jacobian_corr", "ntk_cond", "ntk_gram"]
+    for f, vs in alone.items():
+        assert len(both[f]) == len(vs) and all(torch.equal(a, b) for a, b in zip(both[f], vs))
 
 
 def test_swap_counts_patterns_over_every_image_of_the_batch():

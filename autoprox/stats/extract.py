@@ -8,7 +8,7 @@ import torch
 
 from autoprox.spaces import SearchSpace
 from autoprox.stats.base import ArchStats, StatsConfig
-from autoprox.stats.passes import get_pass, list_passes
+from autoprox.stats.passes import get_pass, run_groups
 
 
 def extract(space: SearchSpace, arch: Mapping, images: torch.Tensor, labels: torch.Tensor,
@@ -31,15 +31,14 @@ def extract(space: SearchSpace, arch: Mapping, images: torch.Tensor, labels: tor
 
 def run_passes(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, cfg: StatsConfig,
                passes: Collection[str], families: Collection[str] | None = None, teacher: object = None) -> ArchStats:
-    """The named passes on one model, in registry order (a pass that alters the weights runs last);
+    """The named passes on one model, in registry order (a pass that alters the weights runs last;
+    passes that share a forward run it once, ``run_groups``);
     ``families`` (None: all) limits each to what they need; ``teacher``: for a pass that needs one."""
     settings = asdict(cfg)
     out = ArchStats()
-    for name in list_passes():
-        if name in passes:
-            p = get_pass(name)
-            extra = {"teacher": teacher} if "teacher" in p.needs else {}
-            out.merge(ArchStats(*p.run(model, images, labels, seed, settings, families, **extra)))
+    for names, run in run_groups(passes, families):
+        extra = {"teacher": teacher} if "teacher" in get_pass(names[0]).needs else {}
+        out.merge(ArchStats(*run(model, images, labels, seed, settings, families, **extra)))
     return out
 
 

@@ -33,16 +33,26 @@ def epe_nas(jac: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Te
     return (e[:, None] - e[None, :]).abs().sum() / len(scores)
 
 
-def jacobian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, settings: dict,
-                  families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
-    """``logit_jacobian_corr``: the (B x B) correlation matrix of J's rows (jacob_cov, Mellor et al.
-    2021); ``epe_nas``: EPE-NAS's score from J and the labels."""
-    device = images.device
+def input_jacobian(model: nn.Module, images: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, J): one seeded train-mode forward of the batch, then J = d sum(logits) / d image (no
+    parameter's ``.grad`` is touched). Hooks on ``model`` see this forward and its backward."""
     x = images.detach().clone().requires_grad_(True)
     model.train()
-    with seeded(seed, device):
+    with seeded(seed, images.device):
         logits = model(x)
-    (jac,) = torch.autograd.grad(logits.sum(), x)  # inputs=x only: no parameter .grad is touched
-    epe = epe_nas(jac.detach().cpu(), labels.cpu(), logits.shape[-1])
+    (jac,) = torch.autograd.grad(logits.sum(), x)  # inputs=x only
+    return logits.detach(), jac.detach()
+
+
+def jacobian_stats(logits: torch.Tensor, jac: torch.Tensor, labels: torch.Tensor) -> tuple[dict, dict, dict]:
+    """``logit_jacobian_corr``: the (B x B) correlation matrix of J's rows (jacob_cov, Mellor et al.
+    2021); ``epe_nas``: EPE-NAS's score from J and the labels."""
+    epe = epe_nas(jac.cpu(), labels.cpu(), logits.shape[-1])
     return ({"logit_jacobian_corr": [torch.corrcoef(jac.flatten(1)).float().cpu()], "epe_nas": [epe.float()]},
             {"logit_jacobian_corr": ["batch"], "epe_nas": ["batch"]}, {})
+
+
+def jacobian_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, settings: dict,
+                  families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
+    """The ``jacobian`` pass: ``jacobian_stats`` of ``input_jacobian``."""
+    return jacobian_stats(*input_jacobian(model, images, seed), labels)

@@ -22,7 +22,8 @@ from typing import Collection
 import torch
 from torch import nn
 
-from autoprox.stats.layers import hook_owner, seeded, weight_layers  # torch only; embedded before this file
+from autoprox.stats.jacobian import input_jacobian, jacobian_stats  # torch only; embedded before this file
+from autoprox.stats.layers import hook_owner, weight_layers
 
 
 class _GradTaps:
@@ -76,18 +77,30 @@ def condition_number(gram: torch.Tensor) -> torch.Tensor:
 def ntk_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, settings: dict,
              families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
     """The ``ntk`` pass; see the module doc. No parameter's ``.grad`` is touched."""
+    return _ntk(model, images, labels, seed, jacobian=False)
+
+
+def jacobian_ntk_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, settings: dict,
+                      families: Collection[str] | None = None) -> tuple[dict, dict, dict]:
+    """The ``jacobian`` and ``ntk`` passes on one forward and backward: both run the same seeded
+    train-mode forward and back-propagate sum(logits) to the image, so the values are each pass's own."""
+    return _ntk(model, images, labels, seed, jacobian=True)
+
+
+def _ntk(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int,
+         jacobian: bool) -> tuple[dict, dict, dict]:
     pairs = weight_layers(model)
     taps = _GradTaps([layer for layer, _ in pairs])
-    x = images.detach().clone().requires_grad_(True)  # the backward runs to the image: every layer on the way
-    try:
-        model.train()
-        with seeded(seed, images.device):
-            logits = model(x)
-        torch.autograd.grad(logits.sum(), x)
+    try:  # the backward runs to the image: every layer on the way
+        logits, jac = input_jacobian(model, images, seed)
     finally:
         taps.remove()
     grams = [taps.grams[i] for i in range(len(pairs))]
     total = torch.stack(grams).sum(0)
-    kinds = [k for _, k in pairs]
-    return ({"ntk_gram": [gm.float().cpu() for gm in grams], "ntk_cond": [condition_number(total).float().cpu()]},
-            {"ntk_gram": kinds, "ntk_cond": ["batch"]}, {})
+    tensors = {"ntk_gram": [gm.float().cpu() for gm in grams], "ntk_cond": [condition_number(total).float().cpu()]}
+    kinds = {"ntk_gram": [k for _, k in pairs], "ntk_cond": ["batch"]}
+    if jacobian:
+        more, more_kinds, _ = jacobian_stats(logits, jac, labels)
+        tensors.update(more)
+        kinds.update(more_kinds)
+    return tensors, kinds, {}

@@ -28,6 +28,10 @@ Weight-shaped families (``weight``, ``weight_grad``, ``virtual_grad``, ``hessian
 a subsample; the per-layer families (one number per weight layer) are exact reductions over
 every element, which is what the zoo reads: one arch's cache stays small whatever its size.
 
+Passes that run the same forward (and backward) can share it: ``register_joint`` names them and
+one run yielding all their families, each with the value its own pass gives (tested); ``run_groups``
+plans a request into single passes and such joint runs.
+
 A pass's cache key holds its ``version`` and the ``StatsConfig`` ``fields`` it reads, never
 a hash of source code: refactoring keeps caches valid. Whoever changes a pass's values bumps
 its version; ``tests/test_passes_golden.py`` fails until they do (regenerate the golden file
@@ -91,6 +95,43 @@ def _table(kind: str) -> tuple[str, ...]:
     if kind not in _TABLES:
         _TABLES[kind] = tuple(f for n in _PASSES.order() for f in getattr(_PASSES.get(n), kind))
     return _TABLES[kind]
+
+
+@dataclass(frozen=True)
+class Joint:
+    """Passes sharing one forward: ``run`` (a pass's signature) yields the families of every one."""
+
+    passes: tuple[str, ...]
+    run: RunFn
+
+
+_JOINTS: list[Joint] = []
+
+
+def register_joint(*names: str) -> Callable[[RunFn], RunFn]:
+    """Decorator registering ``run`` as the shared run of passes ``names`` (no teacher, none ``last``)."""
+    def deco(run: RunFn) -> RunFn:
+        ps = [get_pass(n) for n in names]
+        if len(ps) < 2 or any(p.needs or p.last for p in ps) or any(set(names) & set(j.passes) for j in _JOINTS):
+            raise ValueError(f"joint {names}: two or more passes, no teacher, none last, each in one joint")
+        _JOINTS.append(Joint(tuple(names), run))
+        return run
+    return deco
+
+
+def run_groups(names: Iterable[str], families: Iterable[str] | None = None) -> list[tuple[tuple[str, ...], RunFn]]:
+    """(passes, run) in run order for the passes ``names``: a joint run where all of its passes are
+    named (and, with ``families``, each yields a wanted family), else each pass's own run."""
+    wanted = None if families is None else set(families)
+    todo = [n for n in list_passes() if n in set(names)]
+    groups: list[tuple[tuple[str, ...], RunFn]] = []
+    for name in todo:
+        if any(name in g for g, _ in groups):
+            continue
+        joint = next((j for j in _JOINTS if name in j.passes and set(j.passes) <= set(todo)
+                      and (wanted is None or all(wanted & set(get_pass(n).families) for n in j.passes))), None)
+        groups.append((joint.passes, joint.run) if joint else ((name,), get_pass(name).run))
+    return groups
 
 
 def get_pass(name: str) -> Pass:
@@ -158,6 +199,7 @@ register_pass("features", families=features.FEATURE_FAMILIES, version=2,
 register_pass("zen", families=("zen_score",), version=1, fields=("drop_path",), scalar=("zen_score",))(zen.zen_pass)
 register_pass("ntk", families=("ntk_gram", "ntk_cond"), version=1, fields=("drop_path",),
               scalar=("ntk_cond",))(ntk.ntk_pass)
+register_joint("jacobian", "ntk")(ntk.jacobian_ntk_pass)
 register_pass("blocks", families=("block_expressivity", "block_trainability"), version=1,
               fields=("grad_groups",))(block_spectra.blocks_pass)
 register_pass("base", families=BASE_FAMILIES, version=2,
