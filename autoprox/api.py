@@ -71,8 +71,9 @@ def score_population(models: Sequence[Any], images: Any, labels: Any, proxy: Any
     """One score per model, as ``score``; a fused proxy fuses its parts across ``models``.
     ``archs`` (with ``space``) and ``flops``: one per model, when the proxy reads them."""
     import numpy as np
-    from autoprox.proxy.spec import resolve
+    from autoprox.proxy.spec import check_space, resolve
     p = resolve(proxy)
+    check_space([p], space)
     n = len(models)
     archs_ = list(archs) if archs is not None else [None] * n
     flops_ = list(flops) if flops is not None else [None] * n

@@ -1,5 +1,7 @@
 """Arch surrogates as proxy files: ``autoprox fit --model surrogate | zc-surrogate`` writes one, and
 bench, search, export and the Python API score with it exactly as the fitted ridge predicts."""
+import random
+
 import numpy as np
 import pytest
 from scipy.stats import kendalltau
@@ -207,3 +209,35 @@ def test_bench_refuses_a_proxy_under_a_references_name(tmp_path, tiny_scoring):
     with pytest.raises(ValueError, match="two different proxies are named 'params'"):
         score_bench(BenchConfig(space="autoformer-tiny", bench=_labelled(tmp_path, 6), proxies=(str(f),),
                                 scoring=tiny_scoring))
+
+
+def test_a_surrogate_fitted_on_one_space_refuses_another_in_one_line(tmp_path, capsys, tiny_batch_cfg):
+    import autoprox
+    from autoprox.cli.main import main
+    from autoprox.spaces import get_space
+    path = _labelled(tmp_path, 12)
+    out = tmp_path / "s.yaml"
+    assert main(["fit", "--space", "autoformer-tiny", "--bench", path, "--model", "surrogate", "--out", str(out)]) == 0
+    s = load_proxy(out)
+    assert s.space == "autoformer-tiny" and "space: autoformer-tiny" in out.read_text()
+    assert "on 'autoformer-tiny'" in s.text and ArchSurrogate(s.name, s.columns, s.weights, s.intercept).hash != s.hash
+    out.write_text(out.read_text().replace("space: autoformer-tiny", "space: autoformer-small"))
+    with pytest.raises(GraphError, match="edited"):  # the space is part of what the hash covers
+        load_proxy(out)
+    out.write_text(export(s, "yaml"))
+    other = write(tmp_path, native_records("autoformer-small", 4, seed=1), "small.json")
+    capsys.readouterr()
+    assert main(["bench", "--space", "autoformer-small", "--bench", other, "--proxy", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "fitted on autoformer-tiny archs" in err and "autoprox fit --space autoformer-small" in err
+    assert len(err.splitlines()) == 1
+    sp = get_space("autoformer-small")
+    arch = sp.sample(random.Random(0))
+    images, labels = autoprox.default_batch(size=2, resolution=32, num_classes=10)
+    with pytest.raises(ValueError, match="cannot score autoformer-small archs"):
+        autoprox.score(sp.build(arch, num_classes=10, img_size=32), images, labels, s, arch=arch,
+                       space="autoformer-small")
+    with pytest.raises(ValueError, match="cannot score autoformer-small archs"):
+        rank_archs(str(out), "autoformer-small", [arch])
+    assert len(rank_archs(str(out), "autoformer-tiny", [get_space("autoformer-tiny").validate(ARCHS_TINY[0])])) == 1
+

@@ -25,7 +25,7 @@ from autoprox.core.runs import check_owner, claimed
 from autoprox.data.benchmark import Benchmark, load_archs
 from autoprox.parallel.backends import Backend, make_backend, score_proxies
 from autoprox.parallel.session import CONNECT_TIMEOUT, check_workers
-from autoprox.proxy.spec import Proxy, resolve, resolve_all
+from autoprox.proxy.spec import Proxy, check_space, resolve, resolve_all
 from autoprox.archsearch.config import SearchConfig, SearchResult, measure, window_text, within
 from autoprox.archsearch.propose import State, check_reachable, order_key, propose, ranked
 from autoprox.archsearch.report import history_csv, regret_rows, write_result
@@ -157,6 +157,7 @@ def search(cfg: SearchConfig, out: Path | str | None = None, resume: bool = Fals
     out = None if out is None else Path(out)
     check_workers(workers)
     space, proxy = get_space(cfg.space), resolve(cfg.proxy)
+    check_space([proxy], cfg.space)
     bench, targets, pool = _bench_pool(cfg, space) if cfg.bench_only else (None, [], None)
     if proxy.fused:  # fused scores rank archs among those scored together
         if pool is None:
@@ -226,6 +227,7 @@ def rank_archs(proxy: str, space: str, archs: Sequence[Mapping], scoring: Scorin
     cfg = SearchConfig(proxy=str(proxy), space=space, num_classes=num_classes, img_size=img_size,
                        minimize=minimize, scoring=scoring or ScoringConfig())
     sp, p = get_space(space), resolve(proxy)
+    check_space([p], space)
     rows = []
     for i, a in enumerate(archs):
         try:
@@ -260,6 +262,7 @@ def bench_only_table(proxies: Sequence[str], space: str, scoring: ScoringConfig 
                        bench_only=True, bench=bench, targets=tuple(targets),
                        scoring=scoring or ScoringConfig())
     resolved = resolve_all(proxies)
+    check_space(resolved, space)
     bench_, tgts, pool = _bench_pool(cfg, get_space(space))
     fams = sorted(set().union(*(p.families for p in resolved)))
     be = make_backend(backend if fams else "serial", space, cfg.scoring, workers, address)

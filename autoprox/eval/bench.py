@@ -20,7 +20,7 @@ from autoprox.eval.plots import bench_figures
 from autoprox.eval.uncertainty import N_BOOT, kendall_ci, summarise
 from autoprox.parallel.backends import make_backend, score_proxies
 from autoprox.parallel.session import CONNECT_TIMEOUT
-from autoprox.proxy.spec import resolve_all
+from autoprox.proxy.spec import check_space, resolve_all
 from autoprox.spaces import get_space
 from autoprox.stats.provider import ScoringConfig
 
@@ -81,6 +81,7 @@ def score_bench(cfg: BenchConfig, backend: str = "serial", workers: int = 2, add
         if np.all(bench.values(t)[:len(archs)] == bench.values(t)[0]):
             raise ValueError(f"cannot rank: every arch has the same {t} accuracy")
     proxies = resolve_all(cfg.proxies)  # fail early on an unknown name or two proxies of one name
+    check_space(proxies, cfg.space)
     names = [p.name for p in proxies]
     # the references (data-free: no statistics needed); a proxy of the user's under a reference's name refused
     refs = resolve_all([*proxies, *BASELINES])[len(proxies):]

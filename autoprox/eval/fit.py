@@ -96,7 +96,7 @@ def fit_proxy(cfg: BenchConfig, model: str = "ranker", passes: Sequence[str] = D
             "zc-surrogate": f"the one-hot encoding of each arch's choices and the ranks of {len(zoo)} zoo scores"}[model]
     desc = f"ridge {model} (alpha {alpha:g}) fitted on {n} labelled archs of {cfg.space} ({', '.join(targets)}) over {what}"
     name = name or f"{model}-{cfg.space}"
-    proxy = _as_proxy(model, name, desc, columns_of(fields), zoo, w)
+    proxy = _as_proxy(model, name, desc, columns_of(fields), zoo, w, cfg.space)
     by = by_expression(zoo, np.zeros(len(zoo)))
     matrix = np.array([by_name[by[str(q.expr)][1]] for q in proxy.parts], dtype=np.float64).reshape(len(proxy.parts), n)
     fitted = proxy.combine(matrix, archs)
@@ -107,7 +107,7 @@ def fit_proxy(cfg: BenchConfig, model: str = "ranker", passes: Sequence[str] = D
 
 
 def _as_proxy(model: str, name: str, desc: str, columns: list, zoo: list[str],
-              w: np.ndarray) -> FusedProxy | ArchSurrogate:
+              w: np.ndarray, space: str) -> FusedProxy | ArchSurrogate:
     """The ridge weights ``w`` (one-hot columns, then zoo ranks, intercept last) as a proxy."""
     if model == "ranker":
         return ranker_proxy(zoo, w[:-1], name, desc)
@@ -115,7 +115,8 @@ def _as_proxy(model: str, name: str, desc: str, columns: list, zoo: list[str],
     keep = [i for i, v in enumerate(w_cols) if v != 0]  # a column constant on the labelled archs adds nothing
     by = {t: v for t, (v, _) in by_expression(zoo, w_zoo).items() if v != 0}  # likewise a constant part
     return ArchSurrogate(name, tuple(columns[i] for i in keep), tuple(float(w_cols[i]) for i in keep), float(w[-1]),
-                         tuple(GraphProxy.from_text(f"part{i}", t) for i, t in enumerate(by)), tuple(by.values()), desc)
+                         tuple(GraphProxy.from_text(f"part{i}", t) for i, t in enumerate(by)), tuple(by.values()), desc,
+                         space)
 
 
 def _cv_tau(x: np.ndarray, y: np.ndarray, alpha: float, seed: int = 0) -> float:

@@ -86,7 +86,7 @@ def load_proxy(path: str | Path) -> AnyProxy:
     unknown = unknown_keys(doc, YAML_KEYS)
     if unknown:
         raise GraphError(f"{p}: unknown key(s) {unknown}; allowed: {sorted(YAML_KEYS)}")
-    if (set(SURROGATE_KEYS) - {"parts"}) & set(doc):  # columns, intercept or part_weights
+    if (set(SURROGATE_KEYS) - {"parts", "space"}) & set(doc):  # columns, intercept or part_weights
         return _load_surrogate(p, doc)
     if "parts" in doc and "graph" not in doc:
         return _load_fused(p, doc)

@@ -86,6 +86,14 @@ def resolve_all(specs: Sequence[ProxyLike]) -> list[Proxy]:
     return list(out.values())
 
 
+def check_space(proxies: Sequence[Proxy], space: str | None) -> None:
+    """``ValueError`` (one line) for a proxy fitted on another space's archs than ``space``'s (an
+    arch surrogate records its space; None: the archs' space is not known)."""
+    for p in proxies:
+        if isinstance(p, ArchSurrogate):
+            p.check_space(space)
+
+
 def _is_file(path: Path) -> bool:
     """Whether ``path`` names an existing file; False for text no file system accepts as a name
     (a long expression is longer than a file name may be)."""

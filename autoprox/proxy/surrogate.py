@@ -21,7 +21,7 @@ from autoprox.proxy.graph import GraphProxy
 from autoprox.proxy.python_template import SURROGATE_PYTHON, in_docstring
 
 Column = tuple  # (field, layer, value): layer None for a field that is one value per arch
-SURROGATE_KEYS = ("intercept", "columns", "parts", "part_weights")
+SURROGATE_KEYS = ("intercept", "columns", "parts", "part_weights", "space")
 
 
 def one_hot_fields(archs: Sequence[dict]) -> dict[tuple, list]:
@@ -85,7 +85,8 @@ def _scalar(v: Any) -> bool:
 @dataclass(frozen=True)
 class ArchSurrogate:
     """``intercept`` + the ``weights`` of the arch's ``columns`` + ``part_weights`` x rank / n of the
-    ``parts``; an empty ``name`` is its hash."""
+    ``parts``; an empty ``name`` is its hash. ``space``: the search space whose archs it was fitted
+    on (its columns are that space's choices), refused on any other (``check_space``); "": any."""
 
     name: str
     columns: tuple[Column, ...]
@@ -94,6 +95,7 @@ class ArchSurrogate:
     parts: tuple[GraphProxy, ...] = ()
     part_weights: tuple[float, ...] = ()
     description: str = ""
+    space: str = ""
 
     reads_arch = True  # combine needs the archs scored
 
@@ -111,6 +113,8 @@ class ArchSurrogate:
                                  f"null), value (a number, text or null)], got {list(c)!r}")
         if len(set(cols)) != len(cols):
             raise ValueError(f"surrogate {self.name!r}: a column is listed twice")
+        if not isinstance(self.space, str):
+            raise ValueError(f"surrogate {self.name!r}: 'space' must be a search space's name, got {self.space!r}")
         if not np.all(np.isfinite([self.intercept, *self.weights, *self.part_weights])):
             raise ValueError(f"surrogate {self.name!r}: the intercept and weights must be finite")
         order = sorted(range(len(cols)), key=lambda i: repr(cols[i]))
@@ -138,7 +142,8 @@ class ArchSurrogate:
         cols = "; ".join(f"{f!r}{'' if l is None else f'[{l}]'}={v!r}: {w!r}"
                          for (f, l, v), w in zip(self.columns, self.weights))
         parts = "; ".join(f"rank({p.expr}): {w!r}" for p, w in zip(self.parts, self.part_weights))
-        return f"surrogate({self.intercept!r})[{cols}" + (f" | {parts}" if parts else "") + "]"
+        where = f" on {self.space!r}" if self.space else ""
+        return f"surrogate({self.intercept!r})[{cols}" + (f" | {parts}" if parts else "") + "]" + where
 
     @property
     def hash(self) -> str:
@@ -147,7 +152,14 @@ class ArchSurrogate:
     def negated(self) -> "ArchSurrogate":
         """The same surrogate ranking archs the other way round."""
         return ArchSurrogate(self.name, self.columns, tuple(-w for w in self.weights), -self.intercept,
-                             self.parts, tuple(-w for w in self.part_weights), self.description)
+                             self.parts, tuple(-w for w in self.part_weights), self.description, self.space)
+
+    def check_space(self, space: str | None) -> None:
+        """``ValueError`` (one line) when scoring archs of ``space`` (None: not known) with a surrogate
+        fitted on another space's archs: their choices would meet columns of other values."""
+        if self.space and space is not None and space != self.space:
+            raise ValueError(f"proxy {self.name!r} was fitted on {self.space} archs and reads their choices; "
+                             f"it cannot score {space} archs: fit one on {space} (autoprox fit --space {space})")
 
     def combine(self, matrix: np.ndarray, archs: Sequence[dict] | None = None) -> np.ndarray:
         """(parts x archs) part scores and the archs -> (archs,) scores; NaN in any part -> NaN."""
@@ -168,7 +180,7 @@ class ArchSurrogate:
                "columns": [[f, l, v, w] for (f, l, v), w in zip(self.columns, self.weights)]}
         if self.parts:
             doc |= {"parts": [str(p.expr) for p in self.parts], "part_weights": list(self.part_weights)}
-        return doc
+        return doc | ({"space": self.space} if self.space else {})
 
     @classmethod
     def from_doc(cls, doc: Mapping, name: str, description: str) -> "ArchSurrogate":
@@ -183,9 +195,12 @@ class ArchSurrogate:
             raise ValueError("'intercept', each column's weight and 'part_weights' must be numbers")
         if not all(_finite(x) for x in numbers):
             raise ValueError("'intercept', each column's weight and 'part_weights' must be finite")
+        space = doc.get("space") or ""
+        if not isinstance(space, str):
+            raise ValueError(f"'space' must be a search space's name, got {space!r}")
         graphs = tuple(GraphProxy.from_text(f"part{i}", str(p)) for i, p in enumerate(parts))
         return cls(name, tuple((r[0], r[1], r[2]) for r in rows), tuple(float(r[3]) for r in rows),
-                   float(doc.get("intercept", 0.0)), graphs, tuple(float(w) for w in pw), description)
+                   float(doc.get("intercept", 0.0)), graphs, tuple(float(w) for w in pw), description, space)
 
     def formula(self, latex: bool = False) -> str:
         """``b + w * [field[layer] = value] + ... + w * rank(part)``, the largest weights first."""
