@@ -6,7 +6,7 @@ Each step of the plan is one ``autoprox stats`` run (its own process, two Ray wo
 a finished step is recorded in ``fill-done.txt`` in the cache folder, so a restart skips it at once
 and a step cut off mid-way goes on from the archs already cached. The log (and the terminal) get each
 step's command, autoprox's progress lines, the measured seconds per arch, and the estimate of what
-remains. SIGTERM or Ctrl-C stops the running step as ``autoprox stats`` does (what was finished is kept).
+remains, at the plan's rates (an idle machine) and at the pace of the step just done. SIGTERM or Ctrl-C stops the running step as ``autoprox stats`` does (what was finished is kept).
 """
 from __future__ import annotations
 
@@ -110,9 +110,10 @@ def main() -> int:
             return rc
         with done_file.open("a") as f:
             f.write(step_key(step) + "\n")
-        rest = sum(s["est_s"] * m for s, m in pending[i + 1:])
+        rest, pace = sum(s["est_s"] * m for s, m in pending[i + 1:]), dt / n / step["est_s"]
         log(f"step done in {hms(dt)} ({dt / n:.2f} s/arch, estimate was {step['est_s']}); "
-            f"{len(pending) - i - 1} steps left, estimate {hms(rest)}")
+            f"{len(pending) - i - 1} steps left, estimate {hms(rest)} at the plan's rates, "
+            f"{hms(rest * pace)} at this step's pace ({pace:.2f}x)")
     log("fill: every step done")
     return 0
 

@@ -42,6 +42,9 @@ def test_steps_become_stats_commands_and_resume_from_the_done_record(tmp_path, m
     log = (tmp_path / "fill.log").read_text()
     assert "fill: 0 of 2 steps done; estimate for the rest 0:00:14" in log  # 4 archs x 2 s + 6 x 1 s
     assert "step stopped with exit 1" in log
+    done = next(ln for ln in log.splitlines() if "step done in" in ln)
+    pace = float(done.split("s/arch")[0].split("(")[-1]) / 2  # the first step's seconds per arch / its 2 s
+    assert f"1 steps left, estimate 0:00:06 at the plan's rates, " in done and f"({pace:.2f}x)" in done
     ran.clear()
     assert fill.main() == 0  # the first step is skipped at once; the second runs again and ends
     assert len(ran) == 1 and ran[0][-6:] == ["--batch-size", "8", "--pass", "features", "--pass", "zen"]
