@@ -34,6 +34,23 @@ def test_bench_pit_with_user_file_and_targets(tmp_path, capsys):
     assert float(rows[0]["kendall"]) == pytest.approx(kendalltau(p, [r["mine_acc"] for r in recs]).statistic, abs=1e-4)
 
 
+def test_bench_says_which_proxies_its_jcm_row_negated(tmp_path, capsys):
+    """Accuracy falls with width: #params anti-correlates, so its JCM row is its negation's tau, with
+    orientation -1 and "(negated)" in the summary, while the target's row keeps the raw sign."""
+    import json
+    recs = [{"arch": {"base_dim": 16 + 8 * (i % 4), "mlp_ratio": 4, "depth": [2, 6, 4 + 2 * (i // 4)],
+                      "num_heads": [2, 4, 8]}, "mine_acc": float(3 - i % 4)} for i in range(8)]
+    (tmp_path / "b.json").write_text(json.dumps(recs))
+    assert main(["bench", "--space", "pit", "--bench", str(tmp_path / "b.json"), "--proxy", "params", "depth",
+                 "--out", str(tmp_path / "o"), "--n-boot", "50"]) == 0
+    out = capsys.readouterr().out
+    rows = {(r["proxy"], r["dataset"]): r for r in csv.DictReader(open(tmp_path / "o" / "bench.csv"))}
+    raw = float(rows["params", "mine"]["kendall"])
+    assert raw < 0 and float(rows["params", "JCM"]["kendall"]) == pytest.approx(-raw)
+    assert rows["params", "JCM"]["orientation"] == "-1" and rows["params", "mine"]["orientation"] == ""
+    assert "| params (negated) |" in out and "ranks these archs against their accuracy" in out
+
+
 @pytest.mark.parametrize("argv,msg", [
     (["bench", "--space", "pit", "--proxy", "nope"], "unknown proxy 'nope'"),
     (["bench", "--space", "vit", "--proxy", "params"], "unknown search space 'vit'"),

@@ -54,7 +54,8 @@ class BenchConfig:
 
 def bench_rows(names: Sequence[str], scores: np.ndarray, bench: Benchmark, targets: Sequence[str],
                variant: JcmVariant) -> list[dict]:
-    """One row per (proxy, target) plus one JCM row per proxy."""
+    """One row per (proxy, target) plus one JCM row per proxy; the JCM row's ``orientation`` is -1
+    where ``mean_tau`` negated the proxy on these archs (its per-target rows keep the raw sign)."""
     n = scores.shape[1]
     rows = []
     for name, s in zip(names, scores):
@@ -65,7 +66,7 @@ def bench_rows(names: Sequence[str], scores: np.ndarray, bench: Benchmark, targe
         mean = {k: float(np.mean([fit.per_target[t][k] for t in targets])) if fit.valid else float("nan")
                 for k in ("spearman", "pearson")}
         rows.append({"proxy": name, "dataset": "JCM", "n": n, "kendall": fit.jcm if fit.valid else float("nan"),
-                     **mean})
+                     **mean, "orientation": fit.sign if fit.valid and variant == "mean_tau" else ""})
     return rows
 
 
@@ -180,7 +181,7 @@ BASELINES = ("params", "depth_width")  # every proxy (and every evolved pick) is
 INTERVAL_COLUMNS = ("kendall_lo", "kendall_hi",
                     *(f"{c}_{r}" for r in BASELINES for c in ("diff", "diff_lo", "diff_hi", "p", "beats")),
                     "headroom", "ceiling", "ceiling_lo", "ceiling_hi", "beyond_size", "beyond_size_lo",
-                    "beyond_size_hi", "ceiling_beyond_size", "n_boot")
+                    "beyond_size_hi", "ceiling_beyond_size", "n_boot", "orientation")
 
 
 def add_intervals(rows: list[dict], names: Sequence[str], scores: dict[str, np.ndarray],
@@ -222,7 +223,8 @@ def summary_markdown(rows: list[dict]) -> str:
         ["headroom", "partial τ given #params [CI]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (len(head) + len(BASELINES))]
     for r in jr:
-        cells = [r["proxy"], _ci(r, "kendall", "kendall_lo", "kendall_hi")]
+        negated = " (negated)" if r.get("orientation") == -1 else ""
+        cells = [r["proxy"] + negated, _ci(r, "kendall", "kendall_lo", "kendall_hi")]
         for ref in BASELINES:
             if f"diff_{ref}" in r:
                 cells += [f"{_ci(r, f'diff_{ref}', f'diff_lo_{ref}', f'diff_hi_{ref}')}, p={r[f'p_{ref}']:.3f}",
@@ -236,5 +238,7 @@ def summary_markdown(rows: list[dict]) -> str:
     lines.append(f"\nceiling (rank-sum oracle over the targets): JCM {_ci(r0, 'ceiling', 'ceiling_lo', 'ceiling_hi')}"
                  f" on {r0['n']} archs (its partial τ given #params: {r0['ceiling_beyond_size']:.3f}); "
                  "headroom = (JCM - JCM_params) / (ceiling - JCM_params); 95% percentile intervals from "
-                 f"{r0['n_boot']} paired bootstrap resamples of the archs")
+                 f"{r0['n_boot']} paired bootstrap resamples of the archs"
+                 + ("; a proxy marked (negated) ranks these archs against their accuracy, and its JCM is its "
+                    "negation's, oriented on the same archs" if any(r.get("orientation") == -1 for r in jr) else ""))
     return "\n".join(lines)
