@@ -165,10 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     fi = _verb(sub, "fit", "fit a ranker or an arch surrogate on a few labelled archs, as a proxy file",
             ['autoprox fit --space pit --bench my_20_trained.json --out ranker.yaml',
              'autoprox fit --space autoformer-tiny --bench my_50.json --model zc-surrogate --out zc.yaml'])
-    fi.add_argument("--model", default="ranker", metavar="{ranker,surrogate,zc-surrogate}",
+    fi.add_argument("--model", default="ranker", metavar="{ranker,surrogate,zc-surrogate,zc-trees}",
                     help="ranker: ridge on the ranks of zoo scores and arch scalars; surrogate: ridge on the "
-                         "one-hot encoding of each arch's choices (no statistics); zc-surrogate: both "
-                         "(default: ranker)")
+                         "one-hot encoding of each arch's choices (no statistics); zc-surrogate: both; "
+                         "zc-trees: gradient-boosted trees on both (default: ranker)")
     fi.add_argument("--space", required=True, help=SPACE_HELP)
     fi.add_argument("--bench", help="benchmark JSON of your labelled archs (default: the shipped one)")
     fi.add_argument("--targets", help="comma-separated targets (default: the benchmark's default targets)")

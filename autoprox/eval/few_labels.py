@@ -17,8 +17,8 @@ rest are its test archs. On each draw every method scores every arch of the benc
   labels prefers (K = 0: the sources);
 - ``surrogate``: ridge on a one-hot encoding of each arch's choices, layer by layer, fitted on the K;
 - ``zc surrogate``: the same ridge on the one-hot columns beside the zoo scores' ranks;
-- ``zc trees``: gradient-boosted trees (scikit-learn's ``HistGradientBoostingRegressor``) on the same
-  columns, the zero-cost-augmented predictor the field runs;
+- ``zc trees``: gradient-boosted trees (``boosting.fit_trees``) on the same columns, the
+  zero-cost-augmented predictor the field runs;
 - ``params``, ``depth``, ``depth_width``: no labels.
 
 The regressions fit the targets' mean within-benchmark rank (``alternatives.target_rank``). Every
@@ -34,6 +34,7 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from autoprox.eval import alternatives as alt
+from autoprox.eval.boosting import fit_trees
 from autoprox.eval.fitness import JcmVariant
 from autoprox.eval.uncertainty import LEVEL, Difference, Interval, boot_difference, boot_jcm, resample_weights
 from autoprox.proxy.surrogate import one_hot, one_hot_fields
@@ -86,13 +87,6 @@ def _ridge_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _zc_columns(part: alt.Part, zoo: Sequence[str], fields: Mapping) -> np.ndarray:
     return np.concatenate([one_hot(part.archs, fields), alt.features(part, zoo)], axis=1)
-
-
-def _trees(x: np.ndarray, y: np.ndarray, seed: int):
-    from sklearn.ensemble import HistGradientBoostingRegressor
-    m = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, max_depth=3,
-                                      min_samples_leaf=2, random_state=seed)
-    return m.fit(x, y)
 
 
 def _ranker_choice(t: Target, lab: np.ndarray, inputs: tuple[str, ...], seed: int) -> np.ndarray:
@@ -149,7 +143,7 @@ def methods_at(t: Target, lab: np.ndarray, seed: int = 0) -> tuple[dict[str, np.
             "ranker": alt.predict(_ranker_choice(t, lab, inputs, seed), alt.features(part, inputs)),
             "surrogate": alt.predict(_ridge_fit(onehot[lab], y), onehot),
             "zc surrogate": alt.predict(_ridge_fit(zc[lab], y), zc),
-            "zc trees": _trees(zc[lab], y, seed).predict(zc)}
+            "zc trees": fit_trees(zc[lab], y, seed).predict(zc)}
     return {m: finite(v) for m, v in out.items()}, {"discovery": f"candidate {best_c}", "best zoo": best_zoo}
 
 

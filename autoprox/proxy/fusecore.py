@@ -40,6 +40,17 @@ def sum_over_parts(matrix: torch.Tensor, per_part) -> torch.Tensor:
     return out
 
 
+def rank_fractions(matrix: torch.Tensor) -> torch.Tensor:
+    """(parts x archs) -> each part's rank / n among the n archs with no NaN part; NaN elsewhere: the
+    inputs ``weighted_rank`` weighs, one by one."""
+    m = torch.as_tensor(matrix, dtype=torch.float64)
+    ok = ~torch.isnan(m).any(dim=0)
+    out = torch.full(m.shape, float("nan"), dtype=torch.float64)
+    if bool(ok.any()):
+        out[:, ok] = torch.stack([ranks(row[ok]) / int(ok.sum()) for row in m])
+    return out
+
+
 def rank_sum(matrix: torch.Tensor) -> torch.Tensor:
     """Sum over parts of each arch's rank (1 = lowest, ties averaged) among the NaN-free archs."""
     return sum_over_parts(matrix, ranks)

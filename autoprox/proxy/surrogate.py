@@ -3,8 +3,9 @@
 An ``ArchSurrogate`` scores an arch as ``intercept`` plus the weight of every (field, layer, value)
 column the arch has (its one-hot encoding, ``one_hot``) plus, when it has ``parts``, each part's
 weight times the part's rank / n among the archs scored together (``fusecore.weighted_rank``: then
-it is fused). ``autoprox fit --model surrogate`` and ``--model zc-surrogate`` write one. It needs the
-archs themselves: the backends hand ``combine`` the archs they scored (``reads_arch``).
+it is fused), plus, when it has ``trees``, the leaves its regression trees reach from those same inputs
+(``trees``). ``autoprox fit --model surrogate``, ``zc-surrogate`` and ``zc-trees`` write one. It needs
+the archs themselves: the backends hand ``combine`` the archs they scored (``reads_arch``).
 """
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from autoprox.proxy import fusecore
+from autoprox.proxy import fusecore, trees as treelib
 from autoprox.proxy.graph import GraphProxy
 from autoprox.proxy.python_template import SURROGATE_PYTHON, in_docstring
 
 Column = tuple  # (field, layer, value): layer None for a field that is one value per arch
-SURROGATE_KEYS = ("intercept", "columns", "parts", "part_weights", "space")
+SURROGATE_KEYS = ("intercept", "columns", "parts", "part_weights", "space", "trees")
 
 
 def one_hot_fields(archs: Sequence[dict]) -> dict[tuple, list]:
@@ -86,7 +87,8 @@ def _scalar(v: Any) -> bool:
 class ArchSurrogate:
     """``intercept`` + the ``weights`` of the arch's ``columns`` + ``part_weights`` x rank / n of the
     ``parts``; an empty ``name`` is its hash. ``space``: the search space whose archs it was fitted
-    on (its columns are that space's choices), refused on any other (``check_space``); "": any."""
+    on (its columns are that space's choices), refused on any other (``check_space``); "": any.
+    ``trees``: regression trees (``proxy.trees``) over the columns, then the parts, in this order."""
 
     name: str
     columns: tuple[Column, ...]
@@ -96,6 +98,7 @@ class ArchSurrogate:
     part_weights: tuple[float, ...] = ()
     description: str = ""
     space: str = ""
+    trees: tuple = ()
 
     reads_arch = True  # combine needs the archs scored
 
@@ -117,12 +120,15 @@ class ArchSurrogate:
             raise ValueError(f"surrogate {self.name!r}: 'space' must be a search space's name, got {self.space!r}")
         if not np.all(np.isfinite([self.intercept, *self.weights, *self.part_weights])):
             raise ValueError(f"surrogate {self.name!r}: the intercept and weights must be finite")
+        trees = treelib.check_trees(self.trees, len(cols) + len(self.parts), self.name)
         order = sorted(range(len(cols)), key=lambda i: repr(cols[i]))
-        parts = sorted(zip(self.parts, self.part_weights), key=lambda pw: (str(pw[0].expr), float(pw[1])))
+        porder = sorted(range(len(self.parts)), key=lambda i: (str(self.parts[i].expr), float(self.part_weights[i])))
+        new_index = np.argsort([*order, *(len(cols) + i for i in porder)]).tolist()  # old input -> its new place
+        object.__setattr__(self, "trees", treelib.remap(trees, new_index))
         object.__setattr__(self, "columns", tuple(cols[i] for i in order))
         object.__setattr__(self, "weights", tuple(float(self.weights[i]) for i in order))
-        object.__setattr__(self, "parts", tuple(p for p, _ in parts))
-        object.__setattr__(self, "part_weights", tuple(float(w) for _, w in parts))
+        object.__setattr__(self, "parts", tuple(self.parts[i] for i in porder))
+        object.__setattr__(self, "part_weights", tuple(float(self.part_weights[i]) for i in porder))
         object.__setattr__(self, "intercept", float(self.intercept))
         if not self.name:
             object.__setattr__(self, "name", f"surrogate-{self.hash}")
@@ -143,7 +149,8 @@ class ArchSurrogate:
                          for (f, l, v), w in zip(self.columns, self.weights))
         parts = "; ".join(f"rank({p.expr}): {w!r}" for p, w in zip(self.parts, self.part_weights))
         where = f" on {self.space!r}" if self.space else ""
-        return f"surrogate({self.intercept!r})[{cols}" + (f" | {parts}" if parts else "") + "]" + where
+        trees = f" + trees[{treelib.text(self.trees)}]" if self.trees else ""
+        return f"surrogate({self.intercept!r})[{cols}" + (f" | {parts}" if parts else "") + "]" + trees + where
 
     @property
     def hash(self) -> str:
@@ -152,7 +159,8 @@ class ArchSurrogate:
     def negated(self) -> "ArchSurrogate":
         """The same surrogate ranking archs the other way round."""
         return ArchSurrogate(self.name, self.columns, tuple(-w for w in self.weights), -self.intercept,
-                             self.parts, tuple(-w for w in self.part_weights), self.description, self.space)
+                             self.parts, tuple(-w for w in self.part_weights), self.description, self.space,
+                             treelib.negate(self.trees))
 
     def check_space(self, space: str | None) -> None:
         """``ValueError`` (one line) when scoring archs of ``space`` (None: not known) with a surrogate
@@ -168,10 +176,14 @@ class ArchSurrogate:
                              f"(bench, search, or score_population(..., archs=..., space=...))")
         m = np.asarray(matrix, dtype=np.float64).reshape(len(self.parts), len(archs))
         out = np.full(len(archs), self.intercept)
-        for col, w in zip(one_hot(archs, fields_of(self.columns)).T, self.weights):  # column by column, as the
+        onehot = one_hot(archs, fields_of(self.columns))
+        for col, w in zip(onehot.T, self.weights):  # column by column, as the
             out = out + col * w  # export adds them: one arch gets the same bits alone or among any others
         if self.parts:
             out = out + fusecore.weighted_rank(torch.as_tensor(m), self.part_weights).numpy()
+        if self.trees:
+            ranked = fusecore.rank_fractions(torch.as_tensor(m)).numpy().T if self.parts else np.zeros((len(archs), 0))
+            out = out + treelib.predict(self.trees, np.concatenate([onehot, ranked], axis=1))
         return out
 
     def to_doc(self) -> dict:
@@ -180,6 +192,7 @@ class ArchSurrogate:
                "columns": [[f, l, v, w] for (f, l, v), w in zip(self.columns, self.weights)]}
         if self.parts:
             doc |= {"parts": [str(p.expr) for p in self.parts], "part_weights": list(self.part_weights)}
+        doc |= {"trees": [[list(n) for n in t] for t in self.trees]} if self.trees else {}
         return doc | ({"space": self.space} if self.space else {})
 
     @classmethod
@@ -200,7 +213,8 @@ class ArchSurrogate:
             raise ValueError(f"'space' must be a search space's name, got {space!r}")
         graphs = tuple(GraphProxy.from_text(f"part{i}", str(p)) for i, p in enumerate(parts))
         return cls(name, tuple((r[0], r[1], r[2]) for r in rows), tuple(float(r[3]) for r in rows),
-                   float(doc.get("intercept", 0.0)), graphs, tuple(float(w) for w in pw), description, space)
+                   float(doc.get("intercept", 0.0)), graphs, tuple(float(w) for w in pw), description, space,
+                   doc.get("trees") or ())
 
     def formula(self, latex: bool = False) -> str:
         """``b + w * [field[layer] = value] + ... + w * rank(part)``, the largest weights first."""
@@ -212,13 +226,18 @@ class ArchSurrogate:
         terms = [(w, col(*c)) for c, w in zip(self.columns, self.weights) if w != 0]
         terms += [(w, f"rank({p.expr})") for p, w in zip(self.parts, self.part_weights) if w != 0]
         terms.sort(key=lambda t: -abs(t[0]))
-        return f"{self.intercept:.4g}" + "".join(f" {'-' if w < 0 else '+'} {abs(w):.4g}{dot}{t}" for w, t in terms)
+        le = r"\le" if latex else "<="
+        trees = (f" + trees({len(self.trees)} of depth {le} {max(map(treelib.depth, self.trees))} over the "
+                 f"{'columns and parts' if self.parts else 'columns'})") if self.trees else ""
+        return (f"{self.intercept:.4g}" + "".join(f" {'-' if w < 0 else '+'} {abs(w):.4g}{dot}{t}" for w, t in terms)
+                + trees)
 
     def to_python(self) -> str:
         """A standalone Python file (no imports) scoring arch dicts; only without parts."""
-        if self.parts:
-            raise ValueError(f"surrogate {self.name!r} ranks zoo parts among the archs scored: its "
-                             f"standalone Python form is not available; export text, latex or yaml")
+        if self.parts or self.trees:
+            why = "ranks zoo parts among the archs scored" if self.parts else "adds regression trees"
+            raise ValueError(f"surrogate {self.name!r} {why}: its standalone Python form is not available; "
+                             f"export text, latex or yaml")
         rows = ",\n".join(f"    ({f!r}, {l!r}, {v!r}, {w!r})" for (f, l, v), w in zip(self.columns, self.weights))
         return SURROGATE_PYTHON.format(name_doc=in_docstring(repr(self.name)), hash=self.hash,
                                        intercept=repr(self.intercept), rows=rows)
