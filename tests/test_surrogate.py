@@ -29,6 +29,17 @@ def _labelled(tmp_path, n=16, seed=3) -> str:
     return write(tmp_path, recs, "mine.json")
 
 
+def zc_inputs(bench_file: str, scoring) -> tuple[np.ndarray, np.ndarray]:
+    """What a zc model is fitted on, computed here from the bench's own scores: (one-hot columns, then
+    the within-benchmark ranks of the zoo scores finite on every arch; the target rank)."""
+    zoo = [n for n in ranker_inputs(["base"]) if n not in alt.SCALARS]
+    names, scores, bench, archs, _ = score_bench(BenchConfig(space="autoformer-tiny", bench=bench_file,
+                                                             proxies=tuple(zoo), scoring=scoring))
+    zoo = [n for n in zoo if np.isfinite(scores[n]).all()]
+    part = alt.Part(scores, {"imagenet": bench.values("imagenet")}, archs)
+    return np.concatenate([one_hot(archs, one_hot_fields(archs)), alt.features(part, zoo)], axis=1), alt.target_rank(part)
+
+
 def test_a_surrogate_scores_the_weights_of_the_columns_an_arch_has():
     fields = one_hot_fields(ARCHS)
     cols = columns_of(fields)
@@ -117,13 +128,8 @@ def test_fit_zc_surrogate_adds_ranked_zoo_parts(tmp_path, tiny_scoring, monkeypa
     cfg = BenchConfig(space="autoformer-tiny", bench=_labelled(tmp_path, 14, seed=5), scoring=tiny_scoring)
     proxy, info = fit_proxy(cfg, "zc-surrogate", ("base",))
     assert proxy.fused and len(proxy.parts) == 4 and info["model"] == "zc-surrogate"
-    zoo = [n for n in ranker_inputs(["base"]) if n not in alt.SCALARS]
-    names, scores, bench, archs, _ = score_bench(BenchConfig(space="autoformer-tiny", bench=cfg.bench,
-                                                             proxies=tuple(zoo), scoring=tiny_scoring))
-    zoo = [n for n in zoo if np.isfinite(scores[n]).all()]
-    part = alt.Part(scores, {"imagenet": bench.values("imagenet")}, archs)
-    x = np.concatenate([one_hot(archs, one_hot_fields(archs)), alt.features(part, zoo)], axis=1)
-    ridge = alt.predict(alt.ridge(x, alt.target_rank(part), info["alpha"]), x)
+    x, y = zc_inputs(cfg.bench, tiny_scoring)
+    ridge = alt.predict(alt.ridge(x, y, info["alpha"]), x)
     f = tmp_path / "zc.yaml"
     f.write_text(export(proxy, "yaml"))
     _, by_name, *_ = score_bench(BenchConfig(space="autoformer-tiny", bench=cfg.bench, proxies=(str(f),),

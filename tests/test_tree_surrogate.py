@@ -6,15 +6,14 @@ import pytest
 from autoprox.archsearch.config import SearchConfig
 from autoprox.archsearch.run import search
 from autoprox.cli.main import main
-from autoprox.eval import alternatives as alt
 from autoprox.eval.bench import BenchConfig, score_bench
 from autoprox.eval.boosting import as_trees, fit_trees
-from autoprox.eval.fit import fit_proxy, ranker_inputs
+from autoprox.eval.fit import fit_proxy
 from autoprox.proxy import trees as treelib
 from autoprox.proxy.export import export, load_proxy
 from autoprox.proxy.graph import GraphError, GraphProxy
-from autoprox.proxy.surrogate import ArchSurrogate, one_hot, one_hot_fields
-from tests.test_surrogate import _labelled
+from autoprox.proxy.surrogate import ArchSurrogate
+from tests.test_surrogate import _labelled, zc_inputs
 
 ARCHS = [{"d": 12, "e": [192]}, {"d": 13, "e": [216]}, {"d": 14, "e": [192]}, {"d": 13, "e": [192]}]
 COLS = (("d", None, 13), ("e", 0, 192))
@@ -96,13 +95,8 @@ def test_fit_zc_trees_scores_as_the_fitted_trees_predict(tmp_path, tiny_scoring,
     cfg = BenchConfig(space="autoformer-tiny", bench=_labelled(tmp_path, 14, seed=5), scoring=tiny_scoring)
     proxy, info = fit_proxy(cfg, "zc-trees", ("base",))
     assert proxy.trees and info["model"] == "zc-trees" and proxy.space == "autoformer-tiny"
-    zoo = [n for n in ranker_inputs(["base"]) if n not in alt.SCALARS]
-    names, scores, bench, archs, _ = score_bench(BenchConfig(space="autoformer-tiny", bench=cfg.bench,
-                                                             proxies=tuple(zoo), scoring=tiny_scoring))
-    zoo = [n for n in zoo if np.isfinite(scores[n]).all()]
-    part = alt.Part(scores, {"imagenet": bench.values("imagenet")}, archs)
-    x = np.concatenate([one_hot(archs, one_hot_fields(archs)), alt.features(part, zoo)], axis=1)
-    want = fit_trees(x, alt.target_rank(part)).predict(x)  # scikit-learn's own prediction
+    x, y = zc_inputs(cfg.bench, tiny_scoring)
+    want = fit_trees(x, y).predict(x)  # scikit-learn's own prediction
     f = tmp_path / "trees.yaml"
     f.write_text(export(proxy, "yaml"))
     _, by_name, *_ = score_bench(BenchConfig(space="autoformer-tiny", bench=cfg.bench, proxies=(str(f),),
