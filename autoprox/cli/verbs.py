@@ -77,9 +77,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     proxy, info = fit_proxy(cfg, args.model, ("base", *(args.passes or ("features",))), args.backend, args.workers,
                             name=out.stem, address=args.address, connect_timeout=args.connect_timeout)
     atomic_write_text(out, to_yaml(proxy))
-    how = ("boosted trees" if info["model"] == "zc-trees" else
-           f"alpha {info['alpha']:g}") + ": inner 5-fold tau " + f"{info['cv_tau']:.3f}" + (
-        "" if info["model"] == "zc-trees" else " (alpha chosen on the same folds)")
+    cv = f"inner 5-fold tau {info['cv_tau']:.3f}"
+    how = f"boosted trees: {cv}" if info["model"] == "zc-trees" else \
+        f"alpha {info['alpha']:g}: {cv} (alpha chosen on the same folds)"
     print(f"{info['model']} on {info['archs']} labelled archs ({', '.join(info['targets'])}), {info['inputs']} "
           f"inputs, {how}, "
           f"in-sample JCM {info['in_sample']:.3f}\nwrote {out}: use it as any proxy (bench, search --proxy {out}, export)")
