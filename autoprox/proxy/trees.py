@@ -73,7 +73,8 @@ def predict(trees: Sequence[Tree], x: np.ndarray) -> np.ndarray:
             if len(node) == 4:
                 here = at == i
                 at[here] = np.where(x[here, node[0]] <= node[1], node[2], node[3])
-        total = total + np.array([tree[j][0] for j in at])
+        leaves = np.array([n[0] if len(n) == 1 else np.nan for n in tree])
+        total = total + leaves[at]
     total[np.isnan(x).any(axis=1)] = np.nan
     return total
 
