@@ -9,6 +9,7 @@ from scipy.stats import kendalltau
 from autoprox.core.config import ConfigError
 from autoprox.discovery.labels import label_study, parse_budgets
 from autoprox.eval import alternatives as alt
+from autoprox.eval.fitness import INVALID
 from autoprox.eval.few_labels import METHODS, PRIOR, Target, draw_labels, evaluate, methods_at, summary
 from autoprox.eval.label_report import crossovers, labels_markdown
 from tests.test_transfer import two_spaces  # noqa: F401  (the two-benchmark objective fixture)
@@ -83,8 +84,9 @@ def test_evaluate_scores_every_method_on_the_test_archs_only():
     y = t.part.targets["imagenet"]
     assert r["tau"]["depth"] == pytest.approx(kendalltau(t.part.scores["depth"][test], y[test])[0])
     assert r["first"]["params"] == y[test][np.argmax(t.part.scores["params"][test])]
-    assert set(r["tau"]) == set(METHODS) and set(rows[0]["tau"]) == set(METHODS) - {
-        "discovery fused", "surrogate", "zc surrogate", "zc trees"}
+    run = set(METHODS) - {"discovery seeded"}  # only where the study runs seeded evolutions
+    assert set(r["tau"]) == run and set(rows[0]["tau"]) == run - {"discovery fused", "surrogate", "zc surrogate",
+                                                                  "zc trees"}
     iv, d = summary(rows, "depth", 10)
     taus = [x["tau"]["depth"] for x in rows[1:]]
     assert iv.estimate == pytest.approx(np.mean(taus)) and iv.lo <= iv.estimate <= iv.hi
@@ -188,3 +190,35 @@ def test_parsimony_charges_each_node_in_selection_only(two_spaces, tmp_path):
         nodes = sum(size(q.expr) for q in to_proxy(list(ind), cfg.variation).parts)
         assert ind.fitness.values[0] == pytest.approx(ind.record["train"] - 0.01 * (nodes - 1))
     assert any(sum(size(q.expr) for q in to_proxy(list(i), cfg.variation).parts) > 1 for i in run.population)
+
+
+def test_seeded_evolution_starts_from_the_rule_and_keeps_its_best(two_spaces, tmp_path, small_zoo):
+    """Each draw's seeded run scores proxies as the zero-shot run does, starts from the candidates the
+    draw's rule ranks first, and its pick is never worse by that rule than the re-selected candidate."""
+    from autoprox.eval.few_labels import reselection
+    doc = label_study(two_spaces, tmp_path / "l", [0, 4], draws=2, seed_steps=1)
+    pit = doc["benchmarks"]["pit"]
+    assert [(c["k"], c["draw"], c["steps"]) for c in pit["seeded_runs"]] == [(4, 0, 1), (4, 1, 1)]
+    assert all(c["evals"] >= 4 for c in pit["seeded_runs"])
+    zero_shot = {r["expression"]: r for r in map(json.loads, open(tmp_path / "l" / "without-pit" / "history.jsonl"))}
+    for row in (r for r in pit["rows"] if r["k"] == 4):
+        hist = [json.loads(x) for x in open(tmp_path / "l" / "seeded-pit" / f"k4-draw{row['draw']}" / "history.jsonl")]
+        shared = [h for h in hist if h["expression"] in zero_shot and not h["reason"]]
+        assert shared and all(h["train"] == pytest.approx(zero_shot[h["expression"]]["train"]) and
+                              h["val"] == pytest.approx(zero_shot[h["expression"]]["val"]) for h in shared)
+        for h in (h for h in hist if not h["reason"]):  # pick: val; no validation figure: ranked last
+            assert h["fitness"] == (pytest.approx(reselection(h["val"], h["label_fit"], 4)) if h["val"] is not None
+                                    else INVALID)
+        chosen = next(h for h in hist if h["expression"] == row["chose"]["discovery seeded"])
+        c = int(row["chose"]["discovery"].split()[1])
+        cand = pit["candidates"][c]
+        again = next(h for h in hist if h["expression"] == cand["expression"])
+        assert chosen["fitness"] >= again["fitness"]  # elitism: the re-selected candidate was in the first population
+        assert "discovery seeded" in row["tau"] and np.isfinite(row["tau"]["discovery seeded"])
+    text = (tmp_path / "l" / "labels.md").read_text()
+    assert "Seeded runs: 2, " in text and "| discovery seeded (more generations, fitness the same rule) | - | " in text
+    saved = (tmp_path / "l" / "labels.json").read_text()
+    label_study(two_spaces, tmp_path / "l", [0, 4], draws=2, seed_steps=1, resume=True)
+    assert (tmp_path / "l" / "labels.json").read_text() == saved  # resumed from every checkpoint: same study
+    with pytest.raises(ConfigError, match="steps"):
+        label_study(two_spaces, tmp_path / "l", [0, 4], draws=2, seed_steps=2, resume=True)

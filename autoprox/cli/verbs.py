@@ -174,6 +174,8 @@ def cmd_evolve(args: argparse.Namespace) -> int:
         raise ValueError("--fold needs --cv K")
     if sum((args.transfer, args.cv is not None, args.labels is not None)) > 1:
         raise ValueError("--transfer, --cv and --labels are separate runs: give one of them")
+    if args.seed_steps and args.labels is None:
+        raise ValueError("--seed-steps needs --labels")
     cfg = load_evolve_config(args.config)
     if args.set:
         cfg = from_dict(EvolveConfig, apply_sets(to_dict(cfg), args.set), f"{Path(args.config).name} with --set")
@@ -229,10 +231,11 @@ def _evolve_labels(args: argparse.Namespace, cfg: Any, out: Path, on_step: Any) 
     from autoprox.discovery.transfer import transfer_runs
     ks = parse_budgets(args.labels)
     transfer_runs(cfg)  # fewer than 2 spaces: one line before anything is written
-    label_study(cfg, out, ks, args.draws, args.resume, on_step, backend=args.backend, workers=args.workers,
-                address=args.address, connect_timeout=args.connect_timeout)
+    label_study(cfg, out, ks, args.draws, args.resume, on_step, args.seed_steps, backend=args.backend,
+                workers=args.workers, address=args.address, connect_timeout=args.connect_timeout)
     print((out / "labels.md").read_text(encoding="utf-8"))
-    print(f"wrote {out}/: labels.md, labels.json, labels.png (each source run in without-*/)")
+    seeded = ", each draw's seeded run in seeded-*/" if args.seed_steps else ""
+    print(f"wrote {out}/: labels.md, labels.json, labels.png (each source run in without-*/{seeded})")
     return 0
 
 

@@ -250,11 +250,17 @@ class Run:
 def pick_index(records: list[dict], rule: str, spaces: list) -> int | None:
     """The position in ``records`` (hall-of-fame records) of the pick under ``rule`` (``PICKS``), the
     folds' sizes read off ``spaces``; None when no record has a validation JCM."""
-    n_tr, n_val = (sum(len(sd.folds[f]) for sd in spaces) for f in ("train", "val"))
-    w = n_tr / (n_tr + n_val) if rule == "train_val" else 0.0
+    w = train_weight(rule, spaces)
     ok = [i for i, r in enumerate(records) if r.get("val") is not None]
     key = (lambda i: (w * records[i]["train"] + (1 - w) * records[i]["val"], records[i]["train"]))
     return max(ok, key=key) if ok else None
+
+
+def train_weight(rule: str, spaces: list) -> float:
+    """The weight of the train JCM beside the validation JCM under pick ``rule``: the train archs'
+    share of both folds for ``train_val``, 0 for ``val``."""
+    n_tr, n_val = (sum(len(sd.folds[f]) for sd in spaces) for f in ("train", "val"))
+    return n_tr / (n_tr + n_val) if rule == "train_val" else 0.0
 
 
 def _identity(ind: Any) -> str:

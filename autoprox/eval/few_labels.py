@@ -10,6 +10,8 @@ rest are its test archs. On each draw every method scores every arch of the benc
   the K labels weigh as much as the sources once there are ``PRIOR`` of them;
 - ``discovery fused``: the ``FUSED_TOP`` candidates ranked first by that rule, fused by ridge weights on
   their within-benchmark ranks fitted on the K labels;
+- ``discovery seeded`` (when the study runs them, ``discovery.seeded``): a few more generations of
+  evolution from the candidates that rule ranks first, the rule itself the fitness, then its best;
 - ``best zoo``: the hand-designed zoo proxy with the best tau on the K labels, oriented there (K = 0:
   chosen and oriented on the sources);
 - ``ranker``: ridge on the within-benchmark ranks of the zoo scores and arch scalars, fitted on the
@@ -27,7 +29,7 @@ figure is the JCM (mean Kendall tau over the targets) on the draw's test archs.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -40,7 +42,8 @@ from autoprox.eval.uncertainty import LEVEL, Difference, Interval, boot_differen
 from autoprox.proxy.surrogate import one_hot, one_hot_fields
 
 PRIOR = 20          # labels of the target that weigh as much as the source benchmarks
-LABELLED = ("discovery fused", "surrogate", "zc surrogate", "zc trees")  # methods that need K > 0
+LABELLED = ("discovery fused", "discovery seeded", "surrogate", "zc surrogate", "zc trees")  # need K > 0
+DISCOVERY = ("discovery", "discovery fused", "discovery seeded")  # the methods built on discovery
 METHODS = ("discovery", "best zoo", "ranker", *LABELLED, *alt.FORMULAS)
 FUSED_TOP = 5       # candidates a fused discovery weighs
 MIN_LABELS = 4      # fewer labels than this cannot rank (no inner fold, no tau)
@@ -66,6 +69,8 @@ class Target:
     part: alt.Part
     sources: tuple[alt.Part, ...]   # the source benchmarks' archs (for K = 0 and the ranker's choice)
     variant: JcmVariant = "mean_tau"
+    seeded: Mapping[tuple[int, ...], tuple[np.ndarray, str]] = field(default_factory=dict)
+    # labelled archs of a draw -> the seeded evolution's pick there: its oriented scores and expression
 
 
 def finite(s: np.ndarray) -> np.ndarray:
@@ -75,10 +80,17 @@ def finite(s: np.ndarray) -> np.ndarray:
     return s if ok.all() else np.where(ok, s, (s[ok].min() - 1.0) if ok.any() else 0.0)
 
 
-def _tau(s: np.ndarray, part: alt.Part, variant: JcmVariant = "mean_tau") -> float:
+def jcm_on(s: np.ndarray, part: alt.Part, variant: JcmVariant = "mean_tau") -> float:
     """JCM of ``s`` as it is on ``part`` (non-finite scores ranked last); a constant ranking counts as 0."""
     v = alt.jcm_of(finite(s), part.targets, variant)
     return 0.0 if v is None or not np.isfinite(v) else float(v)
+
+
+def reselection(source_fit: np.ndarray | float, label_fit: np.ndarray | float, k: int) -> np.ndarray | float:
+    """The rule discovery chooses by on K labels: ``(1 - w) * source JCM + w * JCM on the K``,
+    ``w = K / (K + PRIOR)``."""
+    w = k / (k + PRIOR)
+    return (1 - w) * source_fit + w * label_fit
 
 
 def _ridge_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -123,9 +135,8 @@ def methods_at(t: Target, lab: np.ndarray, seed: int = 0) -> tuple[dict[str, np.
                 "ranker": alt.predict(fitted.ranker[1], alt.features(part, fitted.ranker[0]))}
         return {m: finite(v) for m, v in out.items()}, {"discovery": f"candidate {t.pick}", "best zoo": name}
     known = part.subset(lab)
-    w = k / (k + PRIOR)
-    fit_k = np.array([_tau(c[lab], known, t.variant) for c in t.candidates])
-    chosen = (1 - w) * t.source_fit + w * fit_k
+    fit_k = np.array([jcm_on(c[lab], known, t.variant) for c in t.candidates])
+    chosen = reselection(t.source_fit, fit_k, k)
     best_c = int(np.argmax(chosen))
     top = np.argsort(-chosen, kind="stable")[:FUSED_TOP]
     ranks = np.stack([alt.within_ranks(finite(t.candidates[i])) for i in top], axis=1)
@@ -144,7 +155,10 @@ def methods_at(t: Target, lab: np.ndarray, seed: int = 0) -> tuple[dict[str, np.
             "surrogate": alt.predict(_ridge_fit(onehot[lab], y), onehot),
             "zc surrogate": alt.predict(_ridge_fit(zc[lab], y), zc),
             "zc trees": fit_trees(zc[lab], y, seed).predict(zc)}
-    return {m: finite(v) for m, v in out.items()}, {"discovery": f"candidate {best_c}", "best zoo": best_zoo}
+    chose = {"discovery": f"candidate {best_c}", "best zoo": best_zoo}
+    if (seeded := t.seeded.get(tuple(int(i) for i in lab))) is not None:
+        out["discovery seeded"], chose["discovery seeded"] = seeded
+    return {m: finite(v) for m, v in out.items()}, chose
 
 
 def evaluate(t: Target, ks: Sequence[int], draws: int, seed: int = 0, n_boot: int = 500) -> list[dict]:
@@ -161,7 +175,7 @@ def evaluate(t: Target, ks: Sequence[int], draws: int, seed: int = 0, n_boot: in
             held = t.part.subset(test)
             w = resample_weights(len(test), n_boot, seed + 7919 * k + r)
             rows.append({"k": k, "draw": r, "seed": seed + r, "labelled": lab.tolist(), "chose": chose,
-                         "tau": {m: _tau(s[test], held, t.variant) for m, s in scores.items()},
+                         "tau": {m: jcm_on(s[test], held, t.variant) for m, s in scores.items()},
                          "first": {m: float(held.targets[first][int(np.argmax(s[test]))]) for m, s in scores.items()},
                          "_boot": {m: boot_jcm(s[test], held.targets, w, t.variant, sign=1)[1]
                                    for m, s in scores.items()}})

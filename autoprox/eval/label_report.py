@@ -7,11 +7,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from autoprox.eval.few_labels import METHODS, pooled_difference, summary
+from autoprox.eval.few_labels import DISCOVERY, METHODS, pooled_difference, summary
 from autoprox.eval.plots import figure
 
 TIE = 5e-4  # mean JCMs closer than this are one figure (a re-selected candidate is often a zoo formula)
-LABEL_NAMES = {"discovery": "discovery (candidates re-selected by the K labels)"}
+LABEL_NAMES = {"discovery": "discovery (candidates re-selected by the K labels)",
+               "discovery seeded": "discovery seeded (more generations, fitness the same rule)"}
 
 
 def _fmt(iv: Any) -> str:
@@ -52,10 +53,12 @@ def advice(doc: dict) -> str:
         pooled = {m: float(np.mean([p[m] for p in per])) for m in per[0] if all(m in p for p in per)}
         top = max(pooled.values())
         best = " = ".join(f"**{m}**" + (f" (`{HOW[m]}`)" if m in HOW else "") for m in pooled if pooled[m] >= top - TIE)
-        level = sum(p["discovery"] >= max(v for m, v in p.items() if m != "discovery fused") - TIE for p in per)
+        level = sum(max(v for m, v in p.items() if m in DISCOVERY)
+                    >= max(v for m, v in p.items() if m not in DISCOVERY) - TIE for p in per)
         who = "no labels" if k == 0 else f"{k} labels"
         parts.append(f"with {who}, use {best} (mean JCM {top:.3f} over {len(per)} benchmark{'s' * (len(per) > 1)}; discovery "
-                     f"{pooled['discovery']:.3f}, level with or above every alternative on {level} of {len(per)})")
+                     f"{pooled['discovery']:.3f}; a discovery-based method level with or above every alternative on "
+                     f"{level} of {len(per)})")
     cross = crossovers(doc)
     tail = ("" if not cross else " The one-hot surrogate first beats discovery at K = "
             + ", ".join(f"{k if k is not None else 'none measured'} on {t}" for t, k in cross.items()) + ".")
@@ -80,7 +83,9 @@ def labels_markdown(doc: dict) -> str:
              f"the test archs, mean over the draws [95% CI over two-level resamples: the draws, then each draw's test "
              f"archs; K = 0: the archs]. "
              f"Discovery at K > 0 re-selects among its candidates by (1 - w) source JCM + w tau on the K labels, "
-             f"w = K / (K + 20).", ""]
+             f"w = K / (K + 20)." + (f" Discovery seeded runs {doc['seed_steps']} more generations on each draw from "
+                                     f"the candidates that rule ranks first, the rule its fitness, and takes its best."
+                                     if doc.get("seed_steps") else ""), ""]
     for t, b in doc["benchmarks"].items():
         if not b.get("rows"):
             why = ("the source run picked nothing" if b.get("pick") is None else
@@ -89,8 +94,13 @@ def labels_markdown(doc: dict) -> str:
             continue
         rows = b["rows"]
         ks = sorted({r["k"] for r in rows})
+        cost = b.get("seeded_runs") or []
         lines += [f"## {t} ({b['n']} archs; discovered on {'+'.join(b['sources'])}; {len(b['candidates'])} "
-                  f"candidates)", "", "| method | " + " | ".join(f"K = {k}" for k in ks) + " |",
+                  f"candidates)", ""]
+        if cost:
+            lines += [f"Seeded runs: {len(cost)}, {sum(c['evals'] for c in cost)} proxies evaluated in "
+                      f"{sum(c['seconds'] for c in cost):.0f} s (one scored on an earlier draw is read from memory).", ""]
+        lines += ["| method | " + " | ".join(f"K = {k}" for k in ks) + " |",
                   "|---|" + "---|" * len(ks)]
         figs = {(m, k): summary(rows, m, k) for m in METHODS for k in ks}
         for m in METHODS:
