@@ -141,6 +141,15 @@ def test_budgets_parse_or_fail_in_one_line():
             parse_budgets(bad)
 
 
+def test_cli_seed_steps_refused_in_one_line_before_anything_is_written(tmp_path, capsys):
+    from autoprox.cli.main import main
+    for extra, why in ((["--seed-steps", "2"], "--seed-steps needs --labels"),
+                       (["--labels", "0,10", "--seed-steps", "-1"], "--seed-steps must be a whole number >= 0, got -1")):
+        assert main(["evolve", "--config", "runs/transfer.yaml", *extra, "--out", str(tmp_path / "s")]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [f"autoprox evolve: error: {why}"]
+        assert not (tmp_path / "s").exists()
+
+
 def test_evolve_labels_end_to_end(two_spaces, tmp_path, small_zoo):
     doc = label_study(two_spaces, tmp_path / "l", [0, 4], draws=2)
     assert set(doc["benchmarks"]) == {"pit", "autoformer"}
