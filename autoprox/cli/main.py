@@ -113,7 +113,8 @@ def _add_evolve_parser(sub: Any) -> None:
     ev.add_argument("--draws", type=int, default=10, help="with --labels: seeded draws of K labelled archs (default 10)")
     ev.add_argument("--seed-steps", type=int, default=0, metavar="N",
                     help="with --labels: on each draw with K > 0, N more generations of evolution seeded from the "
-                         "discovery's candidates, fitness the rule it re-selects by (OUT/seeded-<space>/; default 0: none)")
+                         "discovery's candidates, fitness the rule it re-selects by (OUT/seeded-<space>/; "
+                         "default 0: none)")
     ev.add_argument("--fold", metavar="I", type=_fold,
                     help="with --cv K: run only fold I (0 to K-1) or the final run, in OUT/fold-I or OUT/final, "
                          "so folds can run in parallel processes or machines; then --cv K --resume gathers them")

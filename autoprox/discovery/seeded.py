@@ -91,7 +91,8 @@ def seeded_pick(cfg: EvolveConfig, folder: Path, obj: DrawObjective, candidates:
     recs = obj.evaluate(list(candidates))
     order = sorted(range(len(recs)), key=lambda i: -recs[i].get("fitness", INVALID))
     seeds = tuple(candidates[i] for i in order[:cfg.population])
-    run = Run(dataclasses.replace(cfg, seed=seed, steps=steps, seed_proxies=seeds), folder, obj)  # type: ignore[arg-type]
+    short = dataclasses.replace(cfg, seed=seed, steps=steps, seed_proxies=seeds)
+    run = Run(short, folder, obj)  # type: ignore[arg-type]  (``DrawObjective`` has what ``Run`` reads)
     folder.mkdir(parents=True, exist_ok=True)
     if not run.restore():
         run.history_path.unlink(missing_ok=True)
