@@ -24,7 +24,7 @@ from autoprox.core.config import ConfigError
 from autoprox.core.io import atomic_write_many
 from autoprox.core.progress import Progress
 from autoprox.discovery.config import EvolveConfig, run_families
-from autoprox.discovery.loop import train_weight
+from autoprox.discovery.loop import pick_figure, train_weight
 from autoprox.discovery.objective import Objective
 from autoprox.discovery.report import input_parts, input_texts, oriented
 from autoprox.discovery.run import evolve, numbered
@@ -60,7 +60,7 @@ def _candidates(run: Any) -> list[dict]:
         if r["hash"] in seen or r.get("reason") or r.get("val") is None or not math.isfinite(r["val"]):
             continue
         seen.add(r["hash"])
-        out.append(r | {"source_fit": float(w * r["train"] + (1 - w) * r["val"])})
+        out.append(r | {"source_fit": pick_figure(r, w)})
     return out
 
 

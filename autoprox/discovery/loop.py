@@ -252,7 +252,7 @@ def pick_index(records: list[dict], rule: str, spaces: list) -> int | None:
     folds' sizes read off ``spaces``; None when no record has a validation JCM."""
     w = train_weight(rule, spaces)
     ok = [i for i, r in enumerate(records) if r.get("val") is not None]
-    key = (lambda i: (w * records[i]["train"] + (1 - w) * records[i]["val"], records[i]["train"]))
+    key = (lambda i: (pick_figure(records[i], w), records[i]["train"]))
     return max(ok, key=key) if ok else None
 
 
@@ -261,6 +261,12 @@ def train_weight(rule: str, spaces: list) -> float:
     share of both folds for ``train_val``, 0 for ``val``."""
     n_tr, n_val = (sum(len(sd.folds[f]) for sd in spaces) for f in ("train", "val"))
     return n_tr / (n_tr + n_val) if rule == "train_val" else 0.0
+
+
+def pick_figure(record: dict, w: float) -> float:
+    """The figure a pick rule ranks a record by: its train and validation JCMs, the train weighted ``w``
+    (``train_weight``)."""
+    return float(w * record["train"] + (1 - w) * record["val"])
 
 
 def _identity(ind: Any) -> str:

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from autoprox.discovery.config import EvolveConfig
-from autoprox.discovery.loop import Run
+from autoprox.discovery.loop import Run, pick_figure
 from autoprox.discovery.objective import Objective, SpaceData
 from autoprox.eval import alternatives as alt
 from autoprox.eval.few_labels import jcm_on, reselection
@@ -75,7 +75,7 @@ class DrawObjective:
                 if r.get("val") is None:  # no source figure to weigh: last, as an invalid proxy is
                     r["fitness"] = INVALID
                 else:
-                    source = self.tv_weight * r["train"] + (1 - self.tv_weight) * r["val"]
+                    source = pick_figure(r, self.tv_weight)
                     label = jcm_on(r["sign"] * s.held[self.lab], self.known, self.variant)  # type: ignore[arg-type]
                     r |= {"source_fit": source, "label_fit": label,
                           "fitness": float(reselection(source, label, len(self.lab)))}
