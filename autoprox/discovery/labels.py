@@ -126,7 +126,7 @@ def label_study(cfg: EvolveConfig, out: str | Path, ks: Sequence[int], draws: in
             budgets = [k for k in ks if k < len(target.part.archs) - 2]
             costs: list[dict] = []
             if seed_steps:
-                scorer = DrawScorer(obj, Objective(run_cfg.objective, families, **backend), held)
+                scorer = DrawScorer(obj, run.obj, held)  # the source run's objective: its records
                 seeded, costs = _seeded(run, target, cands, scorer, budgets, draws, seed_steps, out / f"seeded-{held}")
                 target = dataclasses.replace(target, seeded=seeded)
         finally:

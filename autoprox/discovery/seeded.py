@@ -34,8 +34,8 @@ class Scored:
 
 class DrawScorer:
     """Scores proxy texts once: their records on the sources and their scores on the held-out
-    benchmark. ``both`` is an open objective over the sources and the held-out benchmark; ``sources``
-    (never opened) makes the records exactly as the zero-shot run's objective does."""
+    benchmark. ``both`` is an open objective over the sources and the held-out benchmark; ``sources``,
+    the zero-shot run's own objective (``Objective.record`` needs no open backend), makes the records."""
 
     def __init__(self, both: Objective, sources: Objective, held: str) -> None:
         self.both, self.sources, self.held = both, sources, held
