@@ -5,22 +5,26 @@
 Each step of the plan is one ``autoprox stats`` run (its own process, two Ray workers by default);
 a finished step is recorded in ``fill-done.txt`` in the cache folder, so a restart skips it at once
 and a step cut off mid-way goes on from the archs already cached. The log (and the terminal) get each
-step's command, autoprox's progress lines, the measured seconds per arch, and the estimate of what
-remains, at the plan's rates (an idle machine) and at the pace of the step just done. SIGTERM or Ctrl-C stops the running step as ``autoprox stats`` does (what was finished is kept).
+step's command, autoprox's progress lines, the measured seconds per arch computed, and the estimate of
+what remains (the archs each step has still to compute, ``autoprox stats --dry-run``), at the plan's
+rates (an idle machine) and at the pace of the step just done. SIGTERM or Ctrl-C stops the running step as ``autoprox stats`` does (what was finished is kept).
 """
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import yaml
 
-from autoprox.data.benchmark import load_archs
+from autoprox.cli.main import main as autoprox_main
 from autoprox.stats.cache import default_cache_dir
 
 DONE = "fill-done.txt"
@@ -45,9 +49,15 @@ def command(step: dict, shared: Path, workers: int, cache: Path) -> list[str]:
     return cmd
 
 
-def n_archs(step: dict, shared: Path) -> int:
-    bench = str(shared / "ood-vit-nas" / step["file"]) if step.get("file") else None
-    return len(load_archs(step["space"], bench, subset=step.get("subset"))[1])
+def to_compute(cmd: list[str]) -> tuple[int, int]:
+    """(archs, archs still to compute) of a step's command, from its ``--dry-run``."""
+    out = io.StringIO()
+    with redirect_stdout(out):
+        rc = autoprox_main([*cmd[1:], "--dry-run"])
+    got = re.search(r"statistics of (\d+) archs .*, (\d+) to compute", out.getvalue())
+    if rc != 0 or not got:
+        raise SystemExit(f"{' '.join(cmd)} --dry-run failed (exit {rc})")
+    return int(got.group(1)), int(got.group(2))
 
 
 def hms(s: float) -> str:
@@ -96,12 +106,12 @@ def main() -> int:
     steps = yaml.safe_load(Path(args.plan).read_text())["steps"]
     done_file = cache / DONE
     done = set(done_file.read_text().splitlines()) if done_file.exists() else set()
-    pending = [(s, n_archs(s, shared)) for s in steps if step_key(s) not in done]
-    log(f"fill: {len(steps) - len(pending)} of {len(steps)} steps done; "
-        f"estimate for the rest {hms(sum(s['est_s'] * n for s, n in pending))}")
-    for i, (step, n) in enumerate(pending):
-        cmd = command(step, shared, args.workers, cache)
-        log(f"step {step_key(step)} ({n} archs): {' '.join(cmd)}")
+    pending = [(s, command(s, shared, args.workers, cache)) for s in steps if step_key(s) not in done]
+    counts = [to_compute(cmd) for _, cmd in pending]
+    log(f"fill: {len(steps) - len(pending)} of {len(steps)} steps done; estimate for the rest "
+        f"{hms(sum(s['est_s'] * m for (s, _), (_, m) in zip(pending, counts)))}")
+    for i, ((step, cmd), (n, m)) in enumerate(zip(pending, counts)):
+        log(f"step {step_key(step)} ({n} archs, {m} to compute): {' '.join(cmd)}")
         t0 = time.perf_counter()
         rc = run_step(cmd, log)
         dt = time.perf_counter() - t0
@@ -110,8 +120,10 @@ def main() -> int:
             return rc
         with done_file.open("a") as f:
             f.write(step_key(step) + "\n")
-        rest, pace = sum(s["est_s"] * m for s, m in pending[i + 1:]), dt / n / step["est_s"]
-        log(f"step done in {hms(dt)} ({dt / n:.2f} s/arch, estimate was {step['est_s']}); "
+        rest = sum(s["est_s"] * k for (s, _), (_, k) in zip(pending[i + 1:], counts[i + 1:]))
+        each = dt / max(m, 1)
+        pace = each / step["est_s"]
+        log(f"step done in {hms(dt)} ({each:.2f} s/arch computed, estimate was {step['est_s']}); "
             f"{len(pending) - i - 1} steps left, estimate {hms(rest)} at the plan's rates, "
             f"{hms(rest * pace)} at this step's pace ({pace:.2f}x)")
     log("fill: every step done")

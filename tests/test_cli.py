@@ -82,6 +82,23 @@ def test_stats_verb_caches(tmp_path, capsys):
     assert len(list(tmp_path.rglob("*.apx"))) == 2
 
 
+def test_stats_counts_whole_entries_and_dry_run_writes_nothing(tmp_path, capsys):
+    argv = ["stats", "--space", "pit", "--batch-size", "2", "--resolution", "32", "--cache-dir", str(tmp_path)]
+    assert main([*argv, "--limit", "2"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--limit", "3", "--dry-run"]) == 0
+    assert capsys.readouterr().out == "statistics of 3 archs of pit: 2 cached, 1 to compute\n"
+    entries = sorted(tmp_path.rglob("*.apx"))
+    assert len(entries) == 2
+    with entries[0].open("r+b") as f:  # cut short, as a full disk leaves it: no longer counted
+        f.truncate(entries[0].stat().st_size - 10)
+    assert main([*argv, "--limit", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "1 cached, 2 to compute" in out and "3 archs of pit cached" in out and "(2 computed" in out
+    assert len(list(tmp_path.rglob("*.apx"))) == 3 and main([*argv, "--limit", "3", "--dry-run"]) == 0
+    assert "3 cached, 0 to compute" in capsys.readouterr().out
+
+
 def test_stats_verb_on_ray_workers(tmp_path, capsys):
     assert main(["stats", "--space", "pit", "--limit", "3", "--batch-size", "2", "--resolution", "32",
                  "--cache-dir", str(tmp_path), "--backend", "ray", "--workers", "2"]) == 0

@@ -41,6 +41,7 @@ def test_steps_become_stats_commands_and_resume_from_the_done_record(tmp_path, m
     assert (tmp_path / "cache" / "fill-done.txt").read_text().splitlines() == [fill.step_key(steps[0])]
     log = (tmp_path / "fill.log").read_text()
     assert "fill: 0 of 2 steps done; estimate for the rest 0:00:14" in log  # 4 archs x 2 s + 6 x 1 s
+    assert "subset=4 (4 archs, 4 to compute): autoprox stats" in log  # the step's --dry-run: nothing cached
     assert "step stopped with exit 1" in log
     done = next(ln for ln in log.splitlines() if "step done in" in ln)
     pace = float(done.split("s/arch")[0].split("(")[-1]) / 2  # the first step's seconds per arch / its 2 s

@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--subset", type=int, help=SUBSET_HELP)
     st.add_argument("--pass", dest="passes", action="append", choices=[p for p in list_passes() if p != "base"],
                     help="also run and cache an optional statistics pass (repeatable)")
+    st.add_argument("--dry-run", action="store_true",
+                    help="print how many archs are cached and how many would be computed, then stop")
     add_backend_flags(st)
     add_scoring_flags(st, skip=("use_cache", "evaluator", "score_memory_mb"))  # stats scores nothing
     st.set_defaults(fn=cmd_stats)

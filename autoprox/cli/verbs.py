@@ -37,27 +37,37 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from autoprox.parallel.backends import make_backend
     from autoprox.stats.cache import StatsCache
     from autoprox.stats.passes import families_of_passes
+    from autoprox.stats.provider import StatsProvider
     cfg = from_dict(BenchConfig, overlay({}, args, {"space": args.space, "bench": args.bench,
                                                      "limit": args.limit, "subset": args.subset}),
                    "stats config")
     _, archs, _ = load_archs(cfg.space, cfg.bench, cfg.limit, subset=cfg.subset)
     check_device(cfg.scoring.device, args.backend)
     fams = families_of_passes(["base", *(args.passes or ())])
+    provider = StatsProvider(cfg.space, cfg.scoring)
+    present = [provider.present(a, fams) for a in archs]
+    todo = [a for a, p in zip(archs, present) if not p]
+    print(f"statistics of {len(archs)} archs of {cfg.space}: {len(archs) - len(todo)} cached, "
+          f"{len(todo)} to compute", flush=True)
+    if args.dry_run:
+        return 0
     backend = make_backend(args.backend, cfg.space, cfg.scoring, workers=args.workers, address=args.address,
                            connect_timeout=args.connect_timeout)
     step = 1 if args.backend == "serial" else args.workers
     t0 = time.perf_counter()
-    try:
-        with Progress(f"statistics {cfg.space}", len(archs)) as prog:
-            for i in range(0, len(archs), step):
-                backend.warm(archs[i:i + step], fams)
-                prog.update(min(i + step, len(archs)))
+    try:  # cached entries are read first (one found unsound is computed again), then the rest
+        backend.warm([a for a, p in zip(archs, present) if p], fams)
+        with Progress(f"statistics {cfg.space}", len(todo)) as prog:
+            for i in range(0, len(todo), step):
+                backend.warm(todo[i:i + step], fams)
+                prog.update(min(i + step, len(todo)))
     finally:
         backend.close()
     dt = time.perf_counter() - t0
     root = StatsCache(cfg.scoring.cache_dir).root
     where = f"cached under {root}" if cfg.scoring.use_cache else "computed (--no-cache: nothing stored)"
-    print(f"{len(archs)} archs of {cfg.space} {where} in {dt:.1f} s ({dt / max(len(archs), 1):.2f} s/arch)")
+    each = f", {dt / len(todo):.2f} s each" if todo else ""
+    print(f"{len(archs)} archs of {cfg.space} {where} in {dt:.1f} s ({len(todo)} computed{each})")
     return 0
 
 

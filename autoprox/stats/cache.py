@@ -348,6 +348,29 @@ class StatsCache:
             if not hold:
                 os.close(fd)
 
+    def whole(self, space: str, key: str) -> bool:
+        """Whether the entry of ``key`` is on disk at the length its header gives: a quick look that
+        reads the header only (the crc is checked when the entry is loaded)."""
+        try:
+            fd = _open_entry(str(self.path(space, key)))
+        except EntryChanged:
+            return False
+        try:
+            start = len(MAGIC) + 8
+            head = os.pread(fd, start, 0)
+            if len(head) < start or head[:len(MAGIC)] != MAGIC:
+                return False
+            (hlen,) = struct.unpack("<Q", head[len(MAGIC):])
+            size = os.fstat(fd).st_size
+            if start + hlen + 4 > size:
+                return False
+            header = json.loads(os.pread(fd, hlen, start))
+            return isinstance(header, dict) and start + hlen + header.get("payload", -1) + 4 == size
+        except (OSError, ValueError, TypeError):
+            return False
+        finally:
+            os.close(fd)
+
     def save(self, space: str, key: str, stats: ArchStats, dtype: str, meta: Mapping[str, Any]) -> ArchStats:
         """Write ``stats``; return them as stored, so a fresh and a cached result score alike.
         A cache that cannot be written (read-only, full, a directory in the way) is warned about

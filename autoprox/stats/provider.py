@@ -92,6 +92,13 @@ class StatsProvider:
         return cache_key(key_parts(self.space_name, self.space.key(arch), self.batch.fingerprint, self.cfg,
                                    pass_name, tsum))
 
+    def present(self, arch: Mapping, families: Iterable[str]) -> bool:
+        """Whether every pass that yields ``families`` has a whole cache entry on disk (a quick look
+        at each entry's length; its crc is checked when it is read)."""
+        arch = self.space.validate(arch)
+        return self.cfg.use_cache and all(self.cache.whole(self.space_name, self.key(arch, p))
+                                          for p in passes_for(families))
+
     def get(self, arch: Mapping, families: Iterable[str] = ()) -> ArchStats:
         """Statistics of ``arch``: data-free when no family is needed, else the passes that
         yield ``families``, each loaded from the cache or computed (all missing passes on one
