@@ -1,7 +1,9 @@
 """Shared fixtures: tiny batches and statistics at small resolution."""
 from __future__ import annotations
 
+import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,6 +78,37 @@ def tiny_batch(tiny_batch_cfg):
 def tiny_scoring(tmp_path, tiny_batch_cfg) -> ScoringConfig:
     return ScoringConfig(batch=tiny_batch_cfg, stats=StatsConfig(act_samples=2, act_tokens=4),
                          cache_dir=str(tmp_path / "cache"))
+
+
+def _two_spaces(tiny_batch_cfg: BatchConfig, cache: Path):
+    from autoprox.discovery.config import EvolveConfig
+    from autoprox.discovery.objective import ObjectiveConfig
+    from autoprox.discovery.variation import VariationConfig
+    scoring = ScoringConfig(batch=tiny_batch_cfg, stats=StatsConfig(act_samples=2, act_tokens=4), cache_dir=str(cache))
+    obj = ObjectiveConfig(spaces=("pit", "autoformer"), limit=10, val_fraction=0.3, test_fraction=0.0,
+                          scoring=scoring, space_targets={"autoformer": ("c100_kd",)}, weights={"pit": 2.0})
+    var = VariationConfig(leaves=("weight", "linear_input"), single_leaves=("num_params",), max_nodes=8)
+    return EvolveConfig(population=4, steps=1, offspring=4, hall_of_fame=3, objective=obj, variation=var,
+                        seed_proxies=("params",))
+
+
+@pytest.fixture(scope="session")
+def two_spaces_statistics(tmp_path_factory, tiny_batch_cfg) -> Path:
+    """A cache holding the base pass of ``two_spaces``' archs, computed once per session."""
+    from autoprox.discovery.objective import Objective
+    cache = tmp_path_factory.mktemp("two-spaces") / "cache"
+    obj = Objective(_two_spaces(tiny_batch_cfg, cache).objective, ["weight"])
+    obj.open()
+    obj.close()
+    return cache
+
+
+@pytest.fixture
+def two_spaces(tmp_path, tiny_batch_cfg, two_spaces_statistics):
+    """A two-benchmark evolution (PiT and AutoFormer, 10 archs each, per-space targets and weights),
+    with its own copy of the statistics cache."""
+    shutil.copytree(two_spaces_statistics, tmp_path / "cache")
+    return _two_spaces(tiny_batch_cfg, tmp_path / "cache")
 
 
 def use_small_zoo(mp: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,6 @@ from autoprox.eval import alternatives as alt
 from autoprox.eval.fitness import INVALID
 from autoprox.eval.few_labels import METHODS, PRIOR, Target, draw_labels, evaluate, methods_at, summary
 from autoprox.eval.label_report import crossovers, labels_markdown
-from tests.test_transfer import two_spaces  # noqa: F401  (the two-benchmark objective fixture)
 
 
 def _part(n: int, seed: int) -> alt.Part:

@@ -6,23 +6,8 @@ import pytest
 
 from autoprox.core.config import ConfigError
 from autoprox.eval import alternatives
-from autoprox.discovery.config import EvolveConfig
 from autoprox.discovery.objective import Objective, ObjectiveConfig
 from autoprox.discovery.transfer import transfer, transfer_runs
-from autoprox.discovery.variation import VariationConfig
-
-
-@pytest.fixture
-def two_spaces(tmp_path, tiny_batch_cfg):
-    from autoprox.stats.base import StatsConfig
-    from autoprox.stats.provider import ScoringConfig
-    scoring = ScoringConfig(batch=tiny_batch_cfg, stats=StatsConfig(act_samples=2, act_tokens=4),
-                            cache_dir=str(tmp_path / "cache"))
-    obj = ObjectiveConfig(spaces=("pit", "autoformer"), limit=10, val_fraction=0.3, test_fraction=0.0,
-                          scoring=scoring, space_targets={"autoformer": ("c100_kd",)}, weights={"pit": 2.0})
-    var = VariationConfig(leaves=("weight", "linear_input"), single_leaves=("num_params",), max_nodes=8)
-    return EvolveConfig(population=4, steps=1, offspring=4, hall_of_fame=3, objective=obj, variation=var,
-                        seed_proxies=("params",))
 
 
 def test_per_space_targets_and_weights(two_spaces):
