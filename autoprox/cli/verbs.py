@@ -56,11 +56,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     step = 1 if args.backend == "serial" else args.workers
     t0 = time.perf_counter()
     try:  # cached entries are read first (one found unsound is computed again), then the rest
-        backend.warm([a for a, p in zip(archs, present) if p], fams)
-        with Progress(f"statistics {cfg.space}", len(todo)) as prog:
-            for i in range(0, len(todo), step):
-                backend.warm(todo[i:i + step], fams)
-                prog.update(min(i + step, len(todo)))
+        _warm(backend, [a for a, p in zip(archs, present) if p], fams, f"checking cached {cfg.space}", 16 * step)
+        _warm(backend, todo, fams, f"statistics {cfg.space}", step)
     finally:
         backend.close()
     dt = time.perf_counter() - t0
@@ -69,6 +66,15 @@ def cmd_stats(args: argparse.Namespace) -> int:
     each = f", {dt / len(todo):.2f} s each" if todo else ""
     print(f"{len(archs)} archs of {cfg.space} {where} in {dt:.1f} s ({len(todo)} computed{each})")
     return 0
+
+
+def _warm(backend: Any, archs: list, fams: tuple[str, ...], label: str, step: int) -> None:
+    """``archs``' statistics computed or checked on ``backend``, ``step`` archs at a time, with progress."""
+    if archs:
+        with Progress(label, len(archs)) as prog:
+            for i in range(0, len(archs), step):
+                backend.warm(archs[i:i + step], fams)
+                prog.update(min(i + step, len(archs)))
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
