@@ -1,13 +1,18 @@
 """Shared fixtures: tiny batches and statistics at small resolution."""
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from pathlib import Path
 
-import pytest
-import torch
-from torch import nn
+# One thread per process, as .ci/run sets it, unless the caller chose: the tests and the Ray workers they
+# start share the cores, and more threads than cores slowed a statistics fixture 25-fold on a busy machine.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 from autoprox.stats.batch import BatchConfig, make_batch
 from autoprox.stats.provider import ScoringConfig
