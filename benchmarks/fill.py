@@ -106,11 +106,11 @@ def main() -> int:
     steps = yaml.safe_load(Path(args.plan).read_text())["steps"]
     done_file = cache / DONE
     done = set(done_file.read_text().splitlines()) if done_file.exists() else set()
-    pending = [(s, command(s, shared, args.workers, cache)) for s in steps if step_key(s) not in done]
-    counts = [to_compute(cmd) for _, cmd in pending]
+    cmds = [(s, command(s, shared, args.workers, cache)) for s in steps if step_key(s) not in done]
+    pending = [(s, cmd, *to_compute(cmd)) for s, cmd in cmds]  # (step, command, archs, to compute)
     log(f"fill: {len(steps) - len(pending)} of {len(steps)} steps done; estimate for the rest "
-        f"{hms(sum(s['est_s'] * m for (s, _), (_, m) in zip(pending, counts)))}")
-    for i, ((step, cmd), (n, m)) in enumerate(zip(pending, counts)):
+        f"{hms(sum(s['est_s'] * m for s, _, _, m in pending))}")
+    for i, (step, cmd, n, m) in enumerate(pending):
         log(f"step {step_key(step)} ({n} archs, {m} to compute): {' '.join(cmd)}")
         t0 = time.perf_counter()
         rc = run_step(cmd, log)
@@ -120,7 +120,7 @@ def main() -> int:
             return rc
         with done_file.open("a") as f:
             f.write(step_key(step) + "\n")
-        rest = sum(s["est_s"] * k for (s, _), (_, k) in zip(pending[i + 1:], counts[i + 1:]))
+        rest = sum(s["est_s"] * k for s, _, _, k in pending[i + 1:])
         each = dt / max(m, 1)
         pace = each / step["est_s"]
         log(f"step done in {hms(dt)} ({each:.2f} s/arch computed, estimate was {step['est_s']}); "

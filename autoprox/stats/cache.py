@@ -249,19 +249,22 @@ def encode(stats: ArchStats, dtype: str, meta: Mapping[str, Any]) -> bytes:
 _CRC_CHUNK = 1 << 23  # 8 MiB: a file is checked a chunk at a time, never held whole
 
 
-def _header(read: Callable[[int, int], Any], size: int) -> tuple[dict, int] | None:
+def _header(read: Callable[[int, int], Any], size: int, crc: bool = True) -> tuple[dict, int] | None:
     """(header, payload offset) of a whole, checksummed file read through ``read(offset, n)``;
-    None if truncated, corrupt or foreign."""
+    None if truncated, corrupt or foreign. ``crc=False`` checks the lengths only (reads the header)."""
     start = len(MAGIC) + 8
     if size < start + 4 or bytes(read(0, len(MAGIC))) != MAGIC:
         return None
-    (crc,) = struct.unpack("<I", read(size - 4, 4))
-    got = 0
-    for off in range(0, size - 4, _CRC_CHUNK):
-        got = zlib.crc32(read(off, min(_CRC_CHUNK, size - 4 - off)), got)
-    if got != crc:
-        return None
+    if crc:
+        (want,) = struct.unpack("<I", read(size - 4, 4))
+        got = 0
+        for off in range(0, size - 4, _CRC_CHUNK):
+            got = zlib.crc32(read(off, min(_CRC_CHUNK, size - 4 - off)), got)
+        if got != want:
+            return None
     (hlen,) = struct.unpack("<Q", read(len(MAGIC), 8))
+    if start + hlen + 4 > size:
+        return None
     try:
         header = json.loads(bytes(read(start, hlen)))
     except ValueError:
@@ -356,16 +359,7 @@ class StatsCache:
         except EntryChanged:
             return False
         try:
-            start = len(MAGIC) + 8
-            head = os.pread(fd, start, 0)
-            if len(head) < start or head[:len(MAGIC)] != MAGIC:
-                return False
-            (hlen,) = struct.unpack("<Q", head[len(MAGIC):])
-            size = os.fstat(fd).st_size
-            if start + hlen + 4 > size:
-                return False
-            header = json.loads(os.pread(fd, hlen, start))
-            return isinstance(header, dict) and start + hlen + header.get("payload", -1) + 4 == size
+            return _header(lambda off, n: os.pread(fd, n, off), os.fstat(fd).st_size, crc=False) is not None
         except (OSError, ValueError, TypeError):
             return False
         finally:
