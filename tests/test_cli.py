@@ -97,6 +97,9 @@ def test_stats_counts_whole_entries_and_dry_run_writes_nothing(tmp_path, capsys)
     assert "1 cached, 2 to compute" in out and "3 archs of pit cached" in out and "(2 computed" in out
     assert len(list(tmp_path.rglob("*.apx"))) == 3 and main([*argv, "--limit", "3", "--dry-run"]) == 0
     assert "3 cached, 0 to compute" in capsys.readouterr().out
+    assert main([*argv, "--limit", "3", "--dry-run", "--address", "127.0.0.1:1"]) == 0  # counts, joins nothing
+    assert capsys.readouterr().out == ("statistics of 3 archs of pit: 3 cached, 0 to compute (counted in this "
+                                       "machine's cache; a cluster worker loads what its own holds)\n")
 
 
 def test_stats_verb_on_ray_workers(tmp_path, capsys):

@@ -47,8 +47,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     provider = StatsProvider(cfg.space, cfg.scoring)
     present = [provider.present(a, fams) for a in archs]
     todo = [a for a, p in zip(archs, present) if not p]
+    here = " (counted in this machine's cache; a cluster worker loads what its own holds)" if args.address else ""
     print(f"statistics of {len(archs)} archs of {cfg.space}: {len(archs) - len(todo)} cached, "
-          f"{len(todo)} to compute", flush=True)
+          f"{len(todo)} to compute{here}", flush=True)
     if args.dry_run:
         return 0
     backend = make_backend(args.backend, cfg.space, cfg.scoring, workers=args.workers, address=args.address,
