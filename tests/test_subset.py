@@ -44,6 +44,15 @@ def test_subset_below_two_is_refused(tmp_path):
         load_archs("autoformer-tiny", write(tmp_path, native_records("autoformer-tiny", 4)), subset=1)
 
 
+def test_subset_larger_than_the_file_is_refused_before_anything_is_written(tmp_path, capsys):
+    path, out = write(tmp_path, native_records("autoformer-tiny", 4)), tmp_path / "out"
+    assert main(["bench", "--space", "autoformer-tiny", "--bench", path, "--proxy", "params",
+                 "--subset", "5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "subset 5 is more than its 4 records" in err[0]
+    assert not out.exists()
+
+
 def test_cli_bench_subset_scores_those_archs_only(tmp_path):
     recs = native_records("autoformer-tiny", 9)
     path, out = write(tmp_path, recs, "tiny.json"), tmp_path / "out"
