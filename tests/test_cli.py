@@ -102,6 +102,21 @@ def test_stats_counts_whole_entries_and_dry_run_writes_nothing(tmp_path, capsys)
                                        "machine's cache; a cluster worker loads what its own holds)\n")
 
 
+def test_stats_on_a_cluster_says_its_count_is_this_machines(tmp_path, capsys, monkeypatch):
+    class Workers:  # a cluster's workers: they load or compute, and say nothing of which
+        def warm(self, archs, fams):
+            warmed.extend(archs)
+
+        def close(self):
+            pass
+    warmed = []
+    monkeypatch.setattr("autoprox.parallel.backends.make_backend", lambda *a, **k: Workers())
+    assert main(["stats", "--space", "pit", "--limit", "3", "--batch-size", "2", "--resolution", "32",
+                 "--cache-dir", str(tmp_path), "--backend", "ray", "--address", "127.0.0.1:1"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert len(warmed) == 3 and "(3 not in this machine's cache: computed or loaded by the workers, " in last
+
+
 def test_stats_verb_on_ray_workers(tmp_path, capsys):
     assert main(["stats", "--space", "pit", "--limit", "3", "--batch-size", "2", "--resolution", "32",
                  "--cache-dir", str(tmp_path), "--backend", "ray", "--workers", "2"]) == 0

@@ -65,7 +65,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     root = StatsCache(cfg.scoring.cache_dir).root
     where = f"cached under {root}" if cfg.scoring.use_cache else "computed (--no-cache: nothing stored)"
     each = f", {dt / len(todo):.2f} s each" if todo else ""
-    print(f"{len(archs)} archs of {cfg.space} {where} in {dt:.1f} s ({len(todo)} computed{each})")
+    done = "not in this machine's cache: computed or loaded by the workers" if args.address else "computed"
+    print(f"{len(archs)} archs of {cfg.space} {where} in {dt:.1f} s ({len(todo)} {done}{each})")
     return 0
 
 
