@@ -1,7 +1,7 @@
 """Every config in runs/ runs end to end, shrunk (4 genomes, one step, 10 archs per space, 6 of
-AutoFormer-Small and -Base, whose models cost most; a tiny batch): a seed that reads a statistic its
-run does not load, a leaf no pass provides, a space that cannot be built, fail here instead of after
-a user's statistics phase (``runs/autoformer.yaml`` did, for the README's second evolve command).
+AutoFormer-Small and -Base, whose models cost most, each pre-registered subset cut to its file; a tiny
+batch): a seed that reads a statistic its run does not load, a leaf no pass provides, a space that
+cannot be built, fail here instead of after a user's statistics phase (``runs/autoformer.yaml`` did, for the README's second evolve command).
 The configs share one statistics cache: an entry is keyed by what it holds, and each run still loads
 only the passes its own leaves and seeds read."""
 from __future__ import annotations
@@ -41,8 +41,10 @@ def test_every_shipped_run_config_runs_small(path, tmp_path, tiny_batch_cfg, sha
         Path(bench[space]).write_text(json.dumps(native_records(space, LARGE.get(space, 12))))
     scoring = dataclasses.replace(obj.scoring, batch=tiny_batch_cfg, stats=StatsConfig(act_samples=2, act_tokens=4),
                                   cache_dir=str(shared_cache))
+    subset = {s: min(n, LARGE.get(s, 12)) for s, n in obj.subset.items()}  # a subset larger than its file is refused
     small = dataclasses.replace(cfg, population=4, offspring=4, steps=1, hall_of_fame=2,
-                                objective=dataclasses.replace(obj, limit=10, bench=bench, scoring=scoring))
+                                objective=dataclasses.replace(obj, limit=10, bench=bench, scoring=scoring,
+                                                              subset=subset))
     run = evolve(small, tmp_path / "run")
     assert run.step_no == 1 and run.evals >= 4
     hist = [json.loads(ln) for ln in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]

@@ -228,7 +228,7 @@ def load_archs(space: str, bench: str | None = None, limit: int | None = None,
             raise BenchmarkError(f"subset must be >= 2, got {subset}")
         if subset > len(b):
             raise BenchmarkError(f"{b.source}: subset {subset} is more than its {len(b)} records "
-                                 "(leave out --subset to take them all)")
+                                 "(drop the subset to take them all)")
         b = b.take(sorted(subset_order(b)[:subset]))
     n = len(b) if limit is None else min(limit, len(b))
     archs, seen = [], {}
