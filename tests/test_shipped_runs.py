@@ -1,9 +1,9 @@
 """Every config in runs/ runs end to end, shrunk (4 genomes, one step, 10 archs per space, 6 of
 AutoFormer-Small and -Base, whose models cost most, each pre-registered subset cut to its file; a tiny
 batch): a seed that reads a statistic its run does not load, a leaf no pass provides, a space that
-cannot be built, fail here instead of after a user's statistics phase (``runs/autoformer.yaml`` did, for the README's second evolve command).
-The configs share one statistics cache: an entry is keyed by what it holds, and each run still loads
-only the passes its own leaves and seeds read."""
+cannot be built, fail here instead of after a user's statistics phase (``runs/autoformer.yaml`` did,
+for the README's second evolve command). The configs share one statistics cache: an entry is keyed by
+what it holds, and each run still loads only the passes its own leaves and seeds read."""
 from __future__ import annotations
 
 import dataclasses
