@@ -35,13 +35,15 @@ def shared_cache(tmp_path_factory) -> Path:
 def test_every_shipped_run_config_runs_small(path, tmp_path, tiny_batch_cfg, shared_cache):
     cfg = load_evolve_config(path)
     obj = cfg.objective
-    bench = dict(obj.bench)
+    bench, subset = dict(obj.bench), dict(obj.subset)
     for space in set(obj.spaces) & NATIVE:
+        n = LARGE.get(space, 12)
         bench[space] = str(tmp_path / f"{space}.json")
-        Path(bench[space]).write_text(json.dumps(native_records(space, LARGE.get(space, 12))))
+        Path(bench[space]).write_text(json.dumps(native_records(space, n)))
+        if space in subset:  # a subset larger than its file is refused
+            subset[space] = min(subset[space], n)
     scoring = dataclasses.replace(obj.scoring, batch=tiny_batch_cfg, stats=StatsConfig(act_samples=2, act_tokens=4),
                                   cache_dir=str(shared_cache))
-    subset = {s: min(n, LARGE.get(s, 12)) for s, n in obj.subset.items()}  # a subset larger than its file is refused
     small = dataclasses.replace(cfg, population=4, offspring=4, steps=1, hall_of_fame=2,
                                 objective=dataclasses.replace(obj, limit=10, bench=bench, scoring=scoring,
                                                               subset=subset))
