@@ -27,6 +27,12 @@ def as_matrix(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
 
+def tall(m: Tensor) -> Tensor:
+    """``m`` (2-D, or a stack of matrices), transposed where wider than tall: the same singular values,
+    and LAPACK's SVD of the tall shape is several times faster."""
+    return m.mT if m.shape[-2] < m.shape[-1] else m
+
+
 def finite_matrix(x: Tensor) -> Tensor | None:
     """``as_matrix(x)`` if it is non-empty and finite, else None."""
     m = as_matrix(x)

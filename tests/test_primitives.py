@@ -218,6 +218,19 @@ def test_reduction_known_values() -> None:
     assert get_op("max").fn(torch.tensor([1.0, 7.0, -2.0])).item() == 7.0
 
 
+def test_nuclear_norm_of_wide_and_tall_matrices_is_the_sum_of_singular_values() -> None:
+    # a wide matrix is transposed before its SVD (the same singular values); the value must not depend
+    # on the shape's orientation, alone or in a stack
+    g = torch.Generator().manual_seed(0)
+    wide = torch.randn(6, 40, generator=g) * torch.logspace(0, -3, 6)[:, None]
+    exact = torch.linalg.svdvals(wide.double()).sum().item()
+    op = get_op("nuclear_norm")
+    for m in (wide, wide.T, wide.reshape(6, 4, 10)):
+        assert op.fn(m).item() == pytest.approx(exact, rel=1e-6)
+    stacked = op.batched(torch.stack([wide, 2 * wide]))
+    assert stacked.tolist() == pytest.approx([exact, 2 * exact], rel=1e-6)
+
+
 def test_reductions_of_empty() -> None:
     empty = torch.empty(0)
     assert get_op("sum").fn(empty).item() == 0.0 and get_op("numel").fn(empty).item() == 0.0
