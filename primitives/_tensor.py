@@ -27,10 +27,10 @@ def as_matrix(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
 
-def tall(m: Tensor) -> Tensor:
-    """``m`` (2-D, or a stack of matrices), transposed where wider than tall: the same singular values,
-    and LAPACK's SVD of the tall shape is several times faster."""
-    return m.mT if m.shape[-2] < m.shape[-1] else m
+def nuclear(m: Tensor) -> Tensor:
+    """The nuclear norm of ``m`` (2-D, or a stack of matrices), from its SVD on the tall side: a wide
+    matrix is transposed first, the same singular values, and LAPACK's SVD is several times faster."""
+    return torch.linalg.matrix_norm(m.mT if m.shape[-2] < m.shape[-1] else m, ord="nuc")
 
 
 def finite_matrix(x: Tensor) -> Tensor | None:

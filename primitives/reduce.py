@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from primitives._tensor import finite_matrix, finite_rows, float_dtype, nan, nan_where, stack_rows
-from primitives._tensor import square_matrix, stack_matrix, tall
+from primitives._tensor import nuclear, square_matrix, stack_matrix
 from primitives.base import register_op
 
 
@@ -39,7 +39,7 @@ def _stacked_nuclear(x: Tensor) -> Tensor | None:
     m = stack_matrix(x)
     ok = finite_rows(m)
     try:
-        return nan_where(~ok, torch.linalg.matrix_norm(tall(torch.where(ok[:, None, None], m, 0)), ord="nuc"))
+        return nan_where(~ok, nuclear(torch.where(ok[:, None, None], m, 0)))
     except torch.linalg.LinAlgError:
         return None
 
@@ -102,7 +102,7 @@ def nuclear_norm(x: Tensor) -> Tensor:
     if m is None:
         return nan(x)
     try:
-        return torch.linalg.matrix_norm(tall(m), ord="nuc")
+        return nuclear(m)
     except torch.linalg.LinAlgError:
         return nan(x)
 

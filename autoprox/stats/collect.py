@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from primitives._tensor import as_matrix, tall  # torch only, embedded before this file in exports
+from primitives._tensor import as_matrix, nuclear  # torch only, embedded before this file in exports
 from autoprox.stats.layers import KIND_ATTR, MhaMaps, hook_owner, weight_layers  # noqa: F401 (torch only, embedded)
 from autoprox.stats.layers import timm_attention_hooks, unfused_attention  # one per line: exports drop them
 from autoprox.stats.layers import seeded
@@ -334,11 +334,11 @@ def base_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed
 
 
 def virtual_pass(model: nn.Module, layers: list[nn.Module], res: int, device: torch.device,
-                 weight_rows: int, nuclear: bool = True) -> dict[str, list[torch.Tensor]]:
+                 weight_rows: int, nuclear_norms: bool = True) -> dict[str, list[torch.Tensor]]:
     """SynFlow-style: |w| for every parameter, all-ones input, eval mode, vg = d sum(logits) / dW.
     ``virtual_grad`` keeps ``weight_rows`` output units of vg; ``synflow_saliency`` is sum |W * vg|
     and ``dss_nuclear`` ||vg||_* x || |W| ||_* (2-D views) per layer, with W the weights before; the
-    nuclear norms, most of the pass's time, only if ``nuclear``."""
+    nuclear norms, most of the pass's time, only if ``nuclear_norms``."""
     w0 = [m.weight.detach().clone() for m in layers]
     model.eval()
     model.zero_grad(set_to_none=True)
@@ -349,9 +349,8 @@ def virtual_pass(model: nn.Module, layers: list[nn.Module], res: int, device: to
     vg = [m.weight.grad.detach() for m in layers]
     out = {"virtual_grad": [rows(g, weight_rows) for g in vg],
            "synflow_saliency": per_layer([(w * g).float().abs().sum() for w, g in zip(w0, vg)])}
-    if nuclear:
-        out["dss_nuclear"] = per_layer([torch.linalg.matrix_norm(tall(as_matrix(g).float()), ord="nuc") *
-                                        torch.linalg.matrix_norm(tall(as_matrix(w.abs()).float()), ord="nuc")
+    if nuclear_norms:
+        out["dss_nuclear"] = per_layer([nuclear(as_matrix(g).float()) * nuclear(as_matrix(w.abs()).float())
                                         for g, w in zip(vg, w0)])
     return out
 
