@@ -19,6 +19,14 @@ from autoprox.stats.provider import ScoringConfig
 from autoprox.stats.base import StatsConfig
 
 
+def pytest_collection_modifyitems(items):
+    """Tests marked ``ray`` share one xdist group, so no two Ray clusters run at once: a test that looks
+    for "a cluster on this machine" finds none but its own, and two clusters never split the cores."""
+    for item in items:
+        if item.get_closest_marker("ray"):
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
+
 def score_named(backend, specs):
     """(proxies x archs) scores of proxy specs (names, files, expressions) on a loaded backend."""
     from autoprox.parallel.backends import score_proxies

@@ -117,6 +117,7 @@ def test_stats_on_a_cluster_says_its_count_is_this_machines(tmp_path, capsys, mo
     assert len(warmed) == 3 and "(3 not in this machine's cache: computed or loaded by the workers, " in last
 
 
+@pytest.mark.ray
 def test_stats_verb_on_ray_workers(tmp_path, capsys):
     assert main(["stats", "--space", "pit", "--limit", "3", "--batch-size", "2", "--resolution", "32",
                  "--cache-dir", str(tmp_path), "--backend", "ray", "--workers", "2"]) == 0

@@ -11,7 +11,8 @@ import pytest
 
 from autoprox.parallel.session import _wait_for_port
 
-pytestmark = pytest.mark.skipif(shutil.which("ray") is None, reason="the ray command line is not installed")
+pytestmark = [pytest.mark.ray,
+              pytest.mark.skipif(shutil.which("ray") is None, reason="the ray command line is not installed")]
 
 
 def _free_port() -> int:

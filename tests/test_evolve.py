@@ -324,6 +324,7 @@ def test_cli_evolve(tiny_objective, tmp_path, capsys):
         parse("agg_sum(nope)")
 
 
+@pytest.mark.ray
 def test_two_spaces_on_ray_score_like_serial(tiny_objective):
     """Each space's Ray workers are started before any is waited on; the matrices match serial."""
     cfg = replace(tiny_objective, spaces=("pit", "autoformer"), limit=8)

@@ -112,6 +112,7 @@ def test_oneline_serial(kind, where, warm, tmp_path, capsys, monkeypatch):
     assert not out.exists()
 
 
+@pytest.mark.ray
 @pytest.mark.parametrize("where", WHERE)
 @pytest.mark.parametrize("kind", list(ERRORS))
 def test_oneline_ray(kind, where, warm, ray_session, tmp_path, capsys, monkeypatch):
@@ -124,6 +125,7 @@ def test_oneline_ray(kind, where, warm, ray_session, tmp_path, capsys, monkeypat
     assert not out.exists()
 
 
+@pytest.mark.ray
 def test_oneline_ray_worker_lost_for_good(warm, ray_session, tmp_path, capsys, monkeypatch):
     """Every replacement of a killed actor dies too: after its retries the run ends in one line."""
     import ray

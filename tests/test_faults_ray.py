@@ -12,6 +12,8 @@ from autoprox.parallel.backends import RayBackend, SerialBackend
 
 from test_faults import BENCH, EXPRS, scoring, tiny_archs  # noqa: F401  (scoring: a fixture)
 
+pytestmark = pytest.mark.ray
+
 
 def test_ray_replacement_dies_while_reloading(scoring, tmp_path, monkeypatch):
     import ray

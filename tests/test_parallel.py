@@ -15,6 +15,8 @@ from autoprox.stats.base import StatsConfig
 
 from conftest import SMALL, score_named
 
+pytestmark = pytest.mark.ray
+
 NAMED = ["snip", "params", "autoprox_paper"]
 EXPRS = ["agg_sum(abs(weight))", "agg_mean(to_mean_scalar(sigmoid(linear_input_grad)))"]
 

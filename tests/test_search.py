@@ -274,6 +274,7 @@ def test_cli_search_config_unknown_key(tmp_path, capsys):
     assert "unknown key(s) ['populaton']" in capsys.readouterr().err
 
 
+@pytest.mark.ray
 def test_ray_backend_search_matches_serial(tmp_path, tiny_scoring):
     ray = pytest.importorskip("ray")
     cfg = small_pit(tiny_scoring, budget=4, strategy="random")
