@@ -20,8 +20,8 @@ from autoprox.stats.base import StatsConfig
 
 
 def pytest_collection_modifyitems(items):
-    """Tests marked ``ray`` share one xdist group, so no two Ray clusters run at once: a test that looks
-    for "a cluster on this machine" finds none but its own, and two clusters never split the cores."""
+    """Tests marked ``ray`` share one xdist group: they run one at a time on one worker, so two Ray
+    clusters (each with its own worker processes) never split the cores."""
     for item in items:
         if item.get_closest_marker("ray"):
             item.add_marker(pytest.mark.xdist_group("ray"))
