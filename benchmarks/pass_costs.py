@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from autoprox.core.memory import return_freed_memory
 from autoprox.data.benchmark import load_archs
 from autoprox.spaces import get_space
 from autoprox.stats.base import StatsConfig
@@ -29,6 +30,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=BatchConfig().size, help="images in the proxy batch")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    return_freed_memory()  # glibc's mmap threshold as autoprox's CLI and workers set it
     _, archs, _ = load_archs(args.space, args.bench or None)
     sp = get_space(args.space)
     big = max(archs, key=lambda a: sp.num_params(a, num_classes=1000))

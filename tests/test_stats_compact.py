@@ -1,5 +1,6 @@
 """Compact statistics: what one arch's cache entry costs, and entries of older pass versions."""
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -92,6 +93,41 @@ def test_chunk_sums_match_every_chunk_kept(shares):
 
 
 def test_freed_memory_goes_back_on_linux():
-    from autoprox.core.memory import return_freed_memory
+    """Blocks below the mmap threshold come from the heap and stay resident when freed (no fault
+    per tensor on reuse) until the trim gives their pages back."""
     import sys
-    assert return_freed_memory() is sys.platform.startswith("linux")
+    from autoprox.core.memory import return_freed_memory, trim_freed_memory
+    if not sys.platform.startswith("linux"):
+        assert return_freed_memory() is False and trim_freed_memory() is False
+        return
+
+    def resident_mib() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
+
+    assert return_freed_memory() is True
+    blocks = [bytearray(1 << 20) for _ in range(256)]  # 256 MiB of 1 MiB blocks, zero-filled: resident
+    full = resident_mib()
+    kept = blocks[1::2]  # every other block stays live, so free() alone cannot shrink the heap
+    del blocks
+    freed = resident_mib()
+    assert freed > full - 16  # from the heap, not each its own mapping (a threshold above 1 MiB)
+    assert trim_freed_memory() is True
+    assert resident_mib() < freed - 100
+    assert len(kept) == 128
+
+
+def test_the_provider_trims_after_each_arch_it_computes(tiny_scoring, monkeypatch):
+    """Freed pages go back after each computed arch (one trim per arch, whatever its passes); an arch
+    read from the cache allocates no activations and trims nothing."""
+    import autoprox.stats.provider as prov
+    from autoprox.data.benchmark import load_archs
+    trims = []
+    monkeypatch.setattr(prov, "trim_freed_memory", lambda: trims.append(1) or True)
+    archs = load_archs("pit")[1][:2]
+    p = StatsProvider("pit", tiny_scoring)
+    for a in archs:
+        p.get(a, {"weight", "token_entropy"})  # the base and features passes
+    assert len(trims) == 2
+    for a in archs:
+        p.get(a, {"weight", "token_entropy"})
+    assert len(trims) == 2

@@ -11,6 +11,7 @@ from typing import Iterable, Mapping
 import torch
 
 from autoprox.core.config import check_ranges
+from autoprox.core.memory import trim_freed_memory
 from autoprox.spaces import get_space
 from autoprox.stats.base import ArchStats, StatsConfig
 from autoprox.stats.batch import Batch, BatchConfig, make_batch
@@ -127,6 +128,8 @@ class StatsProvider:
                             c.device, missing, lean, teacher)
             for p in missing:
                 parts[p] = self._store(arch, p, fresh)
+            del fresh
+            trim_freed_memory()  # the pass's freed activations, before the next arch or the scoring
         for s in parts.values():
             out.merge(select(s, families))  # hold only what was asked: a pass's other families are freed
         return out
