@@ -1,5 +1,6 @@
 """Compact statistics: what one arch's cache entry costs, and entries of older pass versions."""
 import dataclasses
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,6 @@ def test_chunk_sums_match_every_chunk_kept(shares):
 def test_freed_memory_goes_back_on_linux():
     """Blocks below the mmap threshold come from the heap and stay resident when freed (no fault
     per tensor on reuse) until the trim gives their pages back."""
-    import sys
     from autoprox.core.memory import return_freed_memory, trim_freed_memory
     if not sys.platform.startswith("linux"):
         assert return_freed_memory() is False and trim_freed_memory() is False
@@ -114,6 +114,34 @@ def test_freed_memory_goes_back_on_linux():
     assert trim_freed_memory() is True
     assert resident_mib() < freed - 100
     assert len(kept) == 128
+
+
+HOLES = """
+from autoprox.core.memory import return_freed_memory, trim_freed_memory
+def holes():
+    blocks = [bytearray(1 << 20) for _ in range(64)]
+    kept = blocks[1::2]
+    del blocks
+    return kept
+k1 = holes()
+print(trim_freed_memory(), end=" ")
+print(return_freed_memory(), end=" ")
+k2 = holes()
+print(trim_freed_memory())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_only_autoprox_processes_trim():
+    """A process that imports autoprox keeps glibc's defaults and is never trimmed; the CLI's (which
+    fixes the threshold) and a Ray worker's (started with ``ENV``) are."""
+    import os
+    import subprocess
+    from autoprox.core.memory import ENV
+    plain = {k: v for k, v in os.environ.items() if k not in ENV}
+    run = [sys.executable, "-c", HOLES]
+    assert subprocess.run(run, env=plain, capture_output=True, text=True).stdout.split() == ["False", "True", "True"]
+    assert subprocess.run(run, env={**plain, **ENV}, capture_output=True, text=True).stdout.split() == ["True", "True", "True"]
 
 
 def test_the_provider_trims_after_each_arch_it_computes(tiny_scoring, monkeypatch):
