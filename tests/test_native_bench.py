@@ -10,11 +10,16 @@ from autoprox.data.benchmark import BenchmarkError, load_archs, load_benchmark, 
 from autoprox.spaces import get_space
 
 
-def native_records(space: str, n: int, seed: int = 0, corruption: bool = True) -> dict:
-    """``n`` distinct records of ``space`` in OoD-ViT-NAS's format (made up accuracies)."""
+def native_records(space: str, n: int, seed: int = 0, corruption: bool = True, smallest: bool = False) -> dict:
+    """``n`` distinct records of ``space`` in OoD-ViT-NAS's format (made up accuracies); with
+    ``smallest``, every arch at the space's least depth, width and MLP ratio (only the heads vary)."""
     sp, rng, out = get_space(space), random.Random(seed), {}
     while len(out) < n:
         a = sp.sample(rng)
+        if smallest:
+            depth = min(sp.DEPTHS)
+            a = {"hidden_dim": min(sp.DIMS), "depth": depth, "mlp_ratio": [min(sp.RATIOS)] * depth,
+                 "num_heads": [rng.choice(sp.HEADS) for _ in range(depth)]}
         perf = {"clean": 70 + rng.random() * 5}
         if corruption:
             perf["corruption"] = {"Gaussian Noise": {"1": 60 + rng.random() * 5}}

@@ -1,9 +1,10 @@
-"""Every config in runs/ runs end to end, shrunk (4 genomes, one step, 10 archs per space, 6 of
-AutoFormer-Small and -Base, whose models cost most, each pre-registered subset cut to its file; a tiny
-batch): a seed that reads a statistic its run does not load, a leaf no pass provides, a space that
-cannot be built, fail here instead of after a user's statistics phase (``runs/autoformer.yaml`` did,
-for the README's second evolve command). The configs share one statistics cache: an entry is keyed by
-what it holds, and each run still loads only the passes its own leaves and seeds read."""
+"""Every config in runs/ runs end to end, shrunk (4 genomes, one step, 10 archs per space; of
+AutoFormer-Small and -Base, whose models cost most, 6 archs at the space's least depth, width and
+MLP ratio; each pre-registered subset cut to its file; a tiny batch): a seed that reads a statistic
+its run does not load, a leaf no pass provides, a space that cannot be built, fail here instead of
+after a user's statistics phase (``runs/autoformer.yaml`` did, for the README's second evolve
+command). The configs share one statistics cache: an entry is keyed by what it holds, and each run
+still loads only the passes its own leaves and seeds read."""
 from __future__ import annotations
 
 import dataclasses
@@ -23,7 +24,7 @@ RUNS = sorted((Path(__file__).parents[1] / "runs").glob("*.yaml"))
 NATIVE = {"autoformer-tiny", "autoformer-small", "autoformer-base"}  # benchmarks users download
 
 
-LARGE = {"autoformer-small": 6, "autoformer-base": 6}  # records written for the costliest spaces (else 12)
+LARGE = {"autoformer-small": 6, "autoformer-base": 6}  # the fewest a train/val/test split takes (else 12)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_every_shipped_run_config_runs_small(path, tmp_path, tiny_batch_cfg, sha
     for space in set(obj.spaces) & NATIVE:
         n = LARGE.get(space, 12)
         bench[space] = str(tmp_path / f"{space}.json")
-        Path(bench[space]).write_text(json.dumps(native_records(space, n)))
+        Path(bench[space]).write_text(json.dumps(native_records(space, n, smallest=space in LARGE)))
         if space in subset:  # a subset larger than its file is refused
             subset[space] = min(subset[space], n)
     scoring = dataclasses.replace(obj.scoring, batch=tiny_batch_cfg, stats=StatsConfig(act_samples=2, act_tokens=4),
