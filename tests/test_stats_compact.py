@@ -1,4 +1,5 @@
-"""Compact statistics: what one arch's cache entry costs, and entries of older pass versions."""
+"""Compact statistics: what one arch's cache entry costs, entries of older pass versions, and the memory
+a pass frees."""
 import dataclasses
 import sys
 from pathlib import Path
@@ -139,9 +140,11 @@ def test_only_autoprox_processes_trim():
     import subprocess
     from autoprox.core.memory import ENV
     plain = {k: v for k, v in os.environ.items() if k not in ENV}
-    run = [sys.executable, "-c", HOLES]
-    assert subprocess.run(run, env=plain, capture_output=True, text=True).stdout.split() == ["False", "True", "True"]
-    assert subprocess.run(run, env={**plain, **ENV}, capture_output=True, text=True).stdout.split() == ["True", "True", "True"]
+
+    def trims(env: dict) -> list[str]:
+        return subprocess.run([sys.executable, "-c", HOLES], env=env, capture_output=True, text=True).stdout.split()
+    assert trims(plain) == ["False", "True", "True"]
+    assert trims({**plain, **ENV}) == ["True", "True", "True"]
 
 
 def test_the_provider_trims_after_each_arch_it_computes(tiny_scoring, monkeypatch):
