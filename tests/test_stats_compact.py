@@ -1,6 +1,7 @@
 """Compact statistics: what one arch's cache entry costs, entries of older pass versions, and the memory
 a pass frees."""
 import dataclasses
+import resource
 import sys
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def test_freed_memory_goes_back_on_linux():
         return
 
     def resident_mib() -> float:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
+        return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
 
     assert return_freed_memory() is True
     blocks = [bytearray(1 << 20) for _ in range(256)]  # 256 MiB of 1 MiB blocks, zero-filled: resident
